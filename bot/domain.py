@@ -1,0 +1,126 @@
+"""Types that cross the adapter/core boundary. Frozen: adapters build them, the core reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """Where a conversation lives. `thread` is "" outside threads; a thread is its own conversation
+    but shares its channel's settings."""
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str = ""
+
+    @property
+    def channel_key(self) -> ConversationKey:
+        """The parent channel's key, which owns settings (model, persona, transcription mode)."""
+        return ConversationKey(self.platform, self.workspace, self.channel, "")
+
+
+@dataclass(frozen=True)
+class Author:
+    id: str
+    name: str
+    is_admin: bool = False
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file on an incoming message; the adapter knows how to download it (see Replier.download)."""
+
+    filename: str
+    content_type: str | None = None
+    size: int | None = None
+    url: str | None = None
+    is_voice: bool = False
+    ref: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One command invocation. `command` is the name without the slash ("ask", "imagine", ...);
+    plain mentions and DMs arrive as "ask". `options` are typed options from platforms that have
+    them (Discord); text platforms put `--name value` options in `text` and the core parses them."""
+
+    key: ConversationKey
+    author: Author
+    command: str
+    text: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    message_id: str | None = None
+    event_id: str | None = None
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    data: bytes
+    filename: str
+    content_type: str
+    title: str | None = None
+
+
+class Replier(Protocol):
+    """What an adapter gives the core for one conversation: how to speak back in it."""
+
+    #: The platform's longest message, in characters; longer text is continued in new messages.
+    max_message_length: int
+    #: Least seconds between two edits of one streamed message (platform rate limits).
+    edit_interval: float
+
+    async def post(self, text: str) -> str:
+        """Send a new message; return its id (used by `edit`)."""
+        ...
+
+    async def edit(self, message_id: str, text: str) -> None:
+        """Replace the text of a message this replier posted."""
+        ...
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        """Post a file into the conversation."""
+        ...
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Fetch an incoming attachment; raise `bot.errors.UserError` when it is over
+        `max_bytes` or cannot be fetched."""
+        ...
+
+
+class TurnRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class TurnKind(StrEnum):
+    TEXT = "text"
+    TRANSCRIPT = "transcript"
+    MEDIA = "media"  # a note that an image or audio file was generated
+
+
+class TurnStatus(StrEnum):
+    OK = "ok"
+    PENDING = "pending"  # an answer being streamed
+    FAILED = "failed"  # the request failed; `error` says why
+    INTERRUPTED = "interrupted"  # cut off half-way (stream broken, shutdown, crash)
+
+
+@dataclass(frozen=True)
+class Turn:
+    id: int
+    role: TurnRole
+    kind: TurnKind
+    content: str
+    author_id: str
+    author_name: str
+    status: TurnStatus
+    created_at: float
+    error: str | None = None
+    platform_message_id: str | None = None

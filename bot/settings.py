@@ -1,0 +1,95 @@
+"""Settings, read once at start-up into a frozen object (environment variables or `.env`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokbot.db"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting tokbot reads. Field names map to the variables documented in the README."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # TokModel
+    tokmodel_api_key: SecretStr | None = Field(default=None, alias="TOKMODEL_API_KEY")
+    tokmodel_base_url: str = Field(default="https://tokmodel.com", alias="TOKMODEL_BASE_URL")
+    tokmodel_timeout: float = Field(default=60.0, alias="TOKBOT_TOKMODEL_TIMEOUT", gt=0)
+    tokmodel_max_retries: int = Field(default=3, alias="TOKBOT_TOKMODEL_MAX_RETRIES", ge=0)
+    tokmodel_retry_budget: float = Field(default=20.0, alias="TOKBOT_TOKMODEL_RETRY_BUDGET", ge=0)
+
+    # storage
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+
+    # models
+    chat_model: str = Field(default="openai/gpt-4o-mini", alias="TOKBOT_CHAT_MODEL")
+    image_model: str = Field(default="openai/dall-e-3", alias="TOKBOT_IMAGE_MODEL")
+    image_size: str = Field(default="1024x1024", alias="TOKBOT_IMAGE_SIZE")
+    tts_model: str = Field(default="openai/tts-1", alias="TOKBOT_TTS_MODEL")
+    tts_voice: str = Field(default="alloy", alias="TOKBOT_TTS_VOICE")
+    transcribe_model: str = Field(default="openai/whisper-1", alias="TOKBOT_TRANSCRIBE_MODEL")
+
+    # conversation policy and limits
+    context_budget_tokens: int = Field(default=6000, alias="TOKBOT_CONTEXT_BUDGET_TOKENS", gt=0)
+    max_prompt_chars: int = Field(default=8000, alias="TOKBOT_MAX_PROMPT_CHARS", gt=0)
+    max_tts_chars: int = Field(default=4096, alias="TOKBOT_MAX_TTS_CHARS", gt=0)
+    max_audio_bytes: int = Field(default=25 * 1024 * 1024, alias="TOKBOT_MAX_AUDIO_BYTES", gt=0)
+    max_image_bytes: int = Field(default=4 * 1024 * 1024, alias="TOKBOT_MAX_IMAGE_BYTES", gt=0)
+    rate_limit_per_minute: int = Field(default=20, alias="TOKBOT_RATE_LIMIT_PER_MINUTE", ge=0)
+    stream_edit_interval: float = Field(default=1.0, alias="TOKBOT_STREAM_EDIT_INTERVAL", ge=0)
+    admin_user_ids: str = Field(default="", alias="TOKBOT_ADMIN_USER_IDS")
+
+    # console adapter
+    output_dir: Path = Field(default=Path("tokbot-output"), alias="TOKBOT_OUTPUT_DIR")
+
+    # logging
+    log_level: str = Field(default="INFO", alias="TOKBOT_LOG_LEVEL")
+
+    @field_validator("tokmodel_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.admin_user_ids.split(",") if part.strip())
+
+    def api_key(self) -> str:
+        """The TokModel key, or a SettingsError that names the variable."""
+        if self.tokmodel_api_key is None or not self.tokmodel_api_key.get_secret_value():
+            raise SettingsError(
+                "TOKMODEL_API_KEY is not set: create a key in the TokModel console "
+                "(API Keys → Create key) and put it in the environment or in .env"
+            )
+        return self.tokmodel_api_key.get_secret_value()
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line or a reply."""
+        key = self.tokmodel_api_key.get_secret_value() if self.tokmodel_api_key else ""
+        return [s for s in (key,) if s]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: str | None = ".env"
+) -> Settings:
+    """Build Settings from the process environment and `.env`, or from `environ` alone (tests)."""
+    try:
+        if environ is None:
+            return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return Settings.model_validate(dict(environ))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err.get("loc", ())) or "setting"
+            problems.append(f"{name}: {err.get('msg')}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
