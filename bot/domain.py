@@ -31,6 +31,10 @@ class Author:
     is_bot: bool = False
 
 
+#: Who the bot's own turns are stored as.
+BOT_AUTHOR = Author(id="tokbot", name="tokbot", is_bot=True)
+
+
 @dataclass(frozen=True)
 class Attachment:
     """A file on an incoming message; the adapter knows how to download it (see Replier.download)."""
@@ -75,6 +79,8 @@ class Replier(Protocol):
     max_message_length: int
     #: Least seconds between two edits of one streamed message (platform rate limits).
     edit_interval: float
+    #: Shown at once while an answer is being prepared (None: show nothing until text arrives).
+    stream_placeholder: str | None
 
     async def post(self, text: str) -> str:
         """Send a new message; return its id (used by `edit`)."""

@@ -1,0 +1,136 @@
+"""The `tokbot` command: the composition root that reads settings and starts what is asked."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+
+from bot.logs import configure_logging
+from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store
+from bot.settings import Settings, SettingsError, load_settings
+from bot.tokmodel.fake import FakeTokModel
+
+log = logging.getLogger("tokbot")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokbot", description="TokModel in your team's chat.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="migrate the database and start every configured adapter")
+    console = sub.add_parser("console", help="chat with tokbot in the terminal")
+    console.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the built-in TokModel stand-in (the default when TOKMODEL_API_KEY is unset)",
+    )
+    fake = sub.add_parser("fake-tokmodel", help="serve the TokModel stand-in")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8099)
+    fake.add_argument(
+        "--api-key",
+        default=None,
+        help="the key it accepts (default: $TOKMODEL_API_KEY, else 'stand-in-key')",
+    )
+    fake.add_argument("--chunk-delay", type=float, default=0.03, help="seconds between chunks")
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply migrations up to the newest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"tokbot: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.secrets())
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except SettingsError as exc:
+        print(f"tokbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "console":
+        return await _console(settings, offline=args.offline)
+    if args.command == "fake-tokmodel":
+        return await _fake_tokmodel(settings, args)
+    if args.command == "db":
+        async with open_store(settings):
+            print("database is at the newest revision")
+        return 0
+    if args.command == "run":
+        return await _run(settings)
+    raise AssertionError(args.command)
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(settings: Settings, *, offline: bool) -> AsyncIterator[TokModelEndpoint]:
+    if offline or settings.tokmodel_api_key is None:
+        if not offline:
+            print(
+                "TOKMODEL_API_KEY is not set: using the built-in TokModel stand-in "
+                "(offline answers). Set the key to talk to TokModel.",
+                file=sys.stderr,
+            )
+        async with open_stand_in() as endpoint:
+            yield endpoint
+    else:
+        yield TokModelEndpoint(settings.tokmodel_base_url, settings.api_key())
+
+
+async def _console(settings: Settings, *, offline: bool) -> int:
+    from adapters.console.adapter import ConsoleAdapter
+
+    async with (
+        _endpoint(settings, offline=offline) as endpoint,
+        open_core(settings, endpoint) as core,
+    ):
+        await ConsoleAdapter(core, output_dir=settings.output_dir).run()
+    return 0
+
+
+async def _fake_tokmodel(settings: Settings, args: argparse.Namespace) -> int:
+    from_env = settings.tokmodel_api_key is not None and args.api_key is None
+    key = args.api_key or (settings.api_key() if from_env else "stand-in-key")
+    fake = FakeTokModel(api_key=key, chunk_delay=args.chunk_delay)
+    url = await fake.start(args.host, args.port)
+    described = "the key in TOKMODEL_API_KEY" if from_env else f"the key {key!r}"
+    print(f"TokModel stand-in at {url}, accepting {described}. Ctrl-C stops it.", flush=True)
+    try:
+        await _until_stopped()
+    finally:
+        await fake.stop()
+    return 0
+
+
+async def _run(settings: Settings) -> int:
+    settings.api_key()  # fail early, naming the variable
+    raise SettingsError(
+        "no chat platform is configured yet: set DISCORD_TOKEN or SLACK_BOT_TOKEN "
+        "(or try `tokbot console`)"
+    )
+
+
+async def _until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

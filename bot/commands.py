@@ -1,0 +1,79 @@
+"""The command registry: what each command is called, takes, and which handler runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.domain import Author, ConversationKey, Incoming, Replier
+from bot.errors import UserError
+
+if TYPE_CHECKING:
+    from bot.core import Core
+
+
+@dataclass
+class Invocation:
+    """One command being run: the message, where to answer, and the parsed text and options."""
+
+    core: Core
+    incoming: Incoming
+    replier: Replier
+    text: str
+    options: dict[str, str]
+
+    @property
+    def key(self) -> ConversationKey:
+        return self.incoming.key
+
+    @property
+    def author(self) -> Author:
+        return self.incoming.author
+
+    async def reply(self, text: str) -> str:
+        """Post a message, with secrets scrubbed (never a key in a reply)."""
+        return await self.replier.post(self.core.scrub(text))
+
+    def require_admin(self, what: str) -> None:
+        if not self.core.is_admin(self.author):
+            raise UserError(f"Only admins can {what}.")
+
+
+Handler = Callable[[Invocation], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    summary: str
+    usage: str
+    handler: Handler
+    options: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    #: Counts against the per-user rate limit (it spends TokModel credits).
+    uses_tokmodel: bool = False
+    #: Not listed in /help (e.g. the automatic voice-message transcription).
+    hidden: bool = False
+    aliases: tuple[str, ...] = field(default=())
+
+
+class CommandRegistry:
+    def __init__(self, specs: Iterable[CommandSpec] = ()) -> None:
+        self._by_name: dict[str, CommandSpec] = {}
+        self._order: list[CommandSpec] = []
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: CommandSpec) -> None:
+        for name in (spec.name, *spec.aliases):
+            if name in self._by_name:
+                raise ValueError(f"command /{name} registered twice")
+            self._by_name[name] = spec
+        self._order.append(spec)
+
+    def get(self, name: str) -> CommandSpec | None:
+        return self._by_name.get(name.lower().lstrip("/"))
+
+    def visible(self) -> list[CommandSpec]:
+        return [spec for spec in self._order if not spec.hidden]

@@ -1,0 +1,131 @@
+"""The conversation core: checks each incoming command, runs its handler, and turns every
+failure into a reply a person can act on."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from bot.commands import CommandRegistry, CommandSpec, Invocation
+from bot.domain import Author, ConversationKey, Incoming, Replier
+from bot.errors import UserError
+from bot.locks import KeyedLocks
+from bot.logs import SecretRedactor
+from bot.options import check_options, parse_options
+from bot.ratelimit import RateLimiter
+from bot.settings import Settings
+from bot.store import Store
+from bot.tokmodel.client import TokModelClient
+from bot.tokmodel.errors import TokModelError, Unauthorized
+from bot.wording import describe_tokmodel_error
+
+log = logging.getLogger(__name__)
+
+
+class Core:
+    """Platform-neutral bot. Adapters call `handle` with a domain message and a Replier."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        tokmodel: TokModelClient,
+        registry: CommandRegistry | None = None,
+    ) -> None:
+        from bot.handlers import default_commands  # handlers import Core's types
+
+        self.settings = settings
+        self.store = store
+        self.tokmodel = tokmodel
+        self.registry = registry or CommandRegistry(default_commands())
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        self._conversation_locks = KeyedLocks()
+        self._redactor = SecretRedactor(settings.secrets())
+        self._unauthorized_logged = False
+
+    # -- helpers for handlers -------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        return self._redactor.redact(text)
+
+    def is_admin(self, author: Author) -> bool:
+        return author.is_admin or author.id in self.settings.admin_ids
+
+    @asynccontextmanager
+    async def conversation(self, key: ConversationKey) -> AsyncIterator[None]:
+        """Serialises history-changing work in one conversation, so answers keep their order
+        and each sees the one before."""
+        async with self._conversation_locks.hold(key):
+            yield
+
+    def note_tokmodel_failure(self, exc: TokModelError) -> None:
+        if isinstance(exc, Unauthorized):
+            if not self._unauthorized_logged:
+                self._unauthorized_logged = True
+                log.critical(
+                    "TokModel rejected the API key (401): set a valid TOKMODEL_API_KEY "
+                    "and restart tokbot"
+                )
+        else:
+            log.warning("TokModel request failed: %s (status %s)", type(exc).__name__, exc.status)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    async def handle(self, incoming: Incoming, replier: Replier) -> None:
+        """Run one incoming command; every outcome ends in a reply (or a deliberate silence for
+        bots and already-answered events)."""
+        if incoming.author.is_bot:
+            return
+        if incoming.event_id is not None and not await self.store.claim_event(
+            incoming.key.platform, incoming.event_id
+        ):
+            log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
+            return
+        try:
+            invocation = self._prepare(incoming, replier)
+            spec = self.registry.get(incoming.command)
+            assert spec is not None  # _prepare checked it
+            await spec.handler(invocation)
+        except UserError as exc:
+            await self._safe_post(replier, str(exc))
+        except TokModelError as exc:
+            self.note_tokmodel_failure(exc)
+            await self._safe_post(replier, describe_tokmodel_error(exc))
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("command /%s failed (reference %s)", incoming.command, reference)
+            await self._safe_post(
+                replier,
+                f"😵 Sorry, something went wrong on my side (reference {reference}). "
+                "Your message is saved; please try again.",
+            )
+
+    def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation:
+        spec = self.registry.get(incoming.command)
+        if spec is None:
+            raise UserError(f"Unknown command /{incoming.command}. Try /help.")
+        text, options = self._options(spec, incoming)
+        if spec.uses_tokmodel:
+            wait = self.rate_limiter.acquire(f"{incoming.key.platform}:{incoming.author.id}")
+            if wait is not None:
+                raise UserError(
+                    f"🐢 You're sending requests quickly: please wait {max(1, round(wait))} "
+                    "seconds and try again."
+                )
+        return Invocation(self, incoming, replier, text, options)
+
+    @staticmethod
+    def _options(spec: CommandSpec, incoming: Incoming) -> tuple[str, dict[str, str]]:
+        accepted = (*spec.options, *spec.flags)
+        if incoming.options:
+            check_options(incoming.options, accepted, command=spec.name)
+            return incoming.text.strip(), dict(incoming.options)
+        return parse_options(incoming.text, spec.options, command=spec.name, flags=spec.flags)
+
+    async def _safe_post(self, replier: Replier, text: str) -> None:
+        try:
+            await replier.post(self.scrub(text))
+        except Exception:
+            log.exception("could not deliver a reply")

@@ -1,0 +1,51 @@
+"""The commands tokbot answers, the same on every platform."""
+
+from __future__ import annotations
+
+from bot.commands import CommandSpec
+from bot.handlers import channel, chat, media
+
+
+def default_commands() -> list[CommandSpec]:
+    return [
+        CommandSpec(
+            "ask", "ask anything; I remember this conversation", "/ask <question>", chat.ask,
+            uses_tokmodel=True,
+        ),
+        CommandSpec(
+            "imagine",
+            "draw an image (attach a PNG to edit it, or alone for a variation)",
+            "/imagine [--size 1024x1024] <prompt>",
+            media.imagine,
+            options=("size",),
+            uses_tokmodel=True,
+        ),
+        CommandSpec(
+            "tts", "speak text as an audio file", "/tts [--voice alloy] <text>", media.tts,
+            options=("voice",), uses_tokmodel=True,
+        ),
+        CommandSpec(
+            "transcribe", "transcribe an audio file", "/transcribe <audio file>",
+            media.transcribe, flags=("translate",), uses_tokmodel=True,
+        ),
+        CommandSpec(
+            "voice", "transcribe a voice message", "(voice message)", media.voice,
+            uses_tokmodel=True, hidden=True,
+        ),
+        CommandSpec("forget", "start a fresh context here", "/forget", chat.forget),
+        CommandSpec(
+            "model", "show or (admins) set this channel's chat model", "/model [id]",
+            channel.model, flags=("reset",),
+        ),
+        CommandSpec(
+            "persona", "show or (admins) set this channel's system prompt", "/persona [text]",
+            channel.persona, flags=("reset",),
+        ),
+        CommandSpec(
+            "transcription", "show or (admins) set what happens to voice messages",
+            "/transcription [off|transcribe|translate]", channel.transcription,
+        ),
+        CommandSpec("usage", "requests and tokens, yours and this channel's", "/usage",
+                    channel.usage),
+        CommandSpec("help", "this list", "/help", channel.help_),
+    ]

@@ -1,0 +1,112 @@
+"""Channel settings and information: /model, /persona, /transcription, /usage, /help."""
+
+from __future__ import annotations
+
+from bot.commands import Invocation
+from bot.conversation import DEFAULT_PERSONA
+from bot.errors import UserError
+from bot.handlers.media import TRANSCRIPTION_MODES
+from bot.tokmodel.errors import TokModelError
+from bot.wording import describe_tokmodel_error
+
+MAX_PERSONA_CHARS = 4000
+_MODELS_SHOWN = 25
+
+
+async def model(inv: Invocation) -> None:
+    core = inv.core
+    wanted = inv.text.strip()
+    current = (await core.store.channel_settings(inv.key)).model
+    if "reset" in inv.options:
+        inv.require_admin("change this channel's model")
+        await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, model=None)
+        await inv.reply(f"🤖 Model reset to the default, `{core.settings.chat_model}`.")
+        return
+    if not wanted:
+        shown = current or core.settings.chat_model
+        origin = "set for this channel" if current else "the default"
+        lines = [f"🤖 This channel uses `{shown}` ({origin})."]
+        try:
+            ids = [m.id for m in await core.tokmodel.list_models()]
+        except TokModelError as exc:
+            core.note_tokmodel_failure(exc)
+            lines.append("I couldn't list TokModel's models: " + describe_tokmodel_error(exc))
+        else:
+            more = f" … and {len(ids) - _MODELS_SHOWN} more" if len(ids) > _MODELS_SHOWN else ""
+            lines.append("Available: " + ", ".join(f"`{i}`" for i in ids[:_MODELS_SHOWN]) + more)
+        lines.append("Admins can change it with `/model <id>` (or `/model --reset`).")
+        await inv.reply("\n".join(lines))
+        return
+    inv.require_admin("change this channel's model")
+    if " " in wanted or len(wanted) > 200:
+        raise UserError("A model id is one word like `openai/gpt-4o`. See `/model` for the list.")
+    ids = {m.id for m in await core.tokmodel.list_models()}
+    if wanted not in ids:
+        close = sorted(i for i in ids if wanted.split("/")[-1] in i)[:5]
+        hint = " Did you mean " + ", ".join(f"`{i}`" for i in close) + "?" if close else ""
+        raise UserError(f"TokModel has no model `{wanted}`.{hint} See `/model` for the list.")
+    await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, model=wanted)
+    await inv.reply(f"🤖 This channel now uses `{wanted}`.")
+
+
+async def persona(inv: Invocation) -> None:
+    core = inv.core
+    text = inv.text.strip()
+    if "reset" in inv.options:
+        inv.require_admin("change this channel's persona")
+        await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, persona=None)
+        await inv.reply("🎭 Persona reset to the default.")
+        return
+    if not text:
+        current = (await core.store.channel_settings(inv.key)).persona
+        shown = current or DEFAULT_PERSONA
+        origin = "set for this channel" if current else "the default"
+        await inv.reply(
+            f"🎭 Persona ({origin}):\n> {shown}\n"
+            "Admins can change it with `/persona <text>` (or `/persona --reset`)."
+        )
+        return
+    inv.require_admin("change this channel's persona")
+    if len(text) > MAX_PERSONA_CHARS:
+        raise UserError(
+            f"That persona is {len(text):,} characters; the limit is {MAX_PERSONA_CHARS:,}."
+        )
+    await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, persona=text)
+    await inv.reply("🎭 Persona updated for this channel and its threads.")
+
+
+async def transcription(inv: Invocation) -> None:
+    core = inv.core
+    wanted = inv.text.strip().lower()
+    if not wanted:
+        mode = (await core.store.channel_settings(inv.key)).transcription_mode
+        await inv.reply(
+            f"🎙️ Voice messages here: {mode}. Admins can choose "
+            "`/transcription off|transcribe|translate`."
+        )
+        return
+    if wanted not in TRANSCRIPTION_MODES:
+        raise UserError("Choose one of: off, transcribe, translate (to English).")
+    inv.require_admin("change how voice messages are handled")
+    await core.store.update_channel_settings(
+        inv.key, updated_by=inv.author.id, transcription_mode=wanted
+    )
+    await inv.reply(f"🎙️ Voice messages here: {wanted}.")
+
+
+async def usage(inv: Invocation) -> None:
+    summary = await inv.core.store.usage_summary(inv.key, inv.author.id)
+    await inv.reply(
+        "📊 Usage\n"
+        f"• you: {summary.user_requests:,} requests, {summary.user_tokens:,} tokens\n"
+        f"• this channel: {summary.channel_requests:,} requests, "
+        f"{summary.channel_tokens:,} tokens"
+    )
+
+
+async def help_(inv: Invocation) -> None:
+    lines = ["**tokbot** — TokModel in your channel. Commands:"]
+    for spec in inv.core.registry.visible():
+        lines.append(f"• `{spec.usage}` — {spec.summary}")
+    lines.append("Mention me or reply to me to ask, too; voice messages are transcribed.")
+    await inv.reply("\n".join(lines))

@@ -1,0 +1,222 @@
+"""/imagine, /tts and voice transcription: TokModel's media endpoints, files in and out."""
+
+from __future__ import annotations
+
+from bot.commands import Invocation
+from bot.domain import BOT_AUTHOR, Attachment, OutgoingFile, TurnKind, TurnRole, TurnStatus
+from bot.errors import UserError
+from bot.media import is_audio_attachment, is_image_attachment, is_png, looks_like_audio
+from bot.media import looks_like_html
+from bot.tokmodel.errors import TokModelError
+from bot.wording import describe_tokmodel_error
+
+IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
+TRANSCRIPTION_MODES = ("off", "transcribe", "translate")
+
+
+async def imagine(inv: Invocation) -> None:
+    core, settings = inv.core, inv.core.settings
+    prompt = inv.text.strip()
+    size = inv.options.get("size", settings.image_size)
+    if size not in IMAGE_SIZES:
+        raise UserError(f"Unknown size {size!r}. Sizes: {', '.join(IMAGE_SIZES)}.")
+    images = [a for a in inv.incoming.attachments if is_image_attachment(a)]
+    if inv.incoming.attachments and not images:
+        raise UserError("That attachment isn't an image. Attach a PNG to edit or vary it.")
+    if not prompt and not images:
+        raise UserError(
+            "Tell me what to draw, e.g. `/imagine a lighthouse at dawn, watercolour` "
+            "(or attach a PNG to get a variation of it)."
+        )
+    if len(prompt) > settings.max_prompt_chars:
+        raise UserError(
+            f"That prompt is {len(prompt):,} characters; the limit is "
+            f"{settings.max_prompt_chars:,}. Please shorten it."
+        )
+    source = await _download_png(inv, images[0]) if images else None
+    action = "/imagine " + (prompt or "(a variation of the attached image)")
+    if source is not None and prompt:
+        action += " (editing the attached image)"
+    user_turn = await _store_user_turn(inv, action)
+    status_id = await inv.reply("🎨 Drawing…")
+    try:
+        if source is None:
+            results = await core.tokmodel.generate_image(
+                prompt, model=settings.image_model, size=size
+            )
+        elif prompt:
+            results = await core.tokmodel.edit_image(
+                source, prompt, model=settings.image_model, size=size
+            )
+        else:
+            results = await core.tokmodel.vary_image(source, model=settings.image_model, size=size)
+    except TokModelError as exc:
+        await _report_failure(inv, exc, user_turn, status_id, model=settings.image_model)
+        return
+    if not results:
+        await _edit(inv, status_id, "⚠️ TokModel returned no image. Please try again.")
+        return
+    image = results[0]
+    await inv.replier.upload(
+        OutgoingFile(image.png, "tokbot-image.png", "image/png", title=prompt[:100] or None),
+        comment=None,
+    )
+    await _edit(inv, status_id, f"🎨 {prompt or 'A variation of your image'}")
+    await _store_media_note(inv, f"[generated an image for: {prompt or 'a variation'}]")
+    await core.store.record_usage(
+        inv.key, user_id=inv.author.id, command="imagine", model=settings.image_model, usage=None
+    )
+
+
+async def tts(inv: Invocation) -> None:
+    core, settings = inv.core, inv.core.settings
+    text = inv.text.strip()
+    voice = inv.options.get("voice", settings.tts_voice).strip().lower()
+    if not text:
+        raise UserError("Give me something to say, e.g. `/tts Stand-up starts in five minutes`.")
+    if len(text) > settings.max_tts_chars:
+        raise UserError(
+            f"That text is {len(text):,} characters; speech is limited to "
+            f"{settings.max_tts_chars:,}. Please shorten it."
+        )
+    if not voice.isalnum():
+        raise UserError(f"Unknown voice {voice!r}. Try alloy, echo, fable, onyx, nova or shimmer.")
+    user_turn = await _store_user_turn(inv, f"/tts {text}")
+    status_id = await inv.reply("🔊 Recording…")
+    try:
+        audio = await core.tokmodel.speech(
+            text, model=settings.tts_model, voice=voice, response_format="mp3"
+        )
+    except TokModelError as exc:
+        await _report_failure(inv, exc, user_turn, status_id, model=settings.tts_model)
+        return
+    await inv.replier.upload(
+        OutgoingFile(audio, "tokbot-speech.mp3", "audio/mpeg", title=text[:100]), comment=None
+    )
+    await _edit(inv, status_id, f"🔊 Voice: {voice}")
+    await _store_media_note(inv, f"[spoke aloud: {text[:200]}]")
+    await core.store.record_usage(
+        inv.key, user_id=inv.author.id, command="tts", model=settings.tts_model, usage=None
+    )
+
+
+async def transcribe(inv: Invocation) -> None:
+    """Explicit transcription (the console's /transcribe): runs even when the channel's
+    automatic transcription is off."""
+    await _transcribe(inv, automatic=False)
+
+
+async def voice(inv: Invocation) -> None:
+    """A voice message or audio upload seen by an adapter: handled per the channel's mode."""
+    await _transcribe(inv, automatic=True)
+
+
+async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
+    core, settings = inv.core, inv.core.settings
+    mode = (await core.store.channel_settings(inv.key)).transcription_mode
+    if automatic and mode == "off":
+        return
+    translate = mode == "translate" or "translate" in inv.options
+    audio = [a for a in inv.incoming.attachments if is_audio_attachment(a)]
+    if not audio:
+        if inv.incoming.attachments:
+            names = ", ".join(a.filename for a in inv.incoming.attachments)
+            raise UserError(f"{names} isn't audio I can transcribe (mp3, m4a, ogg, wav, webm…).")
+        raise UserError("Attach a voice message or an audio file to transcribe.")
+    attachment = audio[0]
+    if attachment.size is not None and attachment.size > settings.max_audio_bytes:
+        raise UserError(_too_big(attachment, settings.max_audio_bytes))
+    data = await inv.replier.download(attachment, settings.max_audio_bytes)
+    if len(data) > settings.max_audio_bytes:
+        raise UserError(_too_big(attachment, settings.max_audio_bytes))
+    if looks_like_html(data) or not looks_like_audio(data):
+        raise UserError(
+            f"{attachment.filename} doesn't contain audio I can read "
+            "(mp3, m4a, ogg, wav, webm, flac)."
+        )
+    async with core.conversation(inv.key):
+        try:
+            text = await core.tokmodel.transcribe(
+                data,
+                attachment.filename,
+                model=settings.transcribe_model,
+                translate=translate,
+                content_type=attachment.content_type,
+            )
+        except TokModelError as exc:
+            error = f"{type(exc).__name__} ({exc.status})"
+            await core.store.add_turn(
+                inv.key,
+                role=TurnRole.USER,
+                kind=TurnKind.TRANSCRIPT,
+                content=f"[voice message {attachment.filename}, not transcribed]",
+                author=inv.author,
+                status=TurnStatus.FAILED,
+                error=error,
+                platform_message_id=inv.incoming.message_id,
+            )
+            raise
+        text = text.strip()
+        await core.store.add_turn(
+            inv.key,
+            role=TurnRole.USER,
+            kind=TurnKind.TRANSCRIPT,
+            content=text,
+            author=inv.author,
+            platform_message_id=inv.incoming.message_id,
+        )
+    await core.store.record_usage(
+        inv.key,
+        user_id=inv.author.id,
+        command="translate" if translate else "transcribe",
+        model=settings.transcribe_model,
+        usage=None,
+    )
+    label = "🎙️ (translated) " if translate else "🎙️ "
+    await inv.reply(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
+
+
+def _too_big(attachment: Attachment, limit: int) -> str:
+    return (
+        f"{attachment.filename} is too large to transcribe: the limit is "
+        f"{limit / 1024 / 1024:.0f} MB."
+    )
+
+
+async def _download_png(inv: Invocation, attachment: Attachment) -> bytes:
+    limit = inv.core.settings.max_image_bytes
+    if attachment.size is not None and attachment.size > limit:
+        raise UserError(f"{attachment.filename} is over {limit / 1024 / 1024:.0f} MB.")
+    data = await inv.replier.download(attachment, limit)
+    if not is_png(data):
+        raise UserError(f"{attachment.filename} isn't a PNG: TokModel edits PNG images only.")
+    return data
+
+
+async def _store_user_turn(inv: Invocation, content: str) -> int:
+    return await inv.core.store.add_turn(
+        inv.key,
+        role=TurnRole.USER,
+        kind=TurnKind.TEXT,
+        content=content,
+        author=inv.author,
+        platform_message_id=inv.incoming.message_id,
+    )
+
+
+async def _store_media_note(inv: Invocation, note: str) -> None:
+    await inv.core.store.add_turn(
+        inv.key, role=TurnRole.ASSISTANT, kind=TurnKind.MEDIA, content=note, author=BOT_AUTHOR
+    )
+
+
+async def _report_failure(
+    inv: Invocation, exc: TokModelError, user_turn: int, status_id: str, *, model: str
+) -> None:
+    inv.core.note_tokmodel_failure(exc)
+    await inv.core.store.update_turn(user_turn, error=f"{type(exc).__name__} ({exc.status})")
+    await _edit(inv, status_id, describe_tokmodel_error(exc, model=model))
+
+
+async def _edit(inv: Invocation, message_id: str, text: str) -> None:
+    await inv.replier.edit(message_id, inv.core.scrub(text))

@@ -1,0 +1,63 @@
+"""Opening and closing the core's resources in the right order (store, migrations, client)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bot.core import Core
+from bot.settings import Settings
+from bot.store import Store
+from bot.tokmodel.client import TokModelClient
+from bot.tokmodel.fake import FakeTokModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokModelEndpoint:
+    base_url: str
+    api_key: str
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store, migrated to head, with answers left in flight by a crash marked interrupted."""
+    store = await Store.open(settings.database_url)
+    try:
+        await store.upgrade()
+        interrupted = await store.mark_pending_interrupted()
+        if interrupted:
+            log.warning("marked %d answer(s) interrupted by the last shutdown", interrupted)
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def open_core(settings: Settings, endpoint: TokModelEndpoint) -> AsyncIterator[Core]:
+    async with open_store(settings) as store:
+        client = TokModelClient(
+            endpoint.base_url,
+            endpoint.api_key,
+            timeout=settings.tokmodel_timeout,
+            max_retries=settings.tokmodel_max_retries,
+            retry_budget=settings.tokmodel_retry_budget,
+        )
+        async with client:
+            yield Core(settings, store, client)
+
+
+@asynccontextmanager
+async def open_stand_in() -> AsyncIterator[TokModelEndpoint]:
+    """An in-process TokModel stand-in on loopback, for trying tokbot with no key."""
+    key = "stand-in-" + secrets.token_hex(8)
+    fake = FakeTokModel(api_key=key, chunk_delay=0.03)
+    url = await fake.start("127.0.0.1", 0)
+    try:
+        yield TokModelEndpoint(url, key)
+    finally:
+        await fake.stop()

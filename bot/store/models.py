@@ -1,0 +1,148 @@
+"""The tables tokbot keeps (SQLAlchemy declarative). `migrations/versions` must create exactly this;
+`tests/test_migrations.py` compares the two.
+
+Times are float epoch seconds (as `bot.domain.Turn.created_at`), so SQLite and PostgreSQL store
+and return the same values without time-zone handling.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint and index names are fixed, so later migrations (SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TRANSCRIPTION_MODES = ("off", "transcribe", "translate")
+DEFAULT_TRANSCRIPTION_MODE = "transcribe"
+
+#: 64-bit ids on PostgreSQL; on SQLite a plain INTEGER PRIMARY KEY, which aliases the rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+#: Platform ids (Slack "C0123", Discord snowflakes, console names) and model names.
+Name = String(255)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ConversationRow(Base):
+    """One conversation: a channel, or a thread in it (`thread` is "" outside threads)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "channel", "thread"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(Name)
+    workspace: Mapped[str] = mapped_column(Name)
+    channel: Mapped[str] = mapped_column(Name)
+    thread: Mapped[str] = mapped_column(Name)
+    #: Turns with id <= this are outside the context (`/forget` moves it); nothing is deleted.
+    context_start_turn_id: Mapped[int] = mapped_column(Id, default=0, server_default=text("0"))
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class TurnRow(Base):
+    """One stored message of a conversation: a user turn, a reply, a transcript, a media note."""
+
+    __tablename__ = "turns"
+    __table_args__ = (
+        # The context query: WHERE conversation_id = ? AND id > ? ORDER BY id DESC LIMIT n.
+        Index("ix_turns_conversation_id_id", "conversation_id", "id"),
+        # Start-up recovery finds PENDING turns without scanning history; the index holds only them.
+        Index(
+            "ix_turns_pending",
+            "status",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(Id, ForeignKey("conversations.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[str] = mapped_column(Name)
+    author_name: Mapped[str] = mapped_column(Text)
+    platform_message_id: Mapped[str | None] = mapped_column(Name)
+    error: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Name)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ChannelSettingsRow(Base):
+    """Per-channel settings; threads use their channel's row."""
+
+    __tablename__ = "channel_settings"
+    __table_args__ = (
+        CheckConstraint(
+            "transcription_mode IN ('off', 'transcribe', 'translate')",
+            name="transcription_mode",
+        ),
+    )
+
+    platform: Mapped[str] = mapped_column(Name, primary_key=True)
+    workspace: Mapped[str] = mapped_column(Name, primary_key=True)
+    channel: Mapped[str] = mapped_column(Name, primary_key=True)
+    model: Mapped[str | None] = mapped_column(Name)
+    persona: Mapped[str | None] = mapped_column(Text)
+    transcription_mode: Mapped[str] = mapped_column(
+        String(16),
+        default=DEFAULT_TRANSCRIPTION_MODE,
+        server_default=text(f"'{DEFAULT_TRANSCRIPTION_MODE}'"),
+    )
+    updated_by: Mapped[str] = mapped_column(Name)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class UsageRecordRow(Base):
+    """One TokModel request's token usage (0 tokens when the API reported none)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_channel", "platform", "workspace", "channel", "created_at"),
+        Index("ix_usage_records_user", "platform", "workspace", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(Name)
+    workspace: Mapped[str] = mapped_column(Name)
+    channel: Mapped[str] = mapped_column(Name)
+    user_id: Mapped[str] = mapped_column(Name)
+    command: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(Name)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    total_tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ProcessedEventRow(Base):
+    """A platform event already answered, so retries and other replicas skip it."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_created_at", "created_at"),)
+
+    platform: Mapped[str] = mapped_column(Name, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    created_at: Mapped[float] = mapped_column(Double)

@@ -1,0 +1,95 @@
+"""Shows a streamed answer as it grows: one message edited in place at most once per interval,
+continued in new messages when it outgrows the platform's limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from bot.domain import Replier
+from bot.text import split_message
+
+log = logging.getLogger(__name__)
+
+
+class StreamRenderer:
+    """Feed it text as it arrives; it keeps the visible messages close behind.
+
+    Edits run in a background task so a slow platform never stalls reading the stream, and the
+    first text shows within one interval of arriving even if nothing follows it.
+    """
+
+    def __init__(self, replier: Replier, *, placeholder: str | None, interval: float) -> None:
+        self._replier = replier
+        self._placeholder = placeholder
+        self._interval = interval
+        self._limit = max(1, replier.max_message_length)
+        self._text = ""
+        self._frozen: list[str] = []  # ids of full messages, never edited again
+        self._open: tuple[str, str] | None = None  # the message being edited: id, shown text
+        self._shown_upto = 0  # characters of _text held by the frozen messages
+        self._dirty = asyncio.Event()
+        self._last_edit = 0.0
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [*self._frozen, *([self._open[0]] if self._open else [])]
+
+    async def start(self) -> None:
+        if self._placeholder is not None:
+            self._open = (await self._replier.post(self._placeholder), self._placeholder)
+            self._last_edit = time.monotonic()
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    def feed(self, delta: str) -> None:
+        if delta:
+            self._text += delta
+            self._dirty.set()
+
+    async def finish(self, suffix: str = "") -> None:
+        """Stop the background edits and show the whole text (plus `suffix`) for good."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        self._text += suffix
+        if not self._text.strip():
+            self._text = "…"  # platforms refuse empty messages
+        await self._render()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            wait = self._last_edit + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._dirty.clear()
+            try:
+                await self._render()
+            except Exception:  # a failed edit must not end the stream; the final render retries
+                log.warning("stream edit failed", exc_info=True)
+            self._last_edit = time.monotonic()
+
+    async def _render(self) -> None:
+        async with self._lock:
+            pieces = split_message(self._text[self._shown_upto :], self._limit)
+            for index, piece in enumerate(pieces):
+                if self._open is None:
+                    self._open = (await self._replier.post(piece), piece)
+                elif piece != self._open[1]:
+                    await self._replier.edit(self._open[0], piece)
+                    self._open = (self._open[0], piece)
+                if index < len(pieces) - 1:
+                    # A full message: freeze it; the rest continues in a new one.
+                    self._frozen.append(self._open[0])
+                    self._shown_upto += len(piece)
+                    self._open = None

@@ -1,0 +1,61 @@
+"""Shared fixtures: a real TokModel stand-in on loopback, a real database, a Core over both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.core import Core
+from bot.runtime import TokModelEndpoint, open_core
+from bot.settings import Settings, load_settings
+from bot.tokmodel.fake import FakeTokModel
+from tests.db import database_url, store  # noqa: F401  (fixtures)
+from tests.platform import RecordingReplier
+
+API_KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTokModel]:
+    server = FakeTokModel(api_key=API_KEY)
+    await server.start("127.0.0.1", 0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def make_settings(
+    database_url: str,
+    fake: FakeTokModel,
+    tmp_path: Path,  # noqa: F811
+) -> Callable[..., Settings]:
+    def build(**overrides: str) -> Settings:
+        env = {
+            "TOKMODEL_API_KEY": API_KEY,
+            "TOKMODEL_BASE_URL": fake.url,
+            "DATABASE_URL": database_url,
+            "TOKBOT_OUTPUT_DIR": str(tmp_path / "out"),
+            "TOKBOT_STREAM_EDIT_INTERVAL": "0",
+            "TOKBOT_TOKMODEL_TIMEOUT": "2",
+            "TOKBOT_TOKMODEL_RETRY_BUDGET": "3",
+        }
+        env.update(overrides)
+        return load_settings(env)
+
+    return build
+
+
+@pytest.fixture
+async def core(make_settings: Callable[..., Settings], fake: FakeTokModel) -> AsyncIterator[Core]:
+    settings = make_settings()
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def replier() -> RecordingReplier:
+    return RecordingReplier()

@@ -1,0 +1,401 @@
+"""The core end to end: a real store, the TokModel stand-in over HTTP, a recording platform."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from bot.core import Core
+from bot.domain import Attachment, Author, ConversationKey, TurnKind, TurnRole, TurnStatus
+from bot.runtime import TokModelEndpoint, open_core
+from bot.settings import Settings
+from bot.tokmodel.fake import Fault, FakeTokModel
+from tests.conftest import API_KEY
+from tests.platform import ADMIN, ALICE, KEY, RecordingReplier, message
+
+CHAT = "/v1/chat/completions"
+
+
+def chat_requests(fake: FakeTokModel) -> list[list[dict[str, str]]]:
+    return [r.json["messages"] for r in fake.requests if r.path == CHAT and r.json]
+
+
+async def test_ask_streams_an_answer_and_stores_both_turns(
+    core: Core, replier: RecordingReplier
+) -> None:
+    await core.handle(message("ask", "What is our deploy day?"), replier)
+    assert "You said: «Alice: What is our deploy day?»" in replier.last
+    history = await core.store.history(KEY)
+    assert [(t.role, t.status) for t in history] == [
+        (TurnRole.USER, TurnStatus.OK),
+        (TurnRole.ASSISTANT, TurnStatus.OK),
+    ]
+    assert history[1].content == replier.last
+
+
+async def test_follow_up_sees_the_first_exchange(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    await core.handle(message("ask", "Remember the number 42"), replier)
+    first_answer = replier.last
+    await core.handle(message("ask", "Which number?"), replier)
+    sent = chat_requests(fake)[-1]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[1]["content"] == "Alice: Remember the number 42"
+    assert sent[2]["content"] == first_answer
+    assert "I can see 2 earlier message(s)" in replier.last
+
+
+async def test_two_asks_at_once_are_answered_in_order(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.fail(Fault(delay=0.3, times=1, path=CHAT))
+    await asyncio.gather(
+        core.handle(message("ask", "first"), replier),
+        core.handle(message("ask", "second"), replier),
+    )
+    second = chat_requests(fake)[-1]
+    assert [m["content"] for m in second if m["role"] == "user"] == [
+        "Alice: first",
+        "Alice: second",
+    ]
+    roles = [t.role for t in await core.store.history(KEY)]
+    assert roles == [TurnRole.USER, TurnRole.ASSISTANT, TurnRole.USER, TurnRole.ASSISTANT]
+
+
+async def test_forget_starts_a_fresh_context_but_keeps_history(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    await core.handle(message("ask", "old topic"), replier)
+    await core.handle(message("forget"), replier)
+    assert "Fresh start" in replier.last
+    await core.handle(message("ask", "new topic"), replier)
+    sent = chat_requests(fake)[-1]
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["Alice: new topic"]
+    assert len(await core.store.history(KEY)) == 4
+
+
+async def test_threads_have_their_own_history_but_the_channel_settings(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    thread = ConversationKey(KEY.platform, KEY.workspace, KEY.channel, "t1")
+    await core.handle(message("persona", "You are a pirate.", author=ADMIN), replier)
+    await core.handle(message("ask", "in the channel"), replier)
+    await core.handle(message("ask", "in the thread", key=thread), replier)
+    sent = chat_requests(fake)[-1]
+    assert sent[0] == {"role": "system", "content": "You are a pirate."}
+    assert [m["content"] for m in sent[1:]] == ["Alice: in the thread"]
+
+
+async def test_long_answers_continue_in_new_messages(core: Core, fake: FakeTokModel) -> None:
+    replier = RecordingReplier(max_message_length=100)
+    fake.set_reply("word " * 100)
+    await core.handle(message("ask", "talk a lot"), replier)
+    assert len(replier.texts) >= 5
+    assert all(len(t) <= 100 for t in replier.texts)
+    assert "".join(replier.texts) == "word " * 100
+
+
+FAILURES = [
+    (Fault(status=401), "TOKMODEL_API_KEY", TurnStatus.FAILED),
+    (Fault(status=403), "out of credits", TurnStatus.FAILED),
+    (Fault(status=429, retry_after=7, times=-1), "try again in about 7 seconds", TurnStatus.FAILED),
+    (Fault(status=500, times=-1), "TokModel failed (error 500)", TurnStatus.FAILED),
+    (Fault(delay=5), "took too long", TurnStatus.FAILED),
+    (Fault(cut_after=3), "broke off half-way", TurnStatus.INTERRUPTED),
+    (Fault(malformed=True), "couldn't read", TurnStatus.FAILED),
+]
+
+
+@pytest.mark.parametrize(("fault", "wording", "answer_status"), FAILURES)
+async def test_each_tokmodel_failure_gets_its_own_friendly_reply(
+    core: Core,
+    fake: FakeTokModel,
+    replier: RecordingReplier,
+    caplog: pytest.LogCaptureFixture,
+    fault: Fault,
+    wording: str,
+    answer_status: TurnStatus,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.fail(Fault(**{**fault.__dict__, "path": CHAT}))
+    await core.handle(message("ask", "will this work?"), replier)
+    assert wording in replier.last
+    assert "Traceback" not in replier.last
+    user, answer = await core.store.history(KEY)
+    assert user.content == "will this work?" and user.error
+    assert answer.status is answer_status
+    if answer_status is TurnStatus.INTERRUPTED:
+        assert answer.content and "answer cut off" in replier.last
+    assert API_KEY not in caplog.text
+
+
+async def test_a_401_is_logged_loudly_once(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail(Fault(status=401, times=-1))
+    await core.handle(message("ask", "one"), replier)
+    await core.handle(message("ask", "two"), replier)
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1 and "TOKMODEL_API_KEY" in critical[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "wording"),
+    [
+        ("ask", "", "Ask me something"),
+        ("ask", "   ", "Ask me something"),
+        ("imagine", "", "Tell me what to draw"),
+        ("tts", "", "Give me something to say"),
+        ("tts", "x" * 5000, "limited to 4,096"),
+        ("tts", "--speed 2 hello", "Unknown option --speed for /tts"),
+        ("imagine", "--size 3x3 a cat", "Unknown size"),
+        ("nonsense", "", "Unknown command /nonsense"),
+        ("transcribe", "", "Attach a voice message"),
+        ("model", "openai/gpt-4o", "Only admins"),
+        ("persona", "be rude", "Only admins"),
+        ("transcription", "loud", "Choose one of"),
+    ],
+)
+async def test_bad_input_gets_a_one_line_explanation(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier, command: str, text: str, wording: str
+) -> None:
+    await core.handle(message(command, text), replier)
+    assert wording in replier.last
+    assert not [r for r in fake.requests if r.path != "/v1beta/models"]
+
+
+async def test_a_prompt_over_the_limit_is_refused_but_kept(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    await core.handle(message("ask", "y" * 9000), replier)
+    assert "9,000 characters" in replier.last and "8,000" in replier.last
+    (turn,) = await core.store.history(KEY)
+    assert turn.status is TurnStatus.FAILED and turn.content == "y" * 9000
+    assert not fake.requests
+
+
+async def test_imagine_uploads_a_png(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    await core.handle(message("imagine", "--size 256x256 a red fox"), replier)
+    (image,) = replier.uploads
+    assert image.data.startswith(b"\x89PNG\r\n\x1a\n") and image.content_type == "image/png"
+    sent = next(r for r in fake.requests if r.path == "/v1/images/generations")
+    assert sent.json and sent.json["prompt"] == "a red fox" and sent.json["size"] == "256x256"
+    notes = [t for t in await core.store.history(KEY) if t.kind is TurnKind.MEDIA]
+    assert notes and "a red fox" in notes[0].content
+
+
+async def test_imagine_edits_or_varies_an_attached_png(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    await core.handle(message("imagine", "--size 256x256 a dot"), replier)
+    png = replier.uploads[0].data
+    replier.files["pic.png"] = png
+    attachment = Attachment("pic.png", "image/png", len(png))
+    await core.handle(message("imagine", "make it blue", attachments=(attachment,)), replier)
+    await core.handle(message("imagine", "", attachments=(attachment,)), replier)
+    paths = [r.path for r in fake.requests]
+    assert "/v1/images/edits" in paths and "/v1/images/variations" in paths
+    assert len(replier.uploads) == 3
+
+
+async def test_imagine_refuses_an_image_that_is_not_png(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    replier.files["cat.jpg"] = b"\xff\xd8\xff\xe0" + b"\0" * 100
+    attachment = Attachment("cat.jpg", "image/jpeg", 104)
+    await core.handle(message("imagine", "cat", attachments=(attachment,)), replier)
+    assert "isn't a PNG" in replier.last
+    assert not fake.requests
+
+
+async def test_tts_uploads_audio(core: Core, fake: FakeTokModel, replier: RecordingReplier) -> None:
+    await core.handle(message("tts", "--voice nova stand-up in five"), replier)
+    (audio,) = replier.uploads
+    assert audio.content_type == "audio/mpeg" and len(audio.data) > 100
+    sent = next(r for r in fake.requests if r.path == "/v1/audio/speech")
+    assert sent.json and sent.json["voice"] == "nova" and sent.json["input"] == "stand-up in five"
+
+
+def _voice_clip(replier: RecordingReplier, data: bytes, name: str = "clip.ogg") -> Attachment:
+    replier.files[name] = data
+    return Attachment(name, "audio/ogg", len(data), is_voice=True)
+
+
+OGG = b"OggS" + b"\0" * 200
+
+
+async def test_a_voice_message_becomes_a_transcript_in_the_history(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    clip = _voice_clip(replier, OGG)
+    await core.handle(message("voice", attachments=(clip,)), replier)
+    assert "Alice: (stand-in transcript of clip.ogg" in replier.last
+    (turn,) = await core.store.history(KEY)
+    assert turn.kind is TurnKind.TRANSCRIPT and turn.content.startswith("(stand-in transcript")
+    await core.handle(message("ask", "what did I just say?"), replier)
+    sent = chat_requests(fake)[-1]
+    assert sent[1]["content"].startswith("Alice (voice message): (stand-in transcript")
+
+
+async def test_transcription_mode_off_and_translate(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    clip = _voice_clip(replier, OGG)
+    await core.handle(message("transcription", "off", author=ADMIN), replier)
+    posted = len(replier.texts)
+    await core.handle(message("voice", attachments=(clip,)), replier)
+    assert len(replier.texts) == posted  # deliberately silent: the channel turned it off
+    await core.handle(message("transcription", "translate", author=ADMIN), replier)
+    await core.handle(message("voice", attachments=(clip,)), replier)
+    assert "(translated)" in replier.last
+    assert fake.requests[-1].path == "/v1/audio/translations"
+
+
+@pytest.mark.parametrize(
+    ("data", "size", "wording"),
+    [
+        (b"<!DOCTYPE html><html><body>Sign in to Slack</body></html>", None, "doesn't contain"),
+        (b"just some text, not audio at all", None, "doesn't contain"),
+        (OGG, 30 * 1024 * 1024, "too large"),
+    ],
+)
+async def test_bad_audio_is_refused_clearly(
+    core: Core,
+    fake: FakeTokModel,
+    replier: RecordingReplier,
+    data: bytes,
+    size: int | None,
+    wording: str,
+) -> None:
+    replier.files["clip.ogg"] = data
+    clip = Attachment("clip.ogg", "audio/ogg", size or len(data), is_voice=True)
+    await core.handle(message("voice", attachments=(clip,)), replier)
+    assert wording in replier.last
+    assert not fake.requests
+
+
+async def test_a_non_audio_file_is_named(core: Core, replier: RecordingReplier) -> None:
+    replier.files["notes.pdf"] = b"%PDF-1.4"
+    doc = Attachment("notes.pdf", "application/pdf", 8)
+    await core.handle(message("transcribe", attachments=(doc,)), replier)
+    assert "notes.pdf isn't audio" in replier.last
+
+
+async def test_a_failed_transcription_keeps_a_record_of_the_voice_message(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.fail(Fault(status=403))
+    await core.handle(message("voice", attachments=(_voice_clip(replier, OGG),)), replier)
+    assert "out of credits" in replier.last
+    (turn,) = await core.store.history(KEY)
+    assert turn.status is TurnStatus.FAILED and "clip.ogg" in turn.content
+
+
+async def test_model_can_be_set_by_admins_and_is_used(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    await core.handle(message("model", "openai/nope", author=ADMIN), replier)
+    assert "TokModel has no model `openai/nope`" in replier.last
+    await core.handle(message("model", "anthropic/claude-sonnet-4-5", author=ADMIN), replier)
+    assert "now uses" in replier.last
+    await core.handle(message("ask", "hi"), replier)
+    chat = [r for r in fake.requests if r.path == CHAT][-1]
+    assert chat.json and chat.json["model"] == "anthropic/claude-sonnet-4-5"
+    await core.handle(message("model"), replier)
+    assert "anthropic/claude-sonnet-4-5" in replier.last and "openai/gpt-4o" in replier.last
+
+
+async def test_admin_ids_from_settings_may_change_settings(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_ADMIN_USER_IDS="u-alice, u-other")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        await core.handle(message("persona", "Be brief."), replier)
+        assert "Persona updated" in replier.last
+
+
+async def test_a_vanished_model_gets_a_pointer_to_slash_model(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.fail(Fault(status=404, path=CHAT))
+    await core.handle(message("ask", "hi"), replier)
+    assert "doesn't know the model `openai/gpt-4o-mini`" in replier.last
+
+
+async def test_usage_counts_requests_and_tokens(core: Core, replier: RecordingReplier) -> None:
+    await core.handle(message("ask", "one"), replier)
+    await core.handle(message("ask", "two", author=ADMIN), replier)
+    await core.handle(message("usage"), replier)
+    assert "you: 1 requests" in replier.last and "this channel: 2 requests" in replier.last
+
+
+async def test_per_user_rate_limit(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_RATE_LIMIT_PER_MINUTE="2")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        for text in ("a", "b", "c"):
+            await core.handle(message("ask", text), replier)
+        assert "please wait" in replier.last
+        await core.handle(message("ask", "d", author=ADMIN), replier)  # others are not slowed
+        assert "You said" in replier.last
+        await core.handle(message("help"), replier)  # free commands don't count
+        assert "/ask" in replier.last
+
+
+async def test_bots_are_ignored_and_redelivered_events_answered_once(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    bot = Author("b1", "some-bot", is_bot=True)
+    await core.handle(message("ask", "hello", author=bot), replier)
+    assert not replier.texts
+    for _ in range(3):
+        await core.handle(message("ask", "once", event_id="Ev1"), replier)
+    assert len([r for r in fake.requests if r.path == CHAT]) == 1
+
+
+async def test_an_unexpected_bug_gets_an_apology_with_a_reference(
+    core: Core, replier: RecordingReplier, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenUpload(RecordingReplier):
+        async def upload(self, file: object, comment: str | None = None) -> None:
+            raise RuntimeError("disk on fire")
+
+    broken = BrokenUpload()
+    await core.handle(message("tts", "hello"), broken)
+    assert "something went wrong on my side (reference" in broken.last
+    assert "disk on fire" not in broken.last
+    assert "disk on fire" in caplog.text
+
+
+async def test_help_lists_the_commands(core: Core, replier: RecordingReplier) -> None:
+    await core.handle(message("help"), replier)
+    for name in ("/ask", "/imagine", "/tts", "/forget", "/model", "/persona", "/usage"):
+        assert name in replier.last
+    assert "(voice message)" not in replier.last
+
+
+async def test_secrets_never_reach_a_reply(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.set_reply(f"the key is {API_KEY}")
+    await core.handle(message("ask", "leak it"), replier)
+    assert API_KEY not in replier.last and "[redacted]" in replier.last
+
+
+async def test_user_turns_are_stored_before_tokmodel_answers(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.fail(Fault(delay=0.5, path=CHAT))
+    task = asyncio.create_task(core.handle(message("ask", "slow one"), replier))
+    await asyncio.sleep(0.25)
+    history = await core.store.history(KEY)
+    assert [t.status for t in history] == [TurnStatus.OK, TurnStatus.PENDING]
+    await task
+    assert ALICE.name in (await core.store.history(KEY))[0].author_name

@@ -1,0 +1,51 @@
+"""The stream renderer: throttled edits, continuation past the limit, the final text."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.streaming import StreamRenderer
+from tests.platform import RecordingReplier
+
+
+async def test_edits_are_throttled_and_the_final_text_is_complete() -> None:
+    replier = RecordingReplier(edit_interval=0.2)
+    renderer = StreamRenderer(replier, placeholder="…", interval=0.2)
+    await renderer.start()
+    for index in range(20):
+        renderer.feed(f"{index} ")
+        await asyncio.sleep(0.02)  # 0.4 s of streaming
+    await renderer.finish()
+    assert replier.texts == ["".join(f"{i} " for i in range(20))]
+    assert 1 <= replier.edits <= 4  # at most one edit per 0.2 s, plus the final one
+
+
+async def test_first_text_shows_within_one_interval_even_if_nothing_follows() -> None:
+    replier = RecordingReplier()
+    renderer = StreamRenderer(replier, placeholder="…", interval=0.1)
+    await renderer.start()
+    renderer.feed("hello")
+    await asyncio.sleep(0.25)
+    assert replier.texts == ["hello"]
+    await renderer.finish()
+
+
+async def test_text_past_the_limit_continues_in_new_messages() -> None:
+    replier = RecordingReplier(max_message_length=10)
+    renderer = StreamRenderer(replier, placeholder=None, interval=0)
+    await renderer.start()
+    for word in "the quick brown fox jumps over the lazy dog".split():
+        renderer.feed(word + " ")
+        await asyncio.sleep(0)
+    await renderer.finish(" END")
+    assert "".join(replier.texts) == "the quick brown fox jumps over the lazy dog  END"
+    assert all(len(t) <= 10 for t in replier.texts)
+    assert renderer.message_ids == replier.order
+
+
+async def test_an_empty_stream_still_shows_something() -> None:
+    replier = RecordingReplier()
+    renderer = StreamRenderer(replier, placeholder=None, interval=0)
+    await renderer.start()
+    await renderer.finish()
+    assert replier.texts == ["…"]
