@@ -11,8 +11,10 @@ import logging
 import socket
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -36,6 +38,7 @@ from bot.tokmodel import (
     Unauthorized,
     fake_media,
 )
+from bot.tokmodel.errors import parse_retry_after
 from bot.tokmodel.fake import FakeTokModel, Fault, stand_in_reply, stand_in_transcript
 from bot.tokmodel.sse import SSEDecoder
 
@@ -63,7 +66,7 @@ async def client(fake: FakeTokModel) -> AsyncIterator[TokModelClient]:
 
 @asynccontextmanager
 async def serve(
-    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
 ) -> AsyncIterator[str]:
     """Run a throwaway aiohttp app (path -> handler, any method) and yield its base URL."""
     app = web.Application()
@@ -535,12 +538,49 @@ async def test_malformed_answer(client: TokModelClient, fake: FakeTokModel) -> N
     assert len(fake.requests) == 1
 
 
-async def test_malformed_stream_is_stream_broken(
-    client: TokModelClient, fake: FakeTokModel
-) -> None:
+async def test_malformed_stream_is_malformed(client: TokModelClient, fake: FakeTokModel) -> None:
     fake.fail(Fault(malformed=True))
-    with pytest.raises(StreamBroken):
+    with pytest.raises(MalformedResponse):
         await collect(client.chat_stream(HELLO, MODEL))
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "partial"),
+    [
+        (b"data: <html>\n\n", MalformedResponse, None),
+        (
+            b'data: {"choices":[{"index":0,"delta":{"content":"So"}}]}\n\ndata: {oops\n\n',
+            StreamBroken,
+            "So",
+        ),
+        (b"<html>gateway page</html>", MalformedResponse, None),
+    ],
+)
+async def test_unreadable_stream_events(
+    body: bytes, error: type[TokModelError], partial: str | None
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="text/event-stream")
+
+    async with serve({CHAT_PATH: handler}) as url, TokModelClient(url, KEY) as c:
+        with pytest.raises(error) as info:
+            await collect(c.chat_stream(HELLO, MODEL))
+    if partial is not None:
+        assert isinstance(info.value, StreamBroken) and info.value.partial == partial
+
+
+async def test_stream_request_answered_with_plain_json() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        choice = {"index": 0, "message": {"role": "assistant", "content": "All at once."}}
+        usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+        return web.json_response(
+            {"model": MODEL, "choices": [{**choice, "finish_reason": "stop"}], "usage": usage}
+        )
+
+    async with serve({CHAT_PATH: handler}) as url, TokModelClient(url, KEY) as c:
+        (delta,) = await collect(c.chat_stream(HELLO, MODEL))
+    assert (delta.text, delta.finish_reason) == ("All at once.", "stop")
+    assert delta.usage is not None and delta.usage.total_tokens == 4
 
 
 def closed_port() -> int:
@@ -595,8 +635,8 @@ async def test_key_never_in_exceptions_or_logs(
 
     assert len(errors) == 8
     assert "Bad key *** given" in str(errors[0])
-    for exc in errors:
-        text = "".join(traceback.format_exception(exc)) + repr(exc) + repr(vars(exc))
+    for error in errors:
+        text = "".join(traceback.format_exception(error)) + repr(error) + repr(vars(error))
         assert KEY not in text
     debug_lines = [r for r in caplog.records if r.name == "tokbot.tokmodel"]
     assert debug_lines and all(r.levelno == logging.DEBUG for r in debug_lines)
@@ -628,3 +668,11 @@ def test_sse_decoder_handles_splits_and_fields() -> None:
     assert events == ["a\nb", "«z»"]
     assert decoder.feed(b"data: [DONE]") == []
     assert decoder.close() == ["[DONE]"]
+
+
+def test_retry_after_forms() -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    assert parse_retry_after(format_datetime(soon, usegmt=True)) == pytest.approx(30, abs=2)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert [parse_retry_after(v) for v in (None, "", "soon", "nan", "inf")] == [None] * 5

@@ -146,22 +146,7 @@ class TokModelClient:
         """Ask for one complete chat answer (POST /v1/chat/completions)."""
         payload = _chat_payload(messages, model, max_tokens, temperature)
         reply = await self._request("POST", "/v1/chat/completions", json_body=payload)
-        data = _json_object(reply)
-        choice = _first_choice(data, reply)
-        message = choice.get("message")
-        if not isinstance(message, dict):
-            raise MalformedResponse(f"{reply.label}: the first choice has no message")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str):
-            raise MalformedResponse(f"{reply.label}: the message content is not text")
-        finish = choice.get("finish_reason")
-        answered_model = data.get("model")
-        return ChatResult(
-            text=content or "",
-            model=answered_model if isinstance(answered_model, str) else model,
-            usage=_usage(data.get("usage")),
-            finish_reason=finish if isinstance(finish, str) else None,
-        )
+        return _chat_result(reply, model)
 
     async def chat_stream(
         self,
@@ -174,7 +159,8 @@ class TokModelClient:
         """Stream a chat answer as deltas (SSE until `data: [DONE]`).
 
         Raises `StreamBroken` if the stream ends before `[DONE]` and `Timeout` if no data arrives
-        for `timeout` seconds; both carry the text received so far in `partial`.
+        for `timeout` seconds; both carry the text received so far in `partial`. A 2xx body that
+        is not an event stream at all raises `MalformedResponse`.
         """
         payload = _chat_payload(messages, model, max_tokens, temperature)
         payload["stream"] = True
@@ -183,11 +169,25 @@ class TokModelClient:
         )
         decoder = SSEDecoder()
         parts: list[str] = []
+        events = 0
         done = False
         try:
+            if "json" in response.content_type:
+                # A gateway may ignore `stream` and answer the whole completion at once.
+                body = b""
+                while chunk := await self._read_stream(response, parts):
+                    body += chunk
+                done = True
+                reply = _Reply(
+                    response.status, response.content_type, body, "POST /v1/chat/completions"
+                )
+                result = _chat_result(reply, model)
+                yield ChatDelta(result.text, result.usage, result.finish_reason)
+                return
             while not done:
                 chunk = await self._read_stream(response, parts)
                 for data in decoder.feed(chunk) if chunk else decoder.close():
+                    events += 1
                     if data.strip() == "[DONE]":
                         done = True
                         break
@@ -198,6 +198,11 @@ class TokModelClient:
                         parts.append(delta.text)
                     yield delta
                 if not chunk and not done:
+                    if events == 0:
+                        raise MalformedResponse(
+                            "TokModel answered a stream request with no events "
+                            f"({response.content_type or 'no content type'})."
+                        )
                     raise StreamBroken(
                         "TokModel's answer stream ended before it was complete.",
                         partial="".join(parts),
@@ -528,6 +533,8 @@ class TokModelClient:
         except ValueError:
             event = None
         if not isinstance(event, dict):
+            if not parts:  # nothing shown yet: the answer is simply unreadable
+                raise MalformedResponse("TokModel sent an unreadable stream event.")
             raise StreamBroken("TokModel sent an unreadable stream event.", partial="".join(parts))
         if "error" in event:  # mid-stream errors are undocumented; OpenAI sends this shape
             message, _ = error_message_from_body(data.encode("utf-8"))
@@ -537,11 +544,20 @@ class TokModelClient:
             )
         text, finish = "", None
         choices = event.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            delta = choices[0].get("delta")
+        # Only the first choice (index 0) is tokbot's answer; empty `choices` carry no text.
+        first = next(
+            (
+                c
+                for c in (choices if isinstance(choices, list) else [])
+                if isinstance(c, dict) and c.get("index", 0) == 0
+            ),
+            None,
+        )
+        if first is not None:
+            delta = first.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                 text = delta["content"]
-            reason = choices[0].get("finish_reason")
+            reason = first.get("finish_reason")
             finish = reason if isinstance(reason, str) else None
         usage = _usage(event.get("usage"))
         if not text and finish is None and usage is None:
@@ -623,7 +639,27 @@ def _form_factory(
     return build
 
 
+def _chat_result(reply: _Reply, model: str) -> ChatResult:
+    data = _json_object(reply)
+    choice = _first_choice(data, reply)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise MalformedResponse(f"{reply.label}: the first choice has no message")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise MalformedResponse(f"{reply.label}: the message content is not text")
+    finish = choice.get("finish_reason")
+    answered_model = data.get("model")
+    return ChatResult(
+        text=content or "",
+        model=answered_model if isinstance(answered_model, str) else model,
+        usage=_usage(data.get("usage")),
+        finish_reason=finish if isinstance(finish, str) else None,
+    )
+
+
 def _json_any(reply: _Reply) -> Any:
+
     try:
         return json.loads(reply.body)
     except (ValueError, UnicodeDecodeError) as exc:

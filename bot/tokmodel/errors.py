@@ -7,6 +7,9 @@ exception; everything above the client catches these types, never raw HTTP error
 from __future__ import annotations
 
 import json
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -95,12 +98,20 @@ class MalformedResponse(TokModelError):
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds form); None when absent or unreadable."""
+    """Seconds from a `Retry-After` header (delta-seconds or HTTP-date); None when unreadable."""
     if not value:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
+        try:
+            when = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 

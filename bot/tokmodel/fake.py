@@ -406,6 +406,8 @@ class _Queued:
 class FakeTokModel:
     """A local TokModel stand-in; see the module docstring."""
 
+    MAX_RECORDED: Final = 10_000  # oldest records are dropped beyond this
+
     def __init__(
         self, api_key: str = "test-key", *, latency: float = 0.0, chunk_delay: float = 0.0
     ) -> None:
@@ -553,6 +555,8 @@ class FakeTokModel:
                     time=time.monotonic(),
                 )
             )
+            if len(self.requests) > self.MAX_RECORDED:  # a long-running fake must not grow forever
+                del self.requests[: len(self.requests) - self.MAX_RECORDED]
             if is_api and not authorized:
                 return _error_response(401)
             fault = self._take_fault(path)
