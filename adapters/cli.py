@@ -8,8 +8,11 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+from adapters.base import Adapter
+from adapters.web import WebServer
+from bot.core import Core
 from bot.logs import configure_logging
 from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store
 from bot.settings import Settings, SettingsError, load_settings
@@ -115,11 +118,46 @@ async def _fake_tokmodel(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> int:
-    settings.api_key()  # fail early, naming the variable
-    raise SettingsError(
-        "no chat platform is configured yet: set DISCORD_TOKEN or SLACK_BOT_TOKEN "
-        "(or try `tokbot console`)"
-    )
+    endpoint = TokModelEndpoint(settings.tokmodel_base_url, settings.api_key())
+    if not (settings.slack_enabled or settings.discord_enabled):
+        raise SettingsError(
+            "no chat platform is configured: set SLACK_BOT_TOKEN (with SLACK_SIGNING_SECRET or "
+            "SLACK_APP_TOKEN) or DISCORD_TOKEN, or try `tokbot console`"
+        )
+    async with open_core(settings, endpoint) as core:
+        web = WebServer(settings.http_host, settings.http_port)
+        web.add_health_check("database", _database_check(core))
+        adapters: list[Adapter] = []
+        if settings.slack_enabled:
+            from adapters.slack import SlackAdapter
+
+            adapters.append(SlackAdapter(core, settings, web))
+        if settings.discord_enabled:
+            from adapters.discord import DiscordAdapter
+
+            adapters.append(DiscordAdapter(core, settings))
+        for adapter in adapters:
+            web.add_health_check(adapter.name, adapter.healthy)
+        await web.start()
+        try:
+            for adapter in adapters:
+                await adapter.start()
+            names = ", ".join(adapter.name for adapter in adapters)
+            print(f"tokbot is running ({names}); web server on port {web.port}", flush=True)
+            await _until_stopped()
+        finally:
+            for adapter in reversed(adapters):
+                await adapter.stop()
+            await web.stop()
+    return 0
+
+
+def _database_check(core: Core) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        await core.store.ping()
+        return True
+
+    return check
 
 
 async def _until_stopped() -> None:

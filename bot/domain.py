@@ -37,7 +37,7 @@ BOT_AUTHOR = Author(id="tokbot", name="tokbot", is_bot=True)
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file on an incoming message; the adapter knows how to download it (see Replier.download)."""
+    """A file on an incoming message; its adapter knows how to fetch it (Replier.download)."""
 
     filename: str
     content_type: str | None = None

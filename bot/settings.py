@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -49,6 +50,25 @@ class Settings(BaseSettings):
     stream_edit_interval: float = Field(default=1.0, alias="TOKBOT_STREAM_EDIT_INTERVAL", ge=0)
     admin_user_ids: str = Field(default="", alias="TOKBOT_ADMIN_USER_IDS")
 
+    # Slack
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+
+    # Discord
+    discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
+    discord_api_base: str | None = Field(default=None, alias="DISCORD_API_BASE")
+    discord_gateway_url: str | None = Field(default=None, alias="DISCORD_GATEWAY_URL")
+    discord_dev_guild_id: int | None = Field(default=None, alias="DISCORD_DEV_GUILD_ID")
+    discord_shard_count: int | None = Field(default=None, alias="DISCORD_SHARD_COUNT", gt=0)
+    discord_shard_ids: str = Field(default="", alias="DISCORD_SHARD_IDS")
+    discord_admin_role_ids: str = Field(default="", alias="DISCORD_ADMIN_ROLE_IDS")
+
+    # the web server (Slack HTTP mode, /healthz)
+    http_host: str = Field(default="0.0.0.0", alias="TOKBOT_HTTP_HOST")
+    http_port: int = Field(default=3000, alias="TOKBOT_HTTP_PORT", ge=0, le=65535)
+
     # console adapter
     output_dir: Path = Field(default=Path("tokbot-output"), alias="TOKBOT_OUTPUT_DIR")
 
@@ -75,8 +95,28 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line or a reply."""
-        key = self.tokmodel_api_key.get_secret_value() if self.tokmodel_api_key else ""
-        return [s for s in (key,) if s]
+        values = (
+            self.tokmodel_api_key,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.discord_token,
+        )
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def discord_enabled(self) -> bool:
+        return self.discord_token is not None
+
+    @property
+    def discord_shards(self) -> list[int] | None:
+        """Shard ids this process runs (DISCORD_SHARD_IDS, comma-separated), or None for all."""
+        ids = [int(p) for p in self.discord_shard_ids.replace(" ", "").split(",") if p]
+        return ids or None
 
 
 def load_settings(

@@ -32,7 +32,9 @@ def describe_tokmodel_error(exc: TokModelError, *, model: str | None = None) -> 
             "saved: ask again once credits are added."
         )
     if isinstance(exc, RateLimited):
-        return f"⏳ TokModel is busy right now. Please try again {_in_about(exc.retry_after)}. {KEPT}"
+        return (
+            f"⏳ TokModel is busy right now. Please try again {_in_about(exc.retry_after)}. " + KEPT
+        )
     if isinstance(exc, Unauthorized):
         return (
             "🔑 TokModel rejected this bot's API key. An admin must set a valid "

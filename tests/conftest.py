@@ -11,7 +11,7 @@ from bot.core import Core
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings, load_settings
 from bot.tokmodel.fake import FakeTokModel
-from tests.db import database_url, store  # noqa: F401  (fixtures)
+from tests.db import database_url, store  # noqa: F401  (fixtures used by name)
 from tests.platform import RecordingReplier
 
 API_KEY = "sk-test-0123456789abcdef"
@@ -29,9 +29,9 @@ async def fake() -> AsyncIterator[FakeTokModel]:
 
 @pytest.fixture
 def make_settings(
-    database_url: str,
+    database_url: str,  # noqa: F811
     fake: FakeTokModel,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> Callable[..., Settings]:
     def build(**overrides: str) -> Settings:
         env = {

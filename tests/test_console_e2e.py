@@ -9,7 +9,7 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.tokmodel.fake import Fault, FakeTokModel
+from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
 
 

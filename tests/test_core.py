@@ -12,7 +12,7 @@ from bot.core import Core
 from bot.domain import Attachment, Author, ConversationKey, TurnKind, TurnRole, TurnStatus
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
-from bot.tokmodel.fake import Fault, FakeTokModel
+from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
 from tests.platform import ADMIN, ALICE, KEY, RecordingReplier, message
 

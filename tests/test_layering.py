@@ -10,7 +10,8 @@ import sys, pkgutil, importlib
 import bot
 for mod in pkgutil.walk_packages(bot.__path__, "bot."):
     importlib.import_module(mod.name)
-bad = [m for m in sys.modules if m.split(".")[0] in ("adapters", "discord", "slack_bolt", "slack_sdk")]
+roots = ("adapters", "discord", "slack_bolt", "slack_sdk")
+bad = [m for m in sys.modules if m.split(".")[0] in roots]
 print(",".join(bad))
 """
 

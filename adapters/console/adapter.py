@@ -67,9 +67,8 @@ class ConsoleReplier:
         path = Path(str(attachment.ref))
         size = path.stat().st_size
         if size > max_bytes:
-            raise UserError(
-                f"{attachment.filename} is too large: the limit is {max_bytes / 1024 / 1024:.0f} MB."
-            )
+            limit_mb = max_bytes / 1024 / 1024
+            raise UserError(f"{attachment.filename} is too large: the limit is {limit_mb:.0f} MB.")
         return await asyncio.to_thread(path.read_bytes)
 
     def end_line(self) -> None:

@@ -9,7 +9,10 @@ from bot.handlers import channel, chat, media
 def default_commands() -> list[CommandSpec]:
     return [
         CommandSpec(
-            "ask", "ask anything; I remember this conversation", "/ask <question>", chat.ask,
+            "ask",
+            "ask anything; I remember this conversation",
+            "/ask <question>",
+            chat.ask,
             uses_tokmodel=True,
         ),
         CommandSpec(
@@ -21,31 +24,52 @@ def default_commands() -> list[CommandSpec]:
             uses_tokmodel=True,
         ),
         CommandSpec(
-            "tts", "speak text as an audio file", "/tts [--voice alloy] <text>", media.tts,
-            options=("voice",), uses_tokmodel=True,
+            "tts",
+            "speak text as an audio file",
+            "/tts [--voice alloy] <text>",
+            media.tts,
+            options=("voice",),
+            uses_tokmodel=True,
         ),
         CommandSpec(
-            "transcribe", "transcribe an audio file", "/transcribe <audio file>",
-            media.transcribe, flags=("translate",), uses_tokmodel=True,
+            "transcribe",
+            "transcribe an audio file",
+            "/transcribe <audio file>",
+            media.transcribe,
+            flags=("translate",),
+            uses_tokmodel=True,
         ),
         CommandSpec(
-            "voice", "transcribe a voice message", "(voice message)", media.voice,
-            uses_tokmodel=True, hidden=True,
+            "voice",
+            "transcribe a voice message",
+            "(voice message)",
+            media.voice,
+            uses_tokmodel=True,
+            hidden=True,
         ),
         CommandSpec("forget", "start a fresh context here", "/forget", chat.forget),
         CommandSpec(
-            "model", "show or (admins) set this channel's chat model", "/model [id]",
-            channel.model, flags=("reset",),
+            "model",
+            "show or (admins) set this channel's chat model",
+            "/model [id]",
+            channel.model,
+            flags=("reset",),
         ),
         CommandSpec(
-            "persona", "show or (admins) set this channel's system prompt", "/persona [text]",
-            channel.persona, flags=("reset",),
+            "persona",
+            "show or (admins) set this channel's system prompt",
+            "/persona [text]",
+            channel.persona,
+            flags=("reset",),
         ),
         CommandSpec(
-            "transcription", "show or (admins) set what happens to voice messages",
-            "/transcription [off|transcribe|translate]", channel.transcription,
+            "transcription",
+            "show or (admins) set what happens to voice messages",
+            "/transcription [off|transcribe|translate]",
+            channel.transcription,
         ),
-        CommandSpec("usage", "requests and tokens, yours and this channel's", "/usage",
-                    channel.usage),
+        CommandSpec(
+            "usage", "requests and tokens, yours and this channel's", "/usage", channel.usage
+        ),
         CommandSpec("help", "this list", "/help", channel.help_),
     ]

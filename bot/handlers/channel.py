@@ -40,9 +40,9 @@ async def model(inv: Invocation) -> None:
     inv.require_admin("change this channel's model")
     if " " in wanted or len(wanted) > 200:
         raise UserError("A model id is one word like `openai/gpt-4o`. See `/model` for the list.")
-    ids = {m.id for m in await core.tokmodel.list_models()}
-    if wanted not in ids:
-        close = sorted(i for i in ids if wanted.split("/")[-1] in i)[:5]
+    known = {m.id for m in await core.tokmodel.list_models()}
+    if wanted not in known:
+        close = sorted(i for i in known if wanted.split("/")[-1] in i)[:5]
         hint = " Did you mean " + ", ".join(f"`{i}`" for i in close) + "?" if close else ""
         raise UserError(f"TokModel has no model `{wanted}`.{hint} See `/model` for the list.")
     await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, model=wanted)

@@ -5,8 +5,13 @@ from __future__ import annotations
 from bot.commands import Invocation
 from bot.domain import BOT_AUTHOR, Attachment, OutgoingFile, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
-from bot.media import is_audio_attachment, is_image_attachment, is_png, looks_like_audio
-from bot.media import looks_like_html
+from bot.media import (
+    is_audio_attachment,
+    is_image_attachment,
+    is_png,
+    looks_like_audio,
+    looks_like_html,
+)
 from bot.tokmodel.errors import TokModelError
 from bot.wording import describe_tokmodel_error
 

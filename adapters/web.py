@@ -1,0 +1,58 @@
+"""The one aiohttp web server: Slack's Events API (when in HTTP mode) and `/healthz`.
+
+Adapters add their routes before `start`; `/healthz` reports each registered check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], Awaitable[bool]]
+
+
+class WebServer:
+    def __init__(self, host: str, port: int) -> None:
+        self.app = web.Application()
+        self._host = host
+        self._port = port
+        self._checks: dict[str, HealthCheck] = {}
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.app.router.add_get("/healthz", self._healthz)
+
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        self._checks[name] = check
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server  # the bound port, when 0 asked for an ephemeral one
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self._port
+        log.info("web server listening on %s:%s", self._host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        results: dict[str, bool] = {}
+        for name, check in self._checks.items():
+            try:
+                results[name] = await check()
+            except Exception:
+                log.warning("health check %s failed", name, exc_info=True)
+                results[name] = False
+        healthy = all(results.values())
+        return web.json_response(
+            {"status": "ok" if healthy else "unhealthy", "checks": results},
+            status=200 if healthy else 503,
+        )
