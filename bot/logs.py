@@ -51,3 +51,5 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log would print every fake-server request in the console; keep it quiet.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Alembic narrates every start-up at INFO; only its problems matter to an operator.
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
