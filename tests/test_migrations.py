@@ -80,11 +80,24 @@ async def test_downgrade_to_base_and_back(store: Store) -> None:
     assert await tables_and_revision(store.engine) == (TABLES, head_revision())
 
 
-async def test_processes_starting_at_once_both_migrate(database_url: str) -> None:
+async def test_processes_starting_at_once_all_migrate(database_url: str) -> None:
     stores = [await Store.open(database_url) for _ in range(3)]
     try:
-        await asyncio.gather(*(store.upgrade() for store in stores))
+        # Without the migration lock this fails or, on PostgreSQL, hangs: hence the timeout.
+        await asyncio.wait_for(asyncio.gather(*(store.upgrade() for store in stores)), 30)
         assert await tables_and_revision(stores[0].engine) == (TABLES, head_revision())
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_upgrades_of_several_databases_in_one_process(tmp_path: Path) -> None:
+    """Alembic's module-global context must not be shared by interleaved upgrades."""
+    stores = [await Store.open(f"sqlite+aiosqlite:///{tmp_path}/{i}.db") for i in range(3)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(store.upgrade() for store in stores)), 30)
+        for store in stores:
+            assert await tables_and_revision(store.engine) == (TABLES, head_revision())
     finally:
         for store in stores:
             await store.close()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Double, Integer, String, cast, literal_column, select, text
+from sqlalchemy import Double, Integer, String, cast, insert, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.domain import Author, ConversationKey, TurnKind, TurnRole, TurnStatus
+from bot.domain import Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
 from bot.store import ChannelSettings, Store, UsageSummary
 from bot.store.models import ConversationRow, TurnRow
 from bot.store.store import context_query
@@ -22,15 +23,27 @@ ALICE = Author("U1", "alice")
 BOT = Author("B1", "tokbot", is_bot=True)
 
 
-async def say(store: Store, text: str, key: ConversationKey = KEY, **kwargs: object) -> int:
+async def say(
+    store: Store,
+    text: str,
+    key: ConversationKey = KEY,
+    *,
+    status: TurnStatus = TurnStatus.OK,
+    platform_message_id: str | None = None,
+) -> int:
     return await store.add_turn(
-        key, role=TurnRole.USER, kind=TurnKind.TEXT, content=text, author=ALICE, **kwargs
+        key,
+        role=TurnRole.USER,
+        kind=TurnKind.TEXT,
+        content=text,
+        author=ALICE,
+        status=status,
+        platform_message_id=platform_message_id,
     )
 
 
-async def contents(turns_coro: object) -> list[str]:
-    turns = await turns_coro  # type: ignore[misc]
-    return [turn.content for turn in turns]
+async def contents(turns: Awaitable[list[Turn]]) -> list[str]:
+    return [turn.content for turn in await turns]
 
 
 async def test_turns_round_trip(store: Store) -> None:
@@ -137,7 +150,7 @@ async def _insert_turns(conn: AsyncConnection, conversation_id: int, count: int)
     )
     columns = ["conversation_id", "role", "kind", "status", "content", "author_id"]
     columns += ["author_name", "created_at"]
-    await conn.execute(TurnRow.__table__.insert().from_select(columns, rows))
+    await conn.execute(insert(TurnRow).from_select(columns, rows))
 
 
 async def _plan(store: Store, key: ConversationKey, *, from_context_start: bool) -> list[str]:

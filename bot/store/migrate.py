@@ -6,8 +6,10 @@ import so this works from a checkout and from an installed package alike.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 #: Key of the PostgreSQL advisory lock held while migrating ("tokbot" in ASCII).
 MIGRATION_LOCK_KEY = 0x746F6B626F74
+
+#: Alembic keeps the running migration in module globals (`alembic.context`), so two upgrades in
+#: one process must not interleave, even on different databases. One lock per event loop.
+_in_process_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
 
 def migrations_dir() -> Path:
@@ -59,9 +65,19 @@ async def lock_for_migration(conn: AsyncConnection) -> None:
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Migrate the database to the newest revision; a no-op when it is already there."""
-    async with engine.begin() as conn:
+    """Migrate the database to the newest revision; a no-op when it is already there.
+    Safe to call from several processes (database lock) and tasks (in-process lock) at once."""
+    async with _in_process_lock(), engine.begin() as conn:
+        await lock_for_migration(conn)
         await conn.run_sync(_upgrade)
+
+
+def _in_process_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _in_process_locks.get(loop)
+    if lock is None:
+        lock = _in_process_locks[loop] = asyncio.Lock()
+    return lock
 
 
 def _upgrade(connection: Connection) -> None:

@@ -82,8 +82,8 @@ def context_query(
     The conversation's id and context start are uncorrelated subqueries on its unique key,
     evaluated once. The range is spelled per dialect, because each planner needs its own form to
     bound the scan on both index columns:
-    - SQLite: `conversation_id = cid AND id > start` (it ignores the second column of a row-value
-      bound when scanning backwards, and would read the whole history below the context start);
+    - SQLite: `conversation_id = cid AND id > start` (SQLite 3.40 bounds a backward scan by the
+      first column of a row-value range only, and would read all history before the start);
     - PostgreSQL: `(conversation_id, id) > (cid, start) AND conversation_id <= cid`. With the
       equality it may walk the primary key backwards and filter on conversation_id instead (it
       cannot know cid when it plans), reading every newer turn of every other conversation; the
@@ -217,19 +217,25 @@ class Store:
     async def context_turns(self, key: ConversationKey, limit: int) -> list[Turn]:
         """The newest `limit` turns after the conversation's context start, oldest first,
         whatever their status."""
+        if limit <= 0:
+            return []
         return await self._turns(context_query(key, limit, dialect=self.engine.dialect.name))
 
     async def history(self, key: ConversationKey, limit: int = 50) -> list[Turn]:
         """The newest `limit` turns including those before the context start, oldest first."""
+        if limit <= 0:
+            return []
         return await self._turns(
             context_query(key, limit, dialect=self.engine.dialect.name, from_context_start=False)
         )
 
     async def forget(self, key: ConversationKey) -> None:
         """Start the context after the conversation's newest turn; nothing is deleted."""
+        # The newest turn by the same bounded index scan as the context (not MAX(id), which
+        # PostgreSQL may answer from the primary key, filtering out other conversations' turns).
         newest = (
-            select(func.max(TurnRow.id))
-            .where(TurnRow.conversation_id == ConversationRow.id)
+            context_query(key, 1, dialect=self.engine.dialect.name, from_context_start=False)
+            .with_only_columns(TurnRow.id)
             .scalar_subquery()
         )
         async with self.engine.begin() as conn:
@@ -488,7 +494,7 @@ def _prepare_sqlite(engine: AsyncEngine, url: URL) -> None:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in database
     if not in_memory and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
