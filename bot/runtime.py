@@ -16,6 +16,8 @@ from bot.tokmodel.fake import FakeTokModel
 
 log = logging.getLogger(__name__)
 
+EVENT_MEMORY_SECONDS = 7 * 24 * 3600
+
 
 @dataclass(frozen=True)
 class TokModelEndpoint:
@@ -32,6 +34,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         interrupted = await store.mark_pending_interrupted()
         if interrupted:
             log.warning("marked %d answer(s) interrupted by the last shutdown", interrupted)
+        # Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
+        await store.prune_events(older_than=EVENT_MEMORY_SECONDS)
         yield store
     finally:
         await store.close()
