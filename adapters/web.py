@@ -1,4 +1,4 @@
-"""The one aiohttp web server: Slack's Events API (when in HTTP mode) and `/healthz`.
+"""The one aiohttp web server: Slack's Events API (when in HTTP mode), `/healthz`, `/metrics`.
 
 Adapters add their routes before `start`; `/healthz` reports each registered check.
 """
@@ -10,20 +10,24 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
 class WebServer:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, metrics: Metrics | None = None) -> None:
         self.app = web.Application()
+        self._metrics = metrics
         self._host = host
         self._port = port
         self._checks: dict[str, HealthCheck] = {}
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/metrics", self._metrics_page)
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         self._checks[name] = check
@@ -56,3 +60,10 @@ class WebServer:
             {"status": "ok" if healthy else "unhealthy", "checks": results},
             status=200 if healthy else 503,
         )
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        if self._metrics is None:
+            raise web.HTTPNotFound()
+        response = web.Response(body=self._metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bot.domain import Author, ConversationKey, Incoming, Replier
 from bot.errors import UserError
+from bot.tokmodel.errors import TokModelError
 
 if TYPE_CHECKING:
     from bot.core import Core
@@ -22,6 +23,8 @@ class Invocation:
     replier: Replier
     text: str
     options: dict[str, str]
+    #: How the command ended, for metrics; handlers that report a failure themselves set it.
+    outcome: str = "ok"
 
     @property
     def key(self) -> ConversationKey:
@@ -34,6 +37,11 @@ class Invocation:
     async def reply(self, text: str) -> str:
         """Post a message, with secrets scrubbed (never a key in a reply)."""
         return await self.replier.post(self.core.scrub(text))
+
+    def tokmodel_failed(self, exc: TokModelError) -> None:
+        """A TokModel failure this handler has already explained to the user."""
+        self.outcome = "tokmodel_error"
+        self.core.note_tokmodel_failure(exc)
 
     def require_admin(self, what: str) -> None:
         if not self.core.is_admin(self.author):

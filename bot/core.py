@@ -4,7 +4,6 @@ failure into a reply a person can act on."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,13 +11,15 @@ from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, ConversationKey, Incoming, Replier
 from bot.errors import UserError
 from bot.locks import KeyedLocks
-from bot.logs import SecretRedactor
+from bot.logs import SecretRedactor, new_request_id
+from bot.metrics import Metrics
 from bot.options import check_options, parse_options
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings
 from bot.store import Store
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.errors import TokModelError, Unauthorized
+from bot.tokmodel.types import Usage
 from bot.wording import describe_tokmodel_error
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Core:
         store: Store,
         tokmodel: TokModelClient,
         registry: CommandRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         from bot.handlers import default_commands  # handlers import Core's types
 
@@ -40,6 +42,7 @@ class Core:
         self.store = store
         self.tokmodel = tokmodel
         self.registry = registry or CommandRegistry(default_commands())
+        self.metrics = metrics or Metrics()
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self._conversation_locks = KeyedLocks()
         self._redactor = SecretRedactor(settings.secrets())
@@ -71,36 +74,62 @@ class Core:
         else:
             log.warning("TokModel request failed: %s (status %s)", type(exc).__name__, exc.status)
 
+    async def record_usage(
+        self, invocation: Invocation, *, model: str | None, usage: Usage | None
+    ) -> None:
+        """One TokModel request done for this invocation (stored for /usage, and counted)."""
+        if usage is not None:
+            self.metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
+            self.metrics.tokens.labels("completion").inc(usage.completion_tokens)
+        await self.store.record_usage(
+            invocation.key,
+            user_id=invocation.author.id,
+            command=invocation.incoming.command,
+            model=model,
+            usage=usage,
+        )
+
     # -- dispatch -------------------------------------------------------------------------
 
     async def handle(self, incoming: Incoming, replier: Replier) -> None:
         """Run one incoming command; every outcome ends in a reply (or a deliberate silence for
         bots and already-answered events)."""
+        self.metrics.events.labels(incoming.key.platform).inc()
+        reference = new_request_id()
+        outcome = await self._dispatch(incoming, replier, reference)
+        known = self.registry.get(incoming.command) is not None
+        self.metrics.commands.labels(incoming.command if known else "unknown", outcome).inc()
+
+    async def _dispatch(self, incoming: Incoming, replier: Replier, reference: str) -> str:
+        """Run the command; return its outcome for the metrics."""
         if incoming.author.is_bot:
-            return
+            return "ignored"
         if incoming.event_id is not None and not await self.store.claim_event(
             incoming.key.platform, incoming.event_id
         ):
             log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
-            return
+            return "duplicate"
         try:
             invocation = self._prepare(incoming, replier)
             spec = self.registry.get(incoming.command)
             assert spec is not None  # _prepare checked it
             await spec.handler(invocation)
+            return invocation.outcome
         except UserError as exc:
             await self._safe_post(replier, str(exc))
+            return "refused"
         except TokModelError as exc:
             self.note_tokmodel_failure(exc)
             await self._safe_post(replier, describe_tokmodel_error(exc))
+            return "tokmodel_error"
         except Exception:
-            reference = uuid.uuid4().hex[:8]
             log.exception("command /%s failed (reference %s)", incoming.command, reference)
             await self._safe_post(
                 replier,
                 f"😵 Sorry, something went wrong on my side (reference {reference}). "
                 "Your message is saved; please try again.",
             )
+            return "bug"
 
     def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation:
         spec = self.registry.get(incoming.command)

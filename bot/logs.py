@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
+import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 
 REDACTED = "[redacted]"
+
+#: The id of the message being handled; every log line written while handling it carries it,
+#: from the adapter through TokModel to the reply (and the apology's "reference" is the same id).
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+def new_request_id() -> str:
+    """Start a new request id in the current context and return it."""
+    value = uuid.uuid4().hex[:12]
+    request_id.set(value)
+    return value
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, request_id, message (and traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 class SecretRedactor(logging.Filter):
@@ -39,10 +77,16 @@ class SecretRedactor(logging.Filter):
         return True
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
-    """One handler on stderr, every record passed through the redactor."""
+def configure_logging(level: str, secrets: Iterable[str], *, json_format: bool = False) -> None:
+    """One handler on stderr, one line per event, every record passed through the redactor."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if json_format:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    handler.addFilter(RequestIdFilter())
     handler.addFilter(SecretRedactor(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):

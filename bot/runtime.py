@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.core import Core
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import Store
 from bot.tokmodel.client import TokModelClient
@@ -44,15 +45,17 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
 @asynccontextmanager
 async def open_core(settings: Settings, endpoint: TokModelEndpoint) -> AsyncIterator[Core]:
     async with open_store(settings) as store:
+        metrics = Metrics()
         client = TokModelClient(
             endpoint.base_url,
             endpoint.api_key,
             timeout=settings.tokmodel_timeout,
             max_retries=settings.tokmodel_max_retries,
             retry_budget=settings.tokmodel_retry_budget,
+            observer=metrics.observe_tokmodel,
         )
         async with client:
-            yield Core(settings, store, client)
+            yield Core(settings, store, client, metrics=metrics)
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
 
     # logging
     log_level: str = Field(default="INFO", alias="TOKBOT_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", alias="TOKBOT_LOG_FORMAT")
 
     @field_validator("tokmodel_base_url")
     @classmethod

@@ -29,7 +29,7 @@ async def model(inv: Invocation) -> None:
         try:
             ids = [m.id for m in await core.tokmodel.list_models()]
         except TokModelError as exc:
-            core.note_tokmodel_failure(exc)
+            inv.tokmodel_failed(exc)
             lines.append("I couldn't list TokModel's models: " + describe_tokmodel_error(exc))
         else:
             more = f" … and {len(ids) - _MODELS_SHOWN} more" if len(ids) > _MODELS_SHOWN else ""

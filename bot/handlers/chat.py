@@ -84,7 +84,7 @@ async def answer(inv: Invocation, user_turn: int) -> None:
         await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
         finished = True
     except TokModelError as exc:
-        core.note_tokmodel_failure(exc)
+        inv.tokmodel_failed(exc)
         partial = renderer.text
         friendly = describe_tokmodel_error(exc, model=model)
         await renderer.finish((CUT_OFF_MARK + "\n" if partial.strip() else "") + friendly)
@@ -112,13 +112,7 @@ async def answer(inv: Invocation, user_turn: int) -> None:
         status=TurnStatus.OK,
         platform_message_id=ids[-1] if ids else None,
     )
-    await store.record_usage(
-        inv.key,
-        user_id=inv.author.id,
-        command=inv.incoming.command,
-        model=model,
-        usage=usage or _estimated_usage(messages, text),
-    )
+    await core.record_usage(inv, model=model, usage=usage or _estimated_usage(messages, text))
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:

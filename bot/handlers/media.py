@@ -68,9 +68,7 @@ async def imagine(inv: Invocation) -> None:
     )
     await _edit(inv, status_id, f"🎨 {prompt or 'A variation of your image'}")
     await _store_media_note(inv, f"[generated an image for: {prompt or 'a variation'}]")
-    await core.store.record_usage(
-        inv.key, user_id=inv.author.id, command="imagine", model=settings.image_model, usage=None
-    )
+    await core.record_usage(inv, model=settings.image_model, usage=None)
 
 
 async def tts(inv: Invocation) -> None:
@@ -100,9 +98,7 @@ async def tts(inv: Invocation) -> None:
     )
     await _edit(inv, status_id, f"🔊 Voice: {voice}")
     await _store_media_note(inv, f"[spoke aloud: {text[:200]}]")
-    await core.store.record_usage(
-        inv.key, user_id=inv.author.id, command="tts", model=settings.tts_model, usage=None
-    )
+    await core.record_usage(inv, model=settings.tts_model, usage=None)
 
 
 async def transcribe(inv: Invocation) -> None:
@@ -170,13 +166,7 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
             author=inv.author,
             platform_message_id=inv.incoming.message_id,
         )
-    await core.store.record_usage(
-        inv.key,
-        user_id=inv.author.id,
-        command="translate" if translate else "transcribe",
-        model=settings.transcribe_model,
-        usage=None,
-    )
+    await core.record_usage(inv, model=settings.transcribe_model, usage=None)
     label = "🎙️ (translated) " if translate else "🎙️ "
     await inv.reply(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
 
@@ -218,7 +208,7 @@ async def _store_media_note(inv: Invocation, note: str) -> None:
 async def _report_failure(
     inv: Invocation, exc: TokModelError, user_turn: int, status_id: str, *, model: str
 ) -> None:
-    inv.core.note_tokmodel_failure(exc)
+    inv.tokmodel_failed(exc)
     await inv.core.store.update_turn(user_turn, error=f"{type(exc).__name__} ({exc.status})")
     await _edit(inv, status_id, describe_tokmodel_error(exc, model=model))
 

@@ -81,7 +81,10 @@ class TokModelClient:
         retry_budget: float = 20.0,
         backoff_base: float = 0.5,
         session: aiohttp.ClientSession | None = None,
+        observer: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        """`observer(endpoint, outcome, seconds)` is called after every attempt (for metrics);
+        `outcome` is the HTTP status or the failure's kind."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_retries < 0 or retry_budget < 0 or backoff_base < 0:
@@ -94,6 +97,7 @@ class TokModelClient:
         self._backoff_base = backoff_base
         self._session = session
         self._owns_session = session is None
+        self._observer = observer
         self._random = random.Random()
         self._plain_timeout = aiohttp.ClientTimeout(total=timeout)
         # A stream may legitimately run for minutes; what must not happen is silence.
@@ -415,6 +419,7 @@ class TokModelClient:
         url = path if absolute else self._base_url + path
         log_path = urlsplit(url).path  # never the query: signed URLs carry secrets there
         label = f"{method} {log_path}"
+        endpoint = "image download" if absolute else path  # bounded label values for metrics
         headers = {"User-Agent": _USER_AGENT, "Accept": "*/*"}
         if not absolute and self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"  # only ever to TokModel itself
@@ -434,13 +439,13 @@ class TokModelClient:
                     method, url, headers, payload, form, stream, absolute
                 )
             except ConnectionFailed as exc:
-                self._log(label, type(exc).__name__, started, attempt)
+                self._log(label, endpoint, type(exc).__name__, started, attempt)
                 error: TokModelError = exc
             except TokModelError as exc:  # Timeout: never retried (the request may be running)
-                self._log(label, type(exc).__name__, started, attempt)
+                self._log(label, endpoint, type(exc).__name__, started, attempt)
                 raise
             else:
-                self._log(label, str(response.status), started, attempt)
+                self._log(label, endpoint, str(response.status), started, attempt)
                 if 200 <= response.status < 300:
                     if stream:
                         return response
@@ -599,9 +604,11 @@ class TokModelClient:
             error.args = (error.message,)
         return error
 
-    def _log(self, label: str, outcome: str, started: float, attempt: int) -> None:
-        elapsed_ms = (time.monotonic() - started) * 1000
-        logger.debug("%s -> %s in %.0f ms (attempt %d)", label, outcome, elapsed_ms, attempt)
+    def _log(self, label: str, endpoint: str, outcome: str, started: float, attempt: int) -> None:
+        elapsed = time.monotonic() - started
+        logger.debug("%s -> %s in %.0f ms (attempt %d)", label, outcome, elapsed * 1000, attempt)
+        if self._observer is not None:
+            self._observer(endpoint, outcome, elapsed)
 
 
 # ---------------------------------------------------------------------- parsing helpers

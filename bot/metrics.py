@@ -1,0 +1,54 @@
+"""Prometheus metrics, in a registry of their own (one per Core, so tests don't share counts)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.commands = Counter(
+            "tokbot_commands",
+            "Commands handled, by name and outcome",
+            ["command", "outcome"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "tokbot_platform_events",
+            "Messages and commands received from chat platforms",
+            ["platform"],
+            registry=self.registry,
+        )
+        self.tokmodel_latency = Histogram(
+            "tokbot_tokmodel_request_seconds",
+            "TokModel request latency (time to response headers), by endpoint",
+            ["endpoint"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.tokmodel_errors = Counter(
+            "tokbot_tokmodel_errors",
+            "TokModel failures, by HTTP status or failure kind",
+            ["status"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "tokbot_tokens",
+            "Tokens used, by kind (prompt or completion)",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def observe_tokmodel(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """Called by the TokModel client after every attempt; `outcome` is a status or an
+        error kind (Timeout, ConnectionFailed)."""
+        self.tokmodel_latency.labels(endpoint).observe(seconds)
+        if not outcome.startswith("2"):
+            self.tokmodel_errors.labels(outcome).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
