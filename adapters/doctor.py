@@ -60,7 +60,7 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
 
 async def check_settings(settings: Settings) -> list[Finding]:
     findings = []
-    if settings.tokmodel_api_key is None:
+    if not settings.has_api_key:
         findings.append(
             Finding(
                 False,
@@ -147,7 +147,7 @@ def _current_revision(conn: Connection) -> str | None:
 
 
 async def check_tokmodel(settings: Settings) -> list[Finding]:
-    if settings.tokmodel_api_key is None:
+    if not settings.has_api_key:
         return []  # already reported with the settings
     client = TokModelClient(
         settings.tokmodel_base_url, settings.api_key(), timeout=15, max_retries=0

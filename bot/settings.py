@@ -86,9 +86,13 @@ class Settings(BaseSettings):
     def admin_ids(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.admin_user_ids.split(",") if part.strip())
 
+    @property
+    def has_api_key(self) -> bool:
+        return self.tokmodel_api_key is not None and bool(self.tokmodel_api_key.get_secret_value())
+
     def api_key(self) -> str:
         """The TokModel key, or a SettingsError that names the variable."""
-        if self.tokmodel_api_key is None or not self.tokmodel_api_key.get_secret_value():
+        if self.tokmodel_api_key is None or not self.has_api_key:
             raise SettingsError(
                 "TOKMODEL_API_KEY is not set: create a key in the TokModel console "
                 "(API Keys → Create key) and put it in the environment or in .env"

@@ -1,0 +1,76 @@
+"""`tokbot doctor` names the exact problem and its fix (against the stand-in, real databases)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+from adapters.doctor import run_doctor
+from bot.settings import Settings
+from bot.store import Store
+from bot.tokmodel.fake import FakeTokModel, Fault
+
+
+async def doctor(settings: Settings) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await run_doctor(settings, out)
+    return code, out.getvalue()
+
+
+async def _migrated(settings: Settings) -> None:
+    store = await Store.open(settings.database_url)
+    try:
+        await store.upgrade()
+    finally:
+        await store.close()
+
+
+async def test_all_good(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    await _migrated(settings)
+    code, report = await doctor(settings)
+    assert code == 0, report
+    assert "✓ TokModel: key accepted" in report and "all good" in report
+
+
+async def test_a_wrong_key_is_named(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(TOKMODEL_API_KEY="sk-wrong-key-123456")
+    await _migrated(settings)
+    code, report = await doctor(settings)
+    assert code == 1
+    assert "✗ TokModel: the API key was rejected (401" in report and "TOKMODEL_API_KEY" in report
+    assert "sk-wrong-key-123456" not in report
+
+
+async def test_no_credits_is_named(
+    make_settings: Callable[..., Settings], fake: FakeTokModel
+) -> None:
+    settings = make_settings()
+    await _migrated(settings)
+    fake.fail(Fault(status=403))
+    code, report = await doctor(settings)
+    assert code == 1 and "out of credits (403)" in report and "top up" in report
+
+
+async def test_unreachable_tokmodel_and_unknown_models(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(TOKMODEL_BASE_URL="http://127.0.0.1:9", TOKBOT_CHAT_MODEL="x/y")
+    await _migrated(settings)
+    code, report = await doctor(settings)
+    assert code == 1 and "cannot reach http://127.0.0.1:9" in report
+    settings = make_settings(TOKBOT_CHAT_MODEL="openai/no-such-model")
+    code, report = await doctor(settings)
+    assert "TOKBOT_CHAT_MODEL=openai/no-such-model is not among" in report
+
+
+async def test_an_unmigrated_database_and_a_missing_key(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    code, report = await doctor(settings)
+    assert code == 1 and "run `tokbot db upgrade`" in report
+    settings = make_settings(TOKMODEL_API_KEY="")
+    code, report = await doctor(settings)
+    assert "TOKMODEL_API_KEY is not set" in report
