@@ -59,6 +59,11 @@ def build_context(
     return [system, *picked]
 
 
-def context_fetch_limit(budget_tokens: int) -> int:
-    """How many turns to read for a budget: enough to fill it with short turns, never unbounded."""
-    return max(10, min(400, budget_tokens // 8))
+#: Turns read in the first page of history; each further page doubles, up to MAX_CONTEXT_TURNS.
+FIRST_PAGE = 32
+MAX_CONTEXT_TURNS = 512
+
+
+def fills_budget(turns: Sequence[Turn], budget_tokens: int) -> bool:
+    """Whether `turns` already hold at least a budget's worth of text (no need to read more)."""
+    return sum(estimate_tokens(t.content) for t in turns) >= budget_tokens

@@ -399,3 +399,25 @@ async def test_user_turns_are_stored_before_tokmodel_answers(
     assert [t.status for t in history] == [TurnStatus.OK, TurnStatus.PENDING]
     await task
     assert ALICE.name in (await core.store.history(KEY))[0].author_name
+
+
+async def test_a_long_history_is_read_in_pages_up_to_the_budget(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_CONTEXT_BUDGET_TOKENS="2000")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        for index in range(150):
+            await core.store.add_turn(
+                KEY,
+                role=TurnRole.USER,
+                kind=TurnKind.TEXT,
+                content=f"note {index:03d} " + "z" * 36,
+                author=ALICE,
+            )
+        await core.handle(message("ask", "summarise"), replier)
+    sent = chat_requests(fake)[-1]
+    users = [m["content"] for m in sent if m["role"] == "user"]
+    # 14 tokens a message: the newest ~140 fit, read in pages well past the first one.
+    assert 100 < len(users) < 151 and users[-1] == "Alice: summarise"
+    assert users[-2].startswith("Alice: note 149")
+    assert sum(len(m["content"]) // 4 + 1 for m in sent) <= 2000

@@ -125,6 +125,19 @@ async def test_context_limit_returns_newest_turns_oldest_first(store: Store) -> 
     assert await store.context_turns(KEY, 0) == []
 
 
+async def test_context_pages_back_with_before_id(store: Store) -> None:
+    await say(store, "old")
+    await store.forget(KEY)
+    for i in range(10):
+        await say(store, f"t{i}")
+    await say(store, "other thread", key=THREAD)
+    newest = await store.context_turns(KEY, 3)
+    older = await store.context_turns(KEY, 4, before_id=newest[0].id)
+    assert [t.content for t in older] == ["t3", "t4", "t5", "t6"]
+    oldest = await store.context_turns(KEY, 10, before_id=older[0].id)
+    assert [t.content for t in oldest] == ["t0", "t1", "t2"]  # stops at the context start
+
+
 async def test_context_includes_every_status(store: Store) -> None:
     for status in TurnStatus:
         await say(store, status.value, status=status)

@@ -6,8 +6,14 @@ import asyncio
 import logging
 
 from bot.commands import Invocation
-from bot.conversation import build_context, context_fetch_limit, estimate_tokens
-from bot.domain import BOT_AUTHOR, TurnKind, TurnRole, TurnStatus
+from bot.conversation import (
+    FIRST_PAGE,
+    MAX_CONTEXT_TURNS,
+    build_context,
+    estimate_tokens,
+    fills_budget,
+)
+from bot.domain import BOT_AUTHOR, Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
 from bot.streaming import StreamRenderer
 from bot.tokmodel.errors import TokModelError
@@ -57,7 +63,7 @@ async def answer(inv: Invocation, user_turn: int) -> None:
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel = await store.channel_settings(inv.key)
     model = channel.model or settings.chat_model
-    turns = await store.context_turns(inv.key, context_fetch_limit(settings.context_budget_tokens))
+    turns = await _recent_turns(inv, settings.context_budget_tokens)
     messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
     answer_turn = await store.add_turn(
         inv.key,
@@ -113,6 +119,22 @@ async def answer(inv: Invocation, user_turn: int) -> None:
         platform_message_id=ids[-1] if ids else None,
     )
     await core.record_usage(inv, model=model, usage=usage or _estimated_usage(messages, text))
+
+
+async def _recent_turns(inv: Invocation, budget_tokens: int) -> list[Turn]:
+    """Enough of the newest turns to fill the budget, read in growing pages, so a long history
+    costs no more than a short one."""
+    turns: list[Turn] = []
+    page = FIRST_PAGE
+    while True:
+        before = turns[0].id if turns else None
+        older = await inv.core.store.context_turns(inv.key, page, before_id=before)
+        turns = older + turns
+        if len(older) < page or len(turns) >= MAX_CONTEXT_TURNS:
+            return turns
+        if fills_budget(turns, budget_tokens):
+            return turns
+        page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:

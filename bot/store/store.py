@@ -73,7 +73,12 @@ class UsageSummary:
 
 
 def context_query(
-    key: ConversationKey, limit: int, *, dialect: str, from_context_start: bool = True
+    key: ConversationKey,
+    limit: int,
+    *,
+    dialect: str,
+    from_context_start: bool = True,
+    before_id: int | None = None,
 ) -> Select[Any]:
     """The newest `limit` turns of a conversation, newest first: one backward range scan of
     ix_turns_conversation_id_id between (conversation, context start) and the conversation's
@@ -88,19 +93,28 @@ def context_query(
       equality it may walk the primary key backwards and filter on conversation_id instead (it
       cannot know cid when it plans), reading every newer turn of every other conversation; the
       range plus an ORDER BY on both columns leaves the composite index as the only sort-free
-      plan."""
+      plan.
+
+    `before_id` pages further back: only turns older than that id."""
     conversation = _conversation_filter(key)
     conversation_id = select(ConversationRow.id).where(*conversation).scalar_subquery()
     start: Any = literal(0, Id)  # ids start at 1
     if from_context_start:
         start = select(ConversationRow.context_start_turn_id).where(*conversation).scalar_subquery()
     if dialect == "postgresql":
-        in_range = (
+        upper: Any = TurnRow.conversation_id <= conversation_id
+        if before_id is not None:
+            upper = tuple_(TurnRow.conversation_id, TurnRow.id) < tuple_(
+                conversation_id, literal(before_id, Id)
+            )
+        in_range: tuple[Any, ...] = (
             tuple_(TurnRow.conversation_id, TurnRow.id) > tuple_(conversation_id, start),
-            TurnRow.conversation_id <= conversation_id,
+            upper,
         )
     else:
         in_range = (TurnRow.conversation_id == conversation_id, TurnRow.id > start)
+        if before_id is not None:
+            in_range += (TurnRow.id < before_id,)
     return (
         select(TurnRow)
         .where(*in_range)
@@ -214,12 +228,16 @@ class Store:
         if result.rowcount == 0:
             raise LookupError(f"no turn with id {turn_id}")
 
-    async def context_turns(self, key: ConversationKey, limit: int) -> list[Turn]:
-        """The newest `limit` turns after the conversation's context start, oldest first,
-        whatever their status."""
+    async def context_turns(
+        self, key: ConversationKey, limit: int, *, before_id: int | None = None
+    ) -> list[Turn]:
+        """The newest `limit` turns after the conversation's context start (and, with
+        `before_id`, older than that turn), oldest first, whatever their status."""
         if limit <= 0:
             return []
-        return await self._turns(context_query(key, limit, dialect=self.engine.dialect.name))
+        return await self._turns(
+            context_query(key, limit, dialect=self.engine.dialect.name, before_id=before_id)
+        )
 
     async def history(self, key: ConversationKey, limit: int = 50) -> list[Turn]:
         """The newest `limit` turns including those before the context start, oldest first."""

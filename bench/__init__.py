@@ -1,0 +1,1 @@
+"""tokbot's benchmarks: `python -m bench` (full, by hand) or `python -m bench --quick` (CI)."""

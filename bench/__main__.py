@@ -1,0 +1,73 @@
+"""`python -m bench [--quick]`: every figure, measured side by side in one run, with its target."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import time
+from collections.abc import Awaitable, Callable
+
+from bench import core_figures
+from bench.harness import Figure
+
+Runner = Callable[[], Awaitable[list[Figure]]]
+
+
+def plan(quick: bool) -> list[Runner]:
+    if quick:  # a few seconds in CI, so the benchmarks cannot rot
+        return [
+            lambda: core_figures.overhead(runs=5),
+            lambda: core_figures.concurrency(channels=50),
+            lambda: core_figures.history_size(big=2_000, small=100, runs=5),
+            lambda: core_figures.memory(channels=100),
+            lambda: core_figures.first_visible_edit(runs=2),
+        ]
+    return [
+        lambda: core_figures.overhead(runs=30),
+        lambda: core_figures.concurrency(channels=1_000),
+        lambda: core_figures.history_size(big=1_000_000, small=100, runs=30),
+        lambda: core_figures.memory(channels=10_000),
+        lambda: core_figures.first_visible_edit(runs=5),
+    ]
+
+
+async def run(quick: bool) -> list[Figure]:
+    figures: list[Figure] = []
+    for runner in plan(quick):
+        figures.extend(await runner())
+        print(f"  … {figures[-1].name}: {figures[-1].measured}", flush=True)
+    return figures
+
+
+def report(figures: list[Figure], seconds: float, quick: bool) -> str:
+    width = max(len(f.name) for f in figures)
+    lines = [
+        f"tokbot benchmarks ({'quick' if quick else 'full'}) on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {seconds:.0f} s",
+        "",
+        f"| {'figure'.ljust(width)} | measured | target | met |",
+        f"|{'-' * (width + 2)}|---|---|---|",
+    ]
+    for figure in figures:
+        met = {True: "yes", False: "NO", None: "-"}[figure.ok]
+        lines.append(
+            f"| {figure.name.ljust(width)} | {figure.measured} | {figure.target} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    started = time.perf_counter()
+    figures = asyncio.run(run(args.quick))
+    print(report(figures, time.perf_counter() - started, args.quick))
+
+
+if __name__ == "__main__":
+    main()

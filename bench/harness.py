@@ -1,0 +1,154 @@
+"""Shared parts: the TokModel stand-in in its own process (so it never shares the bot's event
+loop or memory), a core on a fresh SQLite file, a replier that timestamps what users would see,
+and the figure type the report prints."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bot.core import Core
+from bot.domain import Attachment, OutgoingFile
+from bot.runtime import TokModelEndpoint, open_core
+from bot.settings import Settings, load_settings
+
+BENCH_KEY = "bench-key"
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    measured: str
+    target: str
+    ok: bool | None  # None: informational
+
+
+@dataclass
+class StandIn:
+    url: str
+    http: aiohttp.ClientSession
+
+    async def set_latency(self, seconds: float) -> None:
+        """Every request waits `seconds` before TokModel's answer starts."""
+        async with self.http.delete(f"{self.url}/_fake/faults"):
+            pass
+        if seconds > 0:
+            fault = {"delay": seconds, "times": -1}
+            async with self.http.post(f"{self.url}/_fake/faults", json=fault) as response:
+                response.raise_for_status()
+
+    async def forget_requests(self) -> None:
+        async with self.http.delete(f"{self.url}/_fake/requests"):
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def stand_in(chunk_delay: float = 0.0) -> AsyncIterator[StandIn]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.cli", "fake-tokmodel", "--port", str(port),
+        "--api-key", BENCH_KEY, "--chunk-delay", str(chunk_delay),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "TOKBOT_LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        async with aiohttp.ClientSession() as http:
+            yield StandIn(f"http://127.0.0.1:{port}", http)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def bench_settings(url: str, database_url: str, **extra: str) -> Settings:
+    env = {
+        "TOKMODEL_API_KEY": BENCH_KEY,
+        "TOKMODEL_BASE_URL": url,
+        "DATABASE_URL": database_url,
+        "TOKBOT_RATE_LIMIT_PER_MINUTE": "0",
+        "TOKBOT_STREAM_EDIT_INTERVAL": "1.0",
+        "TOKBOT_LOG_LEVEL": "WARNING",
+    }
+    env.update(extra)
+    return load_settings(env)
+
+
+@asynccontextmanager
+async def bench_core(url: str, **extra: str) -> AsyncIterator[Core]:
+    with tempfile.TemporaryDirectory() as folder:
+        database_url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
+        settings = bench_settings(url, database_url, **extra)
+        async with open_core(settings, TokModelEndpoint(url, BENCH_KEY)) as core:
+            yield core
+
+
+@dataclass
+class TimedReplier:
+    """Records when the first real text (not the placeholder) became visible, and when the last
+    change landed."""
+
+    max_message_length: int = 4000
+    edit_interval: float = 1.0
+    stream_placeholder: str | None = "…"
+    first_text_at: float | None = None
+    last_change_at: float | None = None
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _seen(self, text: str) -> None:
+        now = time.perf_counter()
+        if text != self.stream_placeholder and self.first_text_at is None:
+            self.first_text_at = now
+        self.last_change_at = now
+
+    async def post(self, text: str) -> str:
+        self._seen(text)
+        return str(next(self._ids))
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self._seen(text)
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        self._seen(file.filename)
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        raise NotImplementedError
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process, in MB (Linux /proc)."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
