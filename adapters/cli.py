@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the key it accepts (default: $TOKMODEL_API_KEY, else 'stand-in-key')",
     )
     fake.add_argument("--chunk-delay", type=float, default=0.03, help="seconds between chunks")
+    invite = sub.add_parser("discord-invite", help="print the URL that adds the bot to a server")
+    invite.add_argument(
+        "--client-id", help="the application id (default: asked with DISCORD_TOKEN)"
+    )
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations up to the newest")
@@ -53,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"tokbot: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(
+        settings.log_level, settings.secrets(), json_format=settings.log_format == "json"
+    )
     try:
         return asyncio.run(_dispatch(args, settings))
     except SettingsError as exc:
@@ -74,12 +80,14 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "run":
         return await _run(settings)
+    if args.command == "discord-invite":
+        return await _discord_invite(settings, args.client_id)
     raise AssertionError(args.command)
 
 
 @contextlib.asynccontextmanager
 async def _endpoint(settings: Settings, *, offline: bool) -> AsyncIterator[TokModelEndpoint]:
-    if offline or settings.tokmodel_api_key is None:
+    if offline or not settings.has_api_key:
         if not offline:
             print(
                 "TOKMODEL_API_KEY is not set: using the built-in TokModel stand-in "
@@ -125,7 +133,7 @@ async def _run(settings: Settings) -> int:
             "SLACK_APP_TOKEN) or DISCORD_TOKEN, or try `tokbot console`"
         )
     async with open_core(settings, endpoint) as core:
-        web = WebServer(settings.http_host, settings.http_port)
+        web = WebServer(settings.http_host, settings.http_port, metrics=core.metrics)
         web.add_health_check("database", _database_check(core))
         adapters: list[Adapter] = []
         if settings.slack_enabled:
@@ -149,6 +157,13 @@ async def _run(settings: Settings) -> int:
             for adapter in reversed(adapters):
                 await adapter.stop()
             await web.stop()
+    return 0
+
+
+async def _discord_invite(settings: Settings, client_id: str | None) -> int:
+    from adapters.discord.invite import invite
+
+    print(await invite(settings, client_id))
     return 0
 
 

@@ -57,7 +57,10 @@ class StreamRenderer:
     async def finish(self, suffix: str = "") -> None:
         """Stop the background edits and show the whole text (plus `suffix`) for good."""
         if self._flusher is not None:
-            self._flusher.cancel()
+            # Holding the lock, the flusher is never cancelled half-way through a post (the
+            # message would exist but its id be lost, and the final render post it again).
+            async with self._lock:
+                self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None

@@ -49,3 +49,20 @@ async def test_an_empty_stream_still_shows_something() -> None:
     await renderer.start()
     await renderer.finish()
     assert replier.texts == ["…"]
+
+
+async def test_finishing_during_a_slow_first_post_does_not_post_twice() -> None:
+    class SlowReplier(RecordingReplier):
+        async def post(self, text: str) -> str:
+            message_id = await super().post(text)  # the platform has it...
+            await asyncio.sleep(0.1)  # ...but its answer is still on the way
+            return message_id
+
+    replier = SlowReplier()
+    renderer = StreamRenderer(replier, placeholder=None, interval=0)
+    await renderer.start()
+    renderer.feed("first words")
+    await asyncio.sleep(0.02)  # the first post is in flight
+    renderer.feed(", and the rest")
+    await renderer.finish()
+    assert replier.texts == ["first words, and the rest"]

@@ -1,0 +1,174 @@
+"""The discord.py client: gateway events and slash commands become Incoming messages for the
+core. Every handler runs as its own task, so the gateway loop never waits on TokModel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from adapters.discord import translate
+from adapters.discord.commands import build_tree
+from adapters.discord.replier import NO_MENTIONS, InteractionReplier, MessageReplier
+from bot.core import Core
+from bot.domain import Incoming
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def intents() -> discord.Intents:
+    """Guilds, messages and DMs, plus message content (privileged: mentions and voice messages
+    need it; enable it in the Developer Portal)."""
+    wanted = discord.Intents.default()
+    wanted.message_content = True
+    wanted.members = False
+    wanted.presences = False
+    return wanted
+
+
+class TokbotClient(discord.AutoShardedClient):
+    def __init__(self, core: Core, settings: Settings, *, guild_ready_timeout: float = 2.0) -> None:
+        sharding: dict[str, Any] = {"shard_count": settings.discord_shard_count}
+        if settings.discord_shards is not None:  # this process runs only these shards
+            sharding["shard_ids"] = settings.discord_shards
+        super().__init__(
+            intents=intents(),
+            allowed_mentions=NO_MENTIONS,
+            chunk_guilds_at_startup=False,
+            max_messages=None,
+            guild_ready_timeout=guild_ready_timeout,
+            **sharding,
+        )
+        self.core = core
+        self.settings = settings
+        self.tree = build_tree(self)
+        self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sync_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def launch_shards(self) -> None:
+        # With DISCORD_GATEWAY_URL set, discord.py connects to DiscordWebSocket.DEFAULT_GATEWAY
+        # (which the adapter points at it) once the shard count is known.
+        if self.settings.discord_gateway_url and self.shard_count is None:
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        await super().launch_shards()
+
+    async def setup_hook(self) -> None:
+        guild_id = self.settings.discord_dev_guild_id
+        try:
+            if guild_id is not None:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to guild %s", len(synced), guild_id)
+            else:
+                synced = await self.tree.sync()
+                log.info("synced %d global commands (may take a while to show)", len(synced))
+        except discord.HTTPException as exc:
+            self.sync_error = f"{exc.status} {exc.text}"
+            log.error(
+                "could not register the slash commands (%s): invite the bot with the "
+                "applications.commands scope (`tokbot discord-invite`)",
+                self.sync_error,
+            )
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
+
+    # -- slash commands -----------------------------------------------------------------
+
+    async def run_command(
+        self,
+        interaction: discord.Interaction,
+        command: str,
+        text: str = "",
+        options: dict[str, str] | None = None,
+        files: Sequence[discord.Attachment] = (),
+    ) -> None:
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException as exc:  # expired, or already answered (a replay)
+            log.warning("could not acknowledge /%s: %s", command, exc)
+            return
+        incoming = Incoming(
+            key=translate.interaction_key(interaction),
+            author=translate.interaction_author(interaction, self.settings),
+            command=command,
+            text=text,
+            options=options or {},
+            attachments=tuple(translate.attachment(f) for f in files),
+            message_id=None,
+            event_id=f"interaction:{interaction.id}",
+            raw=interaction,
+        )
+        self.spawn(self.core.handle(incoming, InteractionReplier(interaction)))
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        log.error("slash command failed", exc_info=error)
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        incoming = self.message_incoming(message)
+        if incoming is not None:
+            self.spawn(self._answer(incoming, message))
+
+    async def _answer(self, incoming: Incoming, message: discord.Message) -> None:
+        if incoming.command == "ask" and not incoming.author.is_bot:
+            try:  # "tokbot is typing…" until the answer's first words arrive
+                await message.channel.typing()
+            except discord.HTTPException as exc:
+                log.debug("no typing indicator: %s", exc)
+        await self.core.handle(incoming, MessageReplier(message))
+
+    def message_incoming(self, message: discord.Message) -> Incoming | None:
+        """Voice messages and audio uploads → `voice`; mentions, replies to the bot and DMs →
+        `ask`; anything else is not for us."""
+        me = self.user
+        if me is None or message.author.id == me.id:
+            return None
+        if translate.is_voice(message):
+            command, text = "voice", ""
+        elif self._addressed(message, me.id):
+            command, text = "ask", translate.strip_mentions(message.content, me.id)
+        else:
+            return None
+        return Incoming(
+            key=translate.message_key(message),
+            author=translate.message_author(message, self.settings),
+            command=command,
+            text=text,
+            attachments=translate.attachments(message),
+            message_id=str(message.id),
+            event_id=f"message:{message.id}",
+            raw=message,
+        )
+
+    @staticmethod
+    def _addressed(message: discord.Message, me: int) -> bool:
+        if message.guild is None:
+            return True
+        if any(user.id == me for user in message.mentions):
+            return True
+        ref = message.reference
+        resolved = ref.resolved if ref is not None else None
+        return isinstance(resolved, discord.Message) and resolved.author.id == me

@@ -1,0 +1,734 @@
+"""A loopback stand-in for Discord: the gateway WebSocket and the REST API, as the real
+discord.py talks to them.
+
+The gateway says HELLO, acknowledges heartbeats, answers IDENTIFY with READY and GUILD_CREATE
+(or closes with 4004 for a wrong token and 4014 when the message content intent is not granted),
+and answers RESUME by replaying what the session missed, then RESUMED. The REST API serves
+`GET /gateway/bot`, `users/@me`, `oauth2/applications/@me`, command sync, interaction callbacks,
+webhook follow-ups and `@original` edits, channel messages (JSON or multipart with files) and CDN
+downloads. Every REST call is recorded (`calls`) and every message kept as a user would see it
+(`messages`). Tests inject events with `dispatch`, `interaction` and `message`.
+
+Run `python -m adapters.discord.fake --port 8098` for a manual try.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import itertools
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import BodyPartReader, WSMsgType, web
+
+log = logging.getLogger("tokbot.discord.fake")
+
+API_PREFIX: Final = "/api/v10"
+HELLO, IDENTIFY, RESUME, HEARTBEAT, HEARTBEAT_ACK, DISPATCH = 10, 2, 6, 1, 11, 0
+MESSAGE_CONTENT_INTENT: Final = 1 << 15
+MANAGE_GUILD: Final = 1 << 5
+VOICE_MESSAGE_FLAG: Final = 1 << 13
+DEFAULT_SIZE_LIMIT: Final = 10 * 1024 * 1024
+
+JSONDict = dict[str, Any]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # discord.py only decodes a body whose Content-Type is exactly "application/json".
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+@dataclass
+class RestCall:
+    """One REST request as the fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any  # the JSON body (a dict, or a list for command sync), or None
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class FakeMessage:
+    """A message as a user sees it now."""
+
+    id: str
+    channel_id: str
+    content: str
+    author_id: str
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    via: str = "channel"  # channel | interaction | followup
+    interaction_token: str | None = None
+    reply_to: str | None = None
+    edits: int = 0
+    payload: JSONDict = field(default_factory=dict)
+
+
+@dataclass
+class _Session:
+    id: str
+    shard: list[int]
+    seq: int = 0
+    events: list[JSONDict] = field(default_factory=list)
+    ws: web.WebSocketResponse | None = None
+
+
+class FakeDiscord:
+    """See the module docstring. One guild (`guild_id`) with one text channel (`channel_id`) and
+    one thread in it (`thread_id`), unless more are added before start."""
+
+    def __init__(
+        self,
+        token: str = "discord-test-token",
+        *,
+        application_id: int = 900000000000000001,
+        grant_message_content: bool = True,
+        shards: int = 1,
+        attachment_size_limit: int = DEFAULT_SIZE_LIMIT,
+    ) -> None:
+        self.token = token
+        self.application_id = application_id
+        self.grant_message_content = grant_message_content
+        self.shards = shards
+        self.attachment_size_limit = attachment_size_limit
+        self.guild_id = 800000000000000001
+        self.channel_id = 810000000000000001
+        self.thread_id = 820000000000000001
+        self.calls: list[RestCall] = []
+        self.messages: dict[str, FakeMessage] = {}
+        self.commands: dict[str, list[JSONDict]] = {}  # "global" or guild id -> synced commands
+        self.interaction_responses: dict[str, list[JSONDict]] = {}  # interaction id -> callbacks
+        self.identified: list[JSONDict] = []
+        self.resumed: list[str] = []
+        self._files: dict[str, tuple[bytes, str]] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._original: dict[str, str] = {}  # interaction token -> @original message id
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self._changed = asyncio.Condition()
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    # ---- lifecycle
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("FakeDiscord is not started")
+        return self._url
+
+    @property
+    def api_base(self) -> str:
+        """What DISCORD_API_BASE should be."""
+        return self.url + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        """What DISCORD_GATEWAY_URL should be."""
+        return self.url.replace("http://", "ws://", 1) + "/gateway"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/cdn/{name}", self._cdn)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self._url = f"http://{host}:{self._runner.addresses[0][1]}"
+        return self._url
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = None
+
+    # ---- test controls
+
+    def snowflake(self) -> str:
+        return str(990000000000000000 + next(self._ids))
+
+    def add_file(self, name: str, data: bytes, content_type: str) -> str:
+        """Serve `data` from the fake CDN; returns its URL."""
+        self._files[name] = (data, content_type)
+        return f"{self.url}/cdn/{name}"
+
+    def attachment(
+        self, name: str, data: bytes, content_type: str, *, voice: bool = False
+    ) -> JSONDict:
+        """An attachment payload whose URL the fake serves."""
+        url = self.add_file(name, data, content_type)
+        payload: JSONDict = {
+            "id": self.snowflake(),
+            "filename": name,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+        if voice:
+            payload |= {"duration_secs": 2.5, "waveform": "AAAA", "flags": 0}
+        return payload
+
+    def user(self, user_id: int, name: str, *, bot: bool = False) -> JSONDict:
+        return {
+            "id": str(user_id),
+            "username": name,
+            "global_name": name,
+            "discriminator": "0",
+            "avatar": None,
+            "bot": bot,
+        }
+
+    def member(
+        self, user: JSONDict, *, roles: tuple[int, ...] = (), permissions: int = 0
+    ) -> JSONDict:
+        return {
+            "user": user,
+            "roles": [str(r) for r in roles],
+            "joined_at": _now(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "nick": None,
+            "avatar": None,
+            "pending": False,
+            "permissions": str(permissions),
+        }
+
+    @property
+    def bot_user(self) -> JSONDict:
+        return self.user(self.application_id, "tokbot", bot=True)
+
+    def channel_payload(self, channel_id: int | None = None) -> JSONDict:
+        if channel_id == self.thread_id:
+            return {
+                "id": str(self.thread_id),
+                "type": 11,
+                "guild_id": str(self.guild_id),
+                "parent_id": str(self.channel_id),
+                "owner_id": "1",
+                "name": "a thread",
+                "message_count": 0,
+                "member_count": 1,
+                "rate_limit_per_user": 0,
+                "flags": 0,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": _now(),
+                    "locked": False,
+                },
+            }
+        return {
+            "id": str(channel_id or self.channel_id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": "general",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "rate_limit_per_user": 0,
+        }
+
+    def guild_payload(self) -> JSONDict:
+        gid = str(self.guild_id)
+        return {
+            "id": gid,
+            "name": "Test Guild",
+            "icon": None,
+            "owner_id": "1",
+            "unavailable": False,
+            "large": False,
+            "member_count": 2,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "voice_states": [],
+            "presences": [],
+            "premium_tier": 0,
+            "roles": [
+                {
+                    "id": gid,
+                    "name": "@everyone",
+                    "permissions": "0",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "channels": [self.channel_payload()],
+            "threads": [self.channel_payload(self.thread_id)],
+            "members": [self.member(self.bot_user)],
+        }
+
+    async def dispatch(self, event: str, data: JSONDict) -> None:
+        """Send a DISPATCH to the session of the shard that owns it (guild events by guild id,
+        DMs to shard 0), kept for replay while its socket is down."""
+        guild_id = data.get("guild_id")
+        for session in self._sessions.values():
+            shard_id, count = session.shard
+            owner = (int(guild_id) >> 22) % count if guild_id else 0
+            if owner != shard_id:
+                continue
+            session.seq += 1
+            frame = {"op": DISPATCH, "t": event, "s": session.seq, "d": data}
+            session.events.append(frame)
+            if session.ws is not None and not session.ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await session.ws.send_str(json.dumps(frame))
+
+    async def interaction(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user_id: int = 111,
+        user_name: str = "alice",
+        permissions: int = 0,
+        roles: tuple[int, ...] = (),
+        channel_id: int | None = None,
+        dm: bool = False,
+        attachments: Mapping[str, JSONDict] | None = None,
+        autocomplete: str | None = None,
+    ) -> JSONDict:
+        """Dispatch INTERACTION_CREATE for `/name` (an application command, or autocomplete of
+        the option named `autocomplete`). `attachments` maps option names to attachment
+        payloads (from `attachment`). Returns the payload (its "id" keys the responses)."""
+        opts: list[JSONDict] = []
+        for key, value in (options or {}).items():
+            kind = 4 if isinstance(value, int) and not isinstance(value, bool) else 3
+            opt: JSONDict = {"name": key, "type": kind, "value": value}
+            if key == autocomplete:
+                opt["focused"] = True
+            opts.append(opt)
+        resolved: JSONDict = {}
+        for key, attachment in (attachments or {}).items():
+            opts.append({"name": key, "type": 11, "value": attachment["id"]})
+            resolved.setdefault("attachments", {})[attachment["id"]] = attachment
+        user = self.user(user_id, user_name)
+        payload: JSONDict = {
+            "id": self.snowflake(),
+            "application_id": str(self.application_id),
+            "type": 4 if autocomplete else 2,
+            "token": "itoken-" + self.snowflake(),
+            "version": 1,
+            "locale": "en-US",
+            "app_permissions": "0",
+            "entitlements": [],
+            "authorizing_integration_owners": {},
+            "attachment_size_limit": self.attachment_size_limit,
+            "data": {
+                "id": self.snowflake(),
+                "name": name,
+                "type": 1,
+                "options": opts,
+                "resolved": resolved,
+            },
+        }
+        if dm:
+            dm_id = str(700000000000000000 + user_id)
+            payload |= {
+                "channel_id": dm_id,
+                "channel": {"id": dm_id, "type": 1, "recipients": [user]},
+                "user": user,
+                "context": 1,
+            }
+        else:
+            channel = self.channel_payload(channel_id)
+            payload |= {
+                "guild_id": str(self.guild_id),
+                "guild_locale": "en-US",
+                "channel_id": channel["id"],
+                "channel": channel,
+                "member": self.member(user, roles=roles, permissions=permissions),
+                "context": 0,
+            }
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def message(
+        self,
+        content: str,
+        *,
+        user_id: int = 111,
+        user_name: str = "alice",
+        bot: bool = False,
+        channel_id: int | None = None,
+        dm: bool = False,
+        mention_bot: bool = False,
+        reply_to: str | None = None,
+        attachments: list[JSONDict] | None = None,
+        voice: bool = False,
+    ) -> JSONDict:
+        """Dispatch MESSAGE_CREATE from a user; `mention_bot` puts the bot in `mentions`,
+        `reply_to` references a message the fake holds."""
+        author = self.user(user_id, user_name, bot=bot)
+        payload: JSONDict = {
+            "id": self.snowflake(),
+            "type": 19 if reply_to else 0,
+            "content": content,
+            "author": author,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [self.bot_user] if mention_bot else [],
+            "mention_roles": [],
+            "attachments": attachments or [],
+            "embeds": [],
+            "pinned": False,
+            "components": [],
+            "flags": VOICE_MESSAGE_FLAG if voice else 0,
+        }
+        if dm:
+            payload["channel_id"] = str(700000000000000000 + user_id)
+        else:
+            payload["channel_id"] = str(channel_id or self.channel_id)
+            payload["guild_id"] = str(self.guild_id)
+            payload["member"] = {k: v for k, v in self.member(author).items() if k != "user"}
+        if reply_to is not None:
+            referenced = self.messages[reply_to]
+            payload["message_reference"] = {
+                "message_id": reply_to,
+                "channel_id": referenced.channel_id,
+                "type": 0,
+            }
+            payload["referenced_message"] = referenced.payload
+        await self.dispatch("MESSAGE_CREATE", payload)
+        return payload
+
+    async def drop_connections(self, code: int = 4000) -> None:
+        """Close every gateway socket (as a network blip would); sessions stay resumable."""
+        for session in self._sessions.values():
+            if session.ws is not None:
+                ws, session.ws = session.ws, None
+                await ws.close(code=code)
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        """Wait until `predicate()` is true (checked after every REST call)."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+    def replies_to(self, interaction: JSONDict) -> list[FakeMessage]:
+        """The messages an interaction produced (original response first, then follow-ups)."""
+        token = interaction["token"]
+        return [m for m in self.messages.values() if m.interaction_token == token]
+
+    def in_channel(self, channel_id: int | str | None = None) -> list[FakeMessage]:
+        wanted = str(channel_id or self.channel_id)
+        return [m for m in self.messages.values() if m.channel_id == wanted]
+
+    # ---- gateway
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        session: _Session | None = None
+        try:
+            await ws.send_str(json.dumps({"op": HELLO, "d": {"heartbeat_interval": 41250}}))
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                op, data = frame.get("op"), frame.get("d")
+                if op == HEARTBEAT:
+                    await ws.send_str(json.dumps({"op": HEARTBEAT_ACK}))
+                elif op == IDENTIFY:
+                    session = await self._identify(ws, data)
+                    if session is None:
+                        break
+                elif op == RESUME:
+                    session = await self._resume(ws, data)
+                    if session is None:
+                        break
+        finally:
+            self._sockets.discard(ws)
+            if session is not None and session.ws is ws:
+                session.ws = None
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, data: JSONDict) -> _Session | None:
+        self.identified.append({k: v for k, v in data.items() if k != "token"})
+        if data.get("token") != self.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        if int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT and not self.grant_message_content:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return None
+        shard = list(data.get("shard") or [0, 1])
+        session = _Session(id=self.snowflake(), shard=shard, ws=ws)
+        self._sessions[session.id] = session
+        guilds = [g for g in (self.guild_id,) if (g >> 22) % shard[1] == shard[0]]
+        session.seq += 1
+        ready = {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "shard": shard,
+            "application": {"id": str(self.application_id), "flags": 0},
+        }
+        await ws.send_str(json.dumps({"op": DISPATCH, "t": "READY", "s": session.seq, "d": ready}))
+        for _ in guilds:
+            session.seq += 1
+            frame = {"op": DISPATCH, "t": "GUILD_CREATE", "s": session.seq}
+            await ws.send_str(json.dumps(frame | {"d": self.guild_payload()}))
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, data: JSONDict) -> _Session | None:
+        session = self._sessions.get(str(data.get("session_id")))
+        if session is None or data.get("token") != self.token:
+            await ws.send_str(json.dumps({"op": 9, "d": False}))  # invalid session
+            return None
+        self.resumed.append(session.id)
+        session.ws = ws
+        since = int(data.get("seq") or 0)
+        for frame in session.events:
+            if frame["s"] > since:
+                await ws.send_str(json.dumps(frame))
+        session.seq += 1
+        resumed = {"op": DISPATCH, "t": "RESUMED", "s": session.seq, "d": {}}
+        await ws.send_str(json.dumps(resumed))
+        return session
+
+    # ---- REST
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        found = self._files.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[0], headers={"Content-Type": found[1]})
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        body: Any = None
+        files: list[tuple[str, bytes]] = []
+        if request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                raw = await part.read()
+                if part.name == "payload_json":
+                    body = json.loads(raw)
+                else:
+                    files.append((part.filename or "file", bytes(raw)))
+        elif request.can_read_body:
+            body = await request.json()
+        path = "/" + request.match_info["tail"]
+        call = RestCall(request.method, path, dict(request.query), body, files)
+        self.calls.append(call)
+        if path != "/gateway/bot" and request.headers.get("Authorization") != f"Bot {self.token}":
+            if not path.startswith(("/webhooks/", "/interactions/")):
+                return _json({"message": "401: Unauthorized", "code": 0}, 401)
+        try:
+            return await self._route(call)
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _route(self, call: RestCall) -> web.StreamResponse:
+        parts = call.path.strip("/").split("/")
+        method = call.method
+        body: JSONDict = call.json if isinstance(call.json, dict) else {}
+        if parts == ["gateway", "bot"]:
+            limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+            return _json(
+                {"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit}
+            )
+        if parts == ["users", "@me"]:
+            return _json(self.bot_user)
+        if parts == ["oauth2", "applications", "@me"]:
+            return _json(self._app_info())
+        if parts[0] == "applications" and method == "PUT":
+            scope = parts[3] if len(parts) > 3 and parts[2] == "guilds" else "global"
+            synced = [
+                cmd | {"id": self.snowflake(), "application_id": str(self.application_id)}
+                for cmd in (call.json or [])
+            ]
+            self.commands[scope] = synced
+            return _json(synced)
+        if parts[0] == "interactions" and parts[-1] == "callback":
+            return self._callback(parts[1], parts[2], body)
+        if parts[0] == "webhooks":
+            return self._webhook(method, parts[2], parts[3:], call)
+        if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "typing":
+            return web.Response(status=204)
+        if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
+            if method == "POST":
+                message = self._new_message(parts[1], call, via="channel")
+                reference = body.get("message_reference") or {}
+                message.reply_to = str(reference.get("message_id") or "") or None
+                return _json(message.payload)
+            if method == "PATCH" and len(parts) == 4:
+                return self._edit(parts[3], call)
+        return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _app_info(self) -> JSONDict:
+        return {
+            "id": str(self.application_id),
+            "name": "tokbot",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.user(1, "owner"),
+            "verify_key": "0" * 64,
+            "flags": 0,
+        }
+
+    def _callback(self, interaction_id: str, token: str, body: JSONDict) -> web.Response:
+        self.interaction_responses.setdefault(interaction_id, []).append(body)
+        kind = int(body.get("type", 0))
+        if kind == 5:  # deferred: Discord shows "thinking…" as the @original message
+            original = FakeMessage(
+                id=self.snowflake(),
+                channel_id=str(self.channel_id),
+                content="",
+                author_id=str(self.application_id),
+                via="interaction",
+                interaction_token=token,
+            )
+            original.payload = self._message_payload(original)
+            self.messages[original.id] = original
+            self._original[token] = original.id
+        result: JSONDict = {
+            "interaction": {
+                "id": interaction_id,
+                "type": 2,
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": False,
+            },
+            "resource": {"type": kind},
+        }
+        if kind == 5:
+            result["interaction"]["response_message_id"] = self._original[token]
+        return _json(result)
+
+    def _webhook(
+        self, method: str, token: str, rest: list[str], call: RestCall
+    ) -> web.StreamResponse:
+        if method == "POST" and not rest:
+            message = self._new_message(str(self.channel_id), call, via="followup")
+            message.interaction_token = token
+            return _json(message.payload)
+        if len(rest) == 2 and rest[0] == "messages":
+            message_id = self._original.get(token) if rest[1] == "@original" else rest[1]
+            if message_id is None or message_id not in self.messages:
+                return _json({"message": "Unknown Message", "code": 10008}, 404)
+            if method == "PATCH":
+                return self._edit(message_id, call)
+            if method == "GET":
+                return _json(self.messages[message_id].payload)
+        return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _new_message(self, channel_id: str, call: RestCall, *, via: str) -> FakeMessage:
+        body: JSONDict = call.json if isinstance(call.json, dict) else {}
+        message = FakeMessage(
+            id=self.snowflake(),
+            channel_id=channel_id,
+            content=str(body.get("content") or ""),
+            author_id=str(self.application_id),
+            files=list(call.files),
+            via=via,
+        )
+        message.payload = self._message_payload(message)
+        self.messages[message.id] = message
+        return message
+
+    def _edit(self, message_id: str, call: RestCall) -> web.Response:
+        message = self.messages.get(message_id)
+        if message is None:
+            return _json({"message": "Unknown Message", "code": 10008}, 404)
+        body: JSONDict = call.json if isinstance(call.json, dict) else {}
+        if "content" in body:
+            message.content = str(body["content"] or "")
+        message.files.extend(call.files)
+        message.edits += 1
+        message.payload = self._message_payload(message)
+        return _json(message.payload)
+
+    def _message_payload(self, message: FakeMessage) -> JSONDict:
+        payload: JSONDict = {
+            "id": message.id,
+            "channel_id": message.channel_id,
+            "type": 0,
+            "content": message.content,
+            "author": self.bot_user,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [
+                {
+                    "id": self.snowflake(),
+                    "filename": name,
+                    "size": len(data),
+                    "url": f"{self.url}/cdn/{name}",
+                    "proxy_url": f"{self.url}/cdn/{name}",
+                }
+                for name, data in message.files
+            ],
+            "embeds": [],
+            "pinned": False,
+            "components": [],
+            "flags": 0,
+        }
+        if message.channel_id in (str(self.channel_id), str(self.thread_id)):
+            payload["guild_id"] = str(self.guild_id)
+        return payload
+
+
+async def _serve(host: str, port: int, token: str) -> None:
+    fake = FakeDiscord(token)
+    url = await fake.start(host, port)
+    print(
+        f"Fake Discord at {url}\n  DISCORD_TOKEN={token}\n  DISCORD_API_BASE={fake.api_base}\n"
+        f"  DISCORD_GATEWAY_URL={fake.gateway_url}\nCtrl-C stops it.",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve a loopback fake of Discord.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8098)
+    parser.add_argument("--token", default="discord-test-token")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port, args.token))
+
+
+if __name__ == "__main__":
+    main()

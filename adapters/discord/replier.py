@@ -1,0 +1,135 @@
+"""How the core speaks back on Discord: one Replier for slash commands (the deferred original
+response, then follow-ups) and one for plain messages (a reply, then messages in the channel)."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import discord
+
+from bot.domain import Attachment, OutgoingFile
+from bot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_LENGTH = 2000
+EDIT_INTERVAL = 1.0
+#: Without mentions parsed, model output saying "@everyone" pings nobody.
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def _too_big(file: OutgoingFile, limit: int) -> UserError:
+    return UserError(
+        f"📦 The result ({file.filename}, {len(file.data) / 1024 / 1024:.1f} MB) is larger than "
+        f"Discord allows here ({limit / 1024 / 1024:.0f} MB), so I can't post it."
+    )
+
+
+def _as_file(file: OutgoingFile, limit: int) -> discord.File:
+    if len(file.data) > limit:
+        raise _too_big(file, limit)
+    return discord.File(io.BytesIO(file.data), filename=file.filename, description=file.title)
+
+
+async def download(attachment: Attachment, max_bytes: int) -> bytes:
+    """Fetch a Discord attachment (through the client's HTTP session), capped at `max_bytes`."""
+    limit_mb = max_bytes / 1024 / 1024
+    if attachment.size is not None and attachment.size > max_bytes:
+        raise UserError(f"{attachment.filename} is too large: the limit is {limit_mb:.0f} MB.")
+    item = attachment.ref
+    if not isinstance(item, discord.Attachment):
+        raise UserError(f"I can't fetch {attachment.filename}.")
+    try:
+        data = await item.read()
+    except (discord.HTTPException, discord.NotFound) as exc:
+        log.warning("attachment download failed: %s", exc)
+        raise UserError(f"I couldn't download {attachment.filename}; please try again.") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{attachment.filename} is too large: the limit is {limit_mb:.0f} MB.")
+    return data
+
+
+class InteractionReplier:
+    """After `defer(thinking=True)`: the first post fills the original response, later posts
+    are follow-ups; edits go to whichever message the id names."""
+
+    max_message_length = MAX_MESSAGE_LENGTH
+    edit_interval = EDIT_INTERVAL
+    stream_placeholder: str | None = None  # Discord already shows "tokbot is thinking…"
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self._interaction = interaction
+        self._original_id: str | None = None
+
+    async def post(self, text: str) -> str:
+        if self._original_id is None:
+            message = await self._interaction.edit_original_response(
+                content=text, allowed_mentions=NO_MENTIONS
+            )
+            self._original_id = str(message.id)
+            return self._original_id
+        sent = await self._interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS)
+        return str(sent.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        if message_id == self._original_id:
+            await self._interaction.edit_original_response(
+                content=text, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await self._interaction.followup.edit_message(
+                int(message_id), content=text, allowed_mentions=NO_MENTIONS
+            )
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        item = _as_file(file, self._interaction.filesize_limit)
+        if self._original_id is None:
+            message = await self._interaction.edit_original_response(
+                content=comment or "", attachments=[item], allowed_mentions=NO_MENTIONS
+            )
+            self._original_id = str(message.id)
+            return
+        await self._interaction.followup.send(
+            comment or "", file=item, wait=True, allowed_mentions=NO_MENTIONS
+        )
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        return await download(attachment, max_bytes)
+
+
+class MessageReplier:
+    """Answers a mention, a reply to the bot, a DM or a voice message: the first post replies
+    to it, longer answers continue in the same channel."""
+
+    max_message_length = MAX_MESSAGE_LENGTH
+    edit_interval = EDIT_INTERVAL
+    stream_placeholder: str | None = None
+
+    def __init__(self, message: discord.Message) -> None:
+        self._message = message
+        self._sent: dict[str, discord.Message] = {}
+
+    async def post(self, text: str) -> str:
+        if not self._sent:
+            sent = await self._message.reply(text, allowed_mentions=NO_MENTIONS)
+        else:
+            sent = await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
+        self._sent[str(sent.id)] = sent
+        return str(sent.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        sent = self._sent[message_id]
+        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        guild = self._message.guild
+        limit = guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        item = _as_file(file, limit)
+        sent = await self._message.channel.send(
+            comment or None, file=item, allowed_mentions=NO_MENTIONS
+        )
+        self._sent[str(sent.id)] = sent
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        return await download(attachment, max_bytes)
