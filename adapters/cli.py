@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument(
         "--client-id", help="the application id (default: asked with DISCORD_TOKEN)"
     )
+    sub.add_parser(
+        "doctor", help="check settings, database, TokModel and platforms; say how to fix"
+    )
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply migrations up to the newest")
@@ -80,6 +83,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "run":
         return await _run(settings)
+    if args.command == "doctor":
+        from adapters.doctor import run_doctor
+
+        return await run_doctor(settings, sys.stdout)
     if args.command == "discord-invite":
         return await _discord_invite(settings, args.client_id)
     raise AssertionError(args.command)

@@ -74,3 +74,33 @@ async def test_an_unmigrated_database_and_a_missing_key(
     settings = make_settings(TOKMODEL_API_KEY="")
     code, report = await doctor(settings)
     assert "TOKMODEL_API_KEY is not set" in report
+
+
+async def test_discord_checks_against_the_fake(make_settings: Callable[..., Settings]) -> None:
+    from adapters.discord.fake import FakeDiscord
+
+    for granted in (True, False):
+        discord = FakeDiscord("discord-doctor-token", grant_message_content=granted)
+        await discord.start()
+        try:
+            base = {"DISCORD_API_BASE": discord.api_base}
+            settings = make_settings(DISCORD_TOKEN="discord-doctor-token", **base)
+            await _migrated(settings)
+            code, report = await doctor(settings)
+            assert "✓ Discord: logged in as" in report
+            assert (code == 0) is granted, report
+            if not granted:
+                assert "Message Content Intent" in report
+            code, report = await doctor(make_settings(DISCORD_TOKEN="wrong", **base))
+            assert code == 1 and "bot token was rejected (401)" in report
+        finally:
+            await discord.stop()
+
+
+def test_the_cli_runs_doctor(tmp_path: Path) -> None:
+    from tests.test_cli import _tokbot
+
+    result = _tokbot(tmp_path, "doctor")
+    assert result.returncode == 1
+    assert "✗ settings: TOKMODEL_API_KEY is not set" in result.stdout
+    assert "run `tokbot db upgrade`" in result.stdout

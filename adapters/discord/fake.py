@@ -599,7 +599,8 @@ class FakeDiscord:
             "bot_require_code_grant": False,
             "owner": self.user(1, "owner"),
             "verify_key": "0" * 64,
-            "flags": 0,
+            # GATEWAY_MESSAGE_CONTENT_LIMITED: the toggle an unverified app gets in the portal.
+            "flags": (1 << 19) if self.grant_message_content else 0,
         }
 
     def _callback(self, interaction_id: str, token: str, body: JSONDict) -> web.Response:
