@@ -1,21 +1,132 @@
-"""The Slack adapter (being built)."""
+"""The Slack adapter: slack-bolt's AsyncApp over HTTP (Events API at `/slack/events`) or Socket
+Mode (when SLACK_APP_TOKEN is set)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.app import SlackBot
 from adapters.web import WebServer
 from bot.core import Core
 from bot.settings import Settings, SettingsError
 
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+
 
 class SlackAdapter:
+    """Lifecycle per `adapters.base.Adapter`. In HTTP mode the `/slack/events` route is added to
+    `web` at construction (the web server starts before `start` is called)."""
+
     name = "slack"
 
-    def __init__(self, core: Core, settings: Settings, web: WebServer | None = None) -> None:
-        raise SettingsError("the Slack adapter is not built yet")
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        web: WebServer | None = None,
+        *,
+        edit_interval: float = 1.0,
+        connect_timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
+            raise SettingsError("SLACK_BOT_TOKEN is not set (xoxb-…, from OAuth & Permissions)")
+        self._app_token = (
+            settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+        )
+        secret = (
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else ""
+        )
+        self.socket_mode = bool(self._app_token)
+        if not self.socket_mode:
+            if not secret:
+                raise SettingsError(
+                    "Slack needs SLACK_SIGNING_SECRET (HTTP mode, Events API at /slack/events) "
+                    "or SLACK_APP_TOKEN (Socket Mode, xapp-…)"
+                )
+            if web is None:
+                raise SettingsError("Slack's HTTP mode needs the web server")
+        self._connect_timeout = connect_timeout
+        self._drain_timeout = drain_timeout
+        self._session = aiohttp.ClientSession()
+        self.bot = SlackBot(
+            core,
+            token=settings.slack_bot_token.get_secret_value(),
+            signing_secret=secret or None,
+            api_url=settings.slack_api_url,
+            session=self._session,
+            edit_interval=edit_interval,
+        )
+        self._socket: AsyncSocketModeHandler | None = None
+        self._started = False
+        if not self.socket_mode and web is not None:
+            web.app.router.add_post(EVENTS_PATH, self._events)
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        try:
+            auth = await self.bot.client.auth_test()
+        except SlackApiError as exc:
+            raise SettingsError(
+                f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')})"
+            ) from None
+        log.info("Slack: signed in as %s in %s", auth.get("user_id"), auth.get("team_id"))
+        if self.socket_mode:
+            try:  # checks the app token, and gives the WebSocket URL to connect to
+                opened = await self.bot.client.apps_connections_open(app_token=self._app_token)
+            except SlackApiError as exc:
+                raise SettingsError(
+                    f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}): it needs "
+                    "the connections:write scope, and Socket Mode enabled for the app"
+                ) from None
+            self._socket = AsyncSocketModeHandler(
+                self.bot.app, self._app_token, logger=logging.getLogger("tokbot.slack.socket")
+            )
+            self._socket.client.wss_uri = str(opened["url"])
+            try:
+                await asyncio.wait_for(
+                    self._socket.connect_async(),  # type: ignore[no-untyped-call]
+                    self._connect_timeout,
+                )
+            except TimeoutError:
+                raise SettingsError(
+                    "could not open a Slack Socket Mode connection: check SLACK_APP_TOKEN "
+                    "(xapp-…, with the connections:write scope)"
+                ) from None
+            log.info("Slack: Socket Mode connected")
+        else:
+            log.info("Slack: HTTP mode, Events API at %s", EVENTS_PATH)
+        self._started = True
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        self._started = False
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            self._socket = None
+        await self.bot.drain(self._drain_timeout)
+        if not self._session.closed:
+            await self._session.close()
 
     async def healthy(self) -> bool:
-        return False
+        if not self._started:
+            return False
+        if self._socket is not None:
+            return bool(await self._socket.client.is_connected())
+        return True
+
+    async def _events(self, request: web.Request) -> web.Response:
+        if self.bot.closing:
+            # Slack retries: another replica, or this one after its restart, will answer.
+            return web.Response(status=503, text="shutting down")
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await self.bot.app.async_dispatch(bolt_request))

@@ -1,0 +1,183 @@
+"""The slack-bolt AsyncApp: listeners acknowledge at once, then hand the work to the core in a
+background task (so a slow TokModel answer never delays Slack's 3-second ack)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import translate
+from adapters.slack.replier import SlackReplier
+from adapters.slack.users import UserDirectory
+from bot.core import Core
+from bot.domain import Author, Incoming
+
+log = logging.getLogger(__name__)
+
+
+class SlackBot:
+    """Owns the AsyncApp and the tasks it starts; `drain` waits for (then cancels) them."""
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        token: str,
+        signing_secret: str | None,
+        api_url: str,
+        session: aiohttp.ClientSession,
+        edit_interval: float = 1.0,
+    ) -> None:
+        self._core = core
+        self._token = token
+        self._session = session
+        self._edit_interval = edit_interval
+        self.client = AsyncWebClient(token=token, base_url=_with_slash(api_url), session=session)
+        self.users = UserDirectory(self.client)
+        self._file_hosts = _file_hosts(api_url)
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
+        self.closing = False
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret or "",
+            request_verification_enabled=bool(signing_secret),
+            process_before_response=False,
+            logger=logging.getLogger("tokbot.slack.bolt"),
+        )
+        self.app.command(re.compile(r"^/\S+$"))(self._on_command)
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+
+    # -- listeners: ack first, work in the background ---------------------------------------
+
+    async def _on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        # in_channel: everyone sees the command that the answer below replies to.
+        await ack(response_type="in_channel")
+        self._spawn(self._run_command(command))
+
+    async def _on_mention(
+        self, ack: AsyncAck, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        if translate.is_from_bot(event) or translate.is_direct_message(event):
+            return  # DMs arrive as `message` events too; answering both would answer twice
+        self._spawn(self._run_event(body, event, context, command="ask"))
+
+    async def _on_message(
+        self, ack: AsyncAck, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        if translate.is_from_bot(event) or event.get("subtype") not in translate.PERSON_SUBTYPES:
+            return
+        if translate.audio_attachments(event.get("files") or ()):
+            self._spawn(self._run_event(body, event, context, command="voice"))
+        elif translate.is_direct_message(event):
+            # In channels, people talk to the bot by mentioning it (an app_mention event).
+            self._spawn(self._run_event(body, event, context, command="ask"))
+
+    # -- the work ------------------------------------------------------------------------------
+
+    async def _run_command(self, command: dict[str, Any]) -> None:
+        user_id = str(command.get("user_id", ""))
+        name = translate.command_name(str(command.get("command", "")))
+        fallback = str(command.get("user_name") or user_id)
+        if name in translate.ADMIN_COMMANDS and str(command.get("text") or "").strip():
+            author = await self.users.author(user_id, fallback)  # is_admin, from users.info
+        else:
+            author = Author(id=user_id, name=fallback)
+        incoming = translate.from_command(command, author)
+        replier = self._replier(incoming, thread_ts=None, response_url=command.get("response_url"))
+        await self._core.handle(incoming, replier)
+
+    async def _run_event(
+        self,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        *,
+        command: str,
+    ) -> None:
+        user_id = str(event.get("user", ""))
+        if not user_id:
+            return
+        author = await self.users.author(user_id)
+        files = event.get("files") or ()
+        incoming = translate.from_message(
+            event,
+            team_id=str(body.get("team_id") or context.team_id or ""),
+            author=author,
+            bot_user_id=context.bot_user_id,
+            event_id=body.get("event_id"),
+            command=command,
+            attachments=translate.audio_attachments(files) if command == "voice" else (),
+        )
+        await self._core.handle(incoming, self._replier(incoming, thread_ts=incoming.key.thread))
+
+    def _replier(
+        self, incoming: Incoming, *, thread_ts: str | None, response_url: str | None = None
+    ) -> SlackReplier:
+        return SlackReplier(
+            self.client,
+            self._session,
+            token=self._token,
+            channel=incoming.key.channel,
+            thread_ts=thread_ts,
+            file_hosts=self._file_hosts,
+            edit_interval=self._edit_interval,
+            response_url=response_url or None,
+        )
+
+    # -- background tasks ----------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self.closing:
+            work.close()
+            log.warning("Slack request acknowledged while shutting down; not handled")
+            return
+        task = asyncio.create_task(self._guard(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the core answers its own failures; this is the adapter's
+            log.exception("Slack event handling failed")
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float) -> None:
+        """Let answers in progress finish for up to `timeout` seconds, then cancel the rest."""
+        self.closing = True
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def _file_hosts(api_url: str) -> frozenset[str]:
+    """Hosts besides *.slack.com that may receive the bot token for downloads: the Web API's
+    own host when it is not Slack (a test double)."""
+    host = (urlsplit(api_url).hostname or "").lower()
+    return frozenset({host}) if host and not host.endswith("slack.com") else frozenset()

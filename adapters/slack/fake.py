@@ -1,0 +1,658 @@
+"""A stand-in Slack on loopback: the Web API methods tokbot calls, shared-file downloads, upload
+URLs, `response_url`s, and Socket Mode (`apps.connections.open` and its WebSocket).
+
+It answers in Slack's shapes (`{"ok": true, ...}`, `{"ok": false, "error": "..."}`), records every
+call, keeps the messages as a person would see them (text after every `chat.update`), and can send
+signed Events API requests and slash commands to an app, or envelopes over Socket Mode.
+
+    python -m adapters.slack.fake --port 8098     # prints the env vars to point tokbot at it
+    python -m adapters.slack.fake --port 8098 --app-url http://127.0.0.1:3000/slack/events
+        # ... and sends each line typed as a signed slash command (`/ask hi`) or a mention
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+LOGIN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Slack</title></head>"
+    b"<body><h1>Sign in to your workspace</h1></body></html>"
+)
+#: What auth.test reports in `x-oauth-scopes` (as granted by manifest.yml).
+SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+    "mpim:history",
+    "im:history",
+    "chat:write",
+    "chat:write.public",
+    "channels:join",
+    "commands",
+    "files:read",
+    "files:write",
+    "users:read",
+)
+MAX_TEXT = 40_000  # Slack refuses longer message text with msg_too_long
+
+
+@dataclass
+class Call:
+    """One Web API call: the method and its arguments (query, form and JSON merged)."""
+
+    method: str
+    args: dict[str, Any]
+    authorized: bool
+    time: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Message:
+    """A message the app posted, as people see it now (`text` follows every chat.update)."""
+
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None = None
+    edits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Upload:
+    """A file shared with files.completeUploadExternal."""
+
+    file_id: str
+    filename: str
+    title: str | None
+    data: bytes
+    channel: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+
+@dataclass
+class SlackUser:
+    id: str
+    name: str
+    is_admin: bool = False
+    is_owner: bool = False
+    is_bot: bool = False
+
+
+class FakeSlack:
+    """See the module docstring. Start it, point `SLACK_API_URL` at `api_url`."""
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-fake-bot-token",
+        app_token: str = "xapp-fake-app-token",
+        signing_secret: str = "fake-signing-secret",
+        team_id: str = "T0FAKE",
+        bot_user_id: str = "U0TOKBOT",
+        bot_id: str = "B0TOKBOT",
+    ) -> None:
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.signing_secret = signing_secret
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.calls: list[Call] = []
+        self.messages: list[Message] = []
+        self.uploads: list[Upload] = []
+        self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
+        self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
+        self.users: dict[str, SlackUser] = {}
+        self.echo = False  # print the app's messages as they change (manual use)
+        self.not_in_channel: set[str] = set()  # the bot is not a member of these
+        self.public_only: set[str] = set()  # not a member, but chat:write.public lets it post
+        self._files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self._pending_uploads: dict[str, tuple[str, bytes | None]] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self.connects = 0  # Socket Mode connections ever accepted
+        self._socket_ready = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self.app = self._build_app()
+
+    # ---- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self._url = f"http://{host}:{self._runner.addresses[0][1]}"
+        return self._url
+
+    async def stop(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("FakeSlack is not started")
+        return self._url
+
+    @property
+    def api_url(self) -> str:
+        """The value for SLACK_API_URL."""
+        return self.url + "/api/"
+
+    # ---- state a test sets up
+
+    def add_user(
+        self, user_id: str, name: str, *, is_admin: bool = False, is_owner: bool = False
+    ) -> None:
+        self.users[user_id] = SlackUser(user_id, name, is_admin=is_admin, is_owner=is_owner)
+
+    def add_file(
+        self, name: str, data: bytes, mimetype: str, *, subtype: str | None = None
+    ) -> dict[str, Any]:
+        """Host a shared file; returns its Slack file object (as found in `event.files`)."""
+        file_id = f"F{next(self._ids):08d}"
+        download = f"{self.url}/files-pri/{self.team_id}-{file_id}/download/{name}"
+        obj: dict[str, Any] = {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rpartition(".")[2],
+            "size": len(data),
+            "url_private": download.replace("/download/", "/"),
+            "url_private_download": download,
+        }
+        if subtype is not None:
+            obj["subtype"] = subtype
+        self._files[file_id] = (obj, data)
+        return obj
+
+    # ---- what a test reads
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def texts(self, channel: str | None = None, thread_ts: str | None = None) -> list[str]:
+        """The visible text of every app message (in `channel` / `thread_ts`), oldest first."""
+        return [
+            m.text
+            for m in self.messages
+            if (channel is None or m.channel == channel)
+            and (thread_ts is None or m.thread_ts == thread_ts)
+        ]
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until `condition()` holds (checked after every recorded change)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the fake Slack never saw the expected state")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+
+    # ---- signed HTTP requests to an app (Events API, slash commands)
+
+    def sign(
+        self, body: str, timestamp: int | None = None, secret: str | None = None
+    ) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        verifier = SignatureVerifier(secret if secret is not None else self.signing_secret)
+        signature = verifier.generate_signature(timestamp=stamp, body=body)
+        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature or ""}
+
+    def command_payload(
+        self,
+        command: str,
+        text: str = "",
+        *,
+        user_id: str = "U0ALICE",
+        user_name: str = "alice",
+        channel_id: str = "C0GENERAL",
+    ) -> dict[str, str]:
+        n = next(self._ids)
+        return {
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "fake",
+            "channel_id": channel_id,
+            "channel_name": "general",
+            "user_id": user_id,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": "A0TOKBOT",
+            "is_enterprise_install": "false",
+            "response_url": f"{self.url}/commands/{self.team_id}/{n}",
+            "trigger_id": f"{n}.{self.team_id}.trigger",
+        }
+
+    def event_body(self, event: Mapping[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        return {
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": "A0TOKBOT",
+            "event": dict(event),
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+
+    def message_event(
+        self,
+        text: str,
+        *,
+        user: str = "U0ALICE",
+        channel: str = "C0GENERAL",
+        thread_ts: str | None = None,
+        mention: bool = False,
+        files: list[dict[str, Any]] | None = None,
+        channel_type: str = "channel",
+    ) -> dict[str, Any]:
+        """A message (or, with `mention=True`, an app_mention) as Slack delivers it."""
+        ts = f"{int(time.time())}.{next(self._ids):06d}"
+        event: dict[str, Any] = {
+            "type": "app_mention" if mention else "message",
+            "user": user,
+            "text": f"<@{self.bot_user_id}> {text}" if mention else text,
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+            "team": self.team_id,
+        }
+        if not mention:
+            event["channel_type"] = channel_type
+        if thread_ts is not None:
+            event["thread_ts"] = thread_ts
+        if files:
+            event["files"] = files
+            event["upload"] = False
+            if not mention:
+                event["subtype"] = "file_share"
+        return event
+
+    async def post_command(
+        self, app_url: str, payload: Mapping[str, str], **sign: Any
+    ) -> tuple[int, str]:
+        body = urlencode(payload)
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body, **sign)}
+        return await _post(app_url, body, headers)
+
+    async def post_event(
+        self,
+        app_url: str,
+        body: Mapping[str, Any],
+        *,
+        retry_num: int | None = None,
+        **sign: Any,
+    ) -> tuple[int, str]:
+        text = json.dumps(body)
+        headers = {"Content-Type": "application/json", **self.sign(text, **sign)}
+        if retry_num is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "timeout"}
+        return await _post(app_url, text, headers)
+
+    # ---- Socket Mode
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._socket_ready.wait(), timeout)
+
+    async def send_envelope(
+        self, kind: str, payload: Mapping[str, Any], *, retry_attempt: int = 0
+    ) -> str:
+        """Send an envelope (`events_api`, `slash_commands`) to the app; return its id."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode connection")
+        envelope_id = f"env-{next(self._ids)}"
+        await self._sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "payload": dict(payload),
+                "type": kind,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+            }
+        )
+        return envelope_id
+
+    async def ask_to_reconnect(self) -> None:
+        """Send Slack's `disconnect` message (as before it rotates a connection)."""
+        if self._sockets:
+            await self._sockets[-1].send_json(
+                {
+                    "type": "disconnect",
+                    "reason": "refresh_requested",
+                    "debug_info": {"host": "fake"},
+                }
+            )
+
+    @property
+    def connections(self) -> int:
+        """Socket Mode connections open now."""
+        return len(self._sockets)
+
+    # ---- the server
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._download)
+        app.router.add_post("/commands/{team}/{n}", self._response_url)
+        app.router.add_get("/link/", self._socket)
+        return app
+
+    def _show(self, what: str, message: Message) -> None:
+        if self.echo:
+            where = message.channel + (f" thread {message.thread_ts}" if message.thread_ts else "")
+            print(f"[{where}] {what} {message.ts}: {message.text}", flush=True)
+
+    def _changed_now(self) -> None:
+        self._changed.set()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                args |= body
+        elif request.can_read_body:
+            args |= {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
+        token = token or str(args.pop("token", ""))
+        args.pop("token", None)
+        wanted = self.app_token if method == "apps.connections.open" else self.bot_token
+        call = Call(method, args, authorized=token == wanted)
+        self.calls.append(call)
+        self._changed_now()
+        if not token:
+            return _error("not_authed")
+        if not call.authorized:
+            return _error("invalid_auth")
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return _error("unknown_method")
+        result: web.Response = await handler(request, args)
+        self._changed_now()
+        return result
+
+    async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        response = _ok(
+            url="https://fake.slack.com/",
+            team="Fake",
+            user="tokbot",
+            team_id=self.team_id,
+            user_id=self.bot_user_id,
+            bot_id=self.bot_id,
+            is_enterprise_install=False,
+        )
+        response.headers["x-oauth-scopes"] = ",".join(SCOPES)
+        return response
+
+    async def _m_chat_postMessage(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        channel, text = str(args.get("channel") or ""), str(args.get("text") or "")
+        if not channel:
+            return _error("channel_not_found")
+        if channel in self.not_in_channel and channel not in self.public_only:
+            return _error("not_in_channel")
+        if not text:
+            return _error("no_text")
+        if len(text) > MAX_TEXT:
+            return _error("msg_too_long")
+        n = next(self._ids)
+        ts = f"{1_700_000_000 + n}.{n:06d}"
+        thread = args.get("thread_ts") or None
+        self.messages.append(Message(channel, ts, text, str(thread) if thread else None))
+        self._show("posted", self.messages[-1])
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts}
+        return _ok(channel=channel, ts=ts, message=message | {"text": text})
+
+    async def _m_chat_update(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        channel, ts, text = (str(args.get(k) or "") for k in ("channel", "ts", "text"))
+        target = next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
+        if target is None:
+            return _error("message_not_found")
+        if len(text) > MAX_TEXT:
+            return _error("msg_too_long")
+        target.edits.append(text)
+        target.text = text
+        self._show("updated", target)
+        return _ok(channel=channel, ts=ts, text=text)
+
+    async def _m_conversations_join(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        channel = str(args.get("channel") or "")
+        if not channel.startswith("C"):
+            return _error("method_not_supported_for_channel_type")
+        self.not_in_channel.discard(channel)
+        self.public_only.discard(channel)
+        return _ok(channel={"id": channel, "is_channel": True, "is_member": True})
+
+    async def _m_users_info(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        user = self.users.get(str(args.get("user") or ""))
+        if user is None:
+            return _error("user_not_found")
+        return _ok(
+            user={
+                "id": user.id,
+                "team_id": self.team_id,
+                "name": user.name.lower(),
+                "real_name": user.name,
+                "is_admin": user.is_admin,
+                "is_owner": user.is_owner,
+                "is_bot": user.is_bot,
+                "profile": {"display_name": user.name, "real_name": user.name},
+            }
+        )
+
+    async def _m_files_getUploadURLExternal(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        filename, length = str(args.get("filename") or ""), str(args.get("length") or "")
+        if not filename or not length.isdigit():
+            return _error("invalid_arguments")
+        file_id = f"F{next(self._ids):08d}"
+        self._pending_uploads[file_id] = (filename, None)
+        return _ok(upload_url=f"{self.url}/upload/{file_id}", file_id=file_id)
+
+    async def _m_files_completeUploadExternal(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        files = args.get("files")
+        items = json.loads(files) if isinstance(files, str) else files
+        if args.get("channel_id") in self.not_in_channel:
+            return _error("not_in_channel")
+        if not isinstance(items, list) or not items:
+            return _error("invalid_arguments")
+        done = []
+        for item in items:
+            pending = self._pending_uploads.pop(str(item.get("id")), None)
+            filename, data = pending if pending is not None else ("", None)
+            if data is None:
+                return _error("file_not_found")
+            self.uploads.append(
+                Upload(
+                    file_id=str(item["id"]),
+                    filename=filename,
+                    title=item.get("title"),
+                    data=data,
+                    channel=args.get("channel_id"),
+                    thread_ts=args.get("thread_ts"),
+                    initial_comment=args.get("initial_comment"),
+                )
+            )
+            done.append(
+                {"id": item["id"], "title": item.get("title") or filename, "name": filename}
+            )
+        return _ok(files=done)
+
+    async def _m_apps_connections_open(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        ws_url = self.url.replace("http://", "ws://", 1)
+        return _ok(url=f"{ws_url}/link/?ticket=t-{next(self._ids)}&app_id=A0TOKBOT")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        pending = self._pending_uploads.get(file_id)
+        if pending is None:
+            return web.Response(status=404, text="not found")
+        data = await request.read()
+        self._pending_uploads[file_id] = (pending[0], data)
+        return web.Response(text=f"OK - {len(data)}")
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["team_file"].rpartition("-")[2]
+        self.calls.append(
+            Call(
+                "download",
+                {"file": file_id},
+                request.headers.get("Authorization") == f"Bearer {self.bot_token}",
+            )
+        )
+        self._changed_now()
+        if not self.calls[-1].authorized or file_id not in self._files:
+            # What Slack does: no error status, a sign-in page.
+            return web.Response(body=LOGIN_PAGE, content_type="text/html")
+        obj, data = self._files[file_id]
+        return web.Response(body=data, content_type=str(obj["mimetype"]))
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        self._changed_now()
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self.connects += 1
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {"host": "fake", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A0TOKBOT"},
+            }
+        )
+        self._socket_ready.set()
+        try:
+            async for frame in ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(frame.data)
+                if isinstance(data, dict) and "envelope_id" in data:
+                    self.acks[str(data["envelope_id"])] = data
+                    self._changed_now()
+        finally:
+            self._sockets.remove(ws)
+            if not self._sockets:
+                self._socket_ready.clear()
+        return ws
+
+
+def _ok(**fields: Any) -> web.Response:
+    return web.json_response({"ok": True, **fields})
+
+
+def _error(code: str) -> web.Response:
+    return web.json_response({"ok": False, "error": code})
+
+
+async def _post(url: str, body: str, headers: Mapping[str, str]) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body.encode(), headers=dict(headers)) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def _serve(host: str, port: int, app_url: str | None) -> None:
+    fake = FakeSlack()
+    fake.echo = True
+    fake.add_user("U0ALICE", "alice", is_admin=True)  # the person typing at the terminal
+    url = await fake.start(host, port)
+    print(
+        f"Fake Slack at {url}. Point tokbot at it:\n"
+        f"  SLACK_API_URL={fake.api_url}\n  SLACK_BOT_TOKEN={fake.bot_token}\n"
+        f"  SLACK_SIGNING_SECRET={fake.signing_secret}\n"
+        f"  SLACK_APP_TOKEN={fake.app_token}   (only for Socket Mode)\nCtrl-C stops it.",
+        flush=True,
+    )
+    try:
+        if app_url is None:
+            await asyncio.Event().wait()
+        else:
+            await _relay_stdin(fake, app_url)
+    finally:
+        await fake.stop()
+
+
+async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
+    """Send each stdin line to the app: `/command text` as a slash command, anything else as a
+    message that mentions the bot."""
+    print(f"Type `/command text` or a message for the bot; each is sent to {app_url}", flush=True)
+    while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+        if line.startswith("/"):
+            command, _, text = line.partition(" ")
+            status, _ = await fake.post_command(app_url, fake.command_payload(command, text))
+        else:
+            event = fake.event_body(fake.message_event(line, mention=True))
+            status, _ = await fake.post_event(app_url, event)
+        print(f"(sent: HTTP {status})", flush=True)
+    await asyncio.sleep(3.0)  # let the last answer arrive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A stand-in Slack Web API on loopback.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8098)
+    parser.add_argument(
+        "--app-url",
+        default=None,
+        help="tokbot's /slack/events URL: then each line on stdin is sent to it, signed",
+    )
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port, args.app_url))
+
+
+if __name__ == "__main__":
+    main()

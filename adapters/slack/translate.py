@@ -1,0 +1,126 @@
+"""Slack payloads to domain types and back: conversation keys, the text a person typed (minus the
+bot's mention), attachments from shared files, and escaping of everything the bot says."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.domain import Attachment, Author, ConversationKey, Incoming
+
+PLATFORM = "slack"
+
+#: Commands whose argument changes channel settings: only admins may pass one.
+ADMIN_COMMANDS = frozenset({"model", "persona", "transcription"})
+
+#: Message subtypes that are people talking (everything else — joins, edits, deletions, bot
+#: messages — is ignored).
+PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_BOLD = re.compile(r"\*\*(\S(?:[^*\n]*\S)?)\*\*")
+
+
+def escape(text: str) -> str:
+    """Slack's control characters as entities, so no text of ours can become a mention
+    (`<!channel>`, `<!here>`, `<!subteam^…>`, `<@U…>`) or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_slack(text: str) -> str:
+    """Text ready for Slack: escaped (see `escape`), with Markdown's `**bold**` as Slack's
+    `*bold*` (models and the core's wording write Markdown)."""
+    return _BOLD.sub(r"*\1*", escape(text))
+
+
+def unescape(text: str) -> str:
+    """What a person typed: Slack sends `&`, `<`, `>` as entities."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    """The text without the bot's own mentions (other people's mentions stay)."""
+    if bot_user_id:
+        text = _MENTION.sub(lambda m: "" if m.group(1) == bot_user_id else m.group(0), text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def command_name(slash: str) -> str:
+    """`/ask` → `ask`."""
+    return slash.strip().lstrip("/").lower()
+
+
+def conversation_key(team_id: str, channel_id: str, thread_ts: str = "") -> ConversationKey:
+    return ConversationKey(PLATFORM, team_id, channel_id, thread_ts)
+
+
+def event_thread(event: Mapping[str, Any]) -> str:
+    """The thread a message starts or continues: its parent's ts, else its own."""
+    return str(event.get("thread_ts") or event.get("ts") or "")
+
+
+def is_direct_message(event: Mapping[str, Any]) -> bool:
+    return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
+
+
+def is_from_bot(event: Mapping[str, Any]) -> bool:
+    return bool(event.get("bot_id")) or event.get("subtype") == "bot_message"
+
+
+def is_audio_file(file: Mapping[str, Any]) -> bool:
+    """A voice clip (subtype `slack_audio`) or any upload with an `audio/*` mimetype."""
+    mimetype = str(file.get("mimetype") or "").lower()
+    return file.get("subtype") == "slack_audio" or mimetype.startswith("audio/")
+
+
+def attachment(file: Mapping[str, Any]) -> Attachment:
+    size = file.get("size")
+    return Attachment(
+        filename=str(file.get("name") or file.get("title") or file.get("id") or "file"),
+        content_type=file.get("mimetype") or None,
+        size=size if isinstance(size, int) else None,
+        url=file.get("url_private_download") or file.get("url_private"),
+        is_voice=file.get("subtype") == "slack_audio",
+        ref=file.get("id"),
+    )
+
+
+def audio_attachments(files: Sequence[Mapping[str, Any]]) -> tuple[Attachment, ...]:
+    return tuple(attachment(f) for f in files if is_audio_file(f))
+
+
+def from_command(command: Mapping[str, Any], author: Author) -> Incoming:
+    """A slash command: answered in its channel (not a thread)."""
+    trigger = command.get("trigger_id")
+    return Incoming(
+        key=conversation_key(str(command.get("team_id", "")), str(command.get("channel_id", ""))),
+        author=author,
+        command=command_name(str(command.get("command", ""))),
+        text=unescape(str(command.get("text") or "")),
+        # Slack doesn't retry commands, but a Socket Mode envelope may be redelivered.
+        event_id=f"command:{trigger}" if trigger else None,
+    )
+
+
+def from_message(
+    event: Mapping[str, Any],
+    *,
+    team_id: str,
+    author: Author,
+    bot_user_id: str | None,
+    event_id: str | None,
+    command: str = "ask",
+    attachments: tuple[Attachment, ...] = (),
+) -> Incoming:
+    """A mention, DM or audio upload: answered in the thread it starts or continues."""
+    text = unescape(strip_mention(str(event.get("text") or ""), bot_user_id))
+    return Incoming(
+        key=conversation_key(team_id, str(event.get("channel", "")), event_thread(event)),
+        author=author,
+        command=command,
+        text="" if command == "voice" else text,
+        attachments=attachments,
+        message_id=str(event["ts"]) if event.get("ts") else None,
+        event_id=event_id,
+    )

@@ -1,0 +1,88 @@
+"""What the channel sees when TokModel fails, and what happens to unsigned requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from adapters.slack.fake import FakeSlack
+from bot.settings import Settings
+from bot.tokmodel.fake import FakeTokModel, Fault
+from tests.slack.conftest import Bot, running
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault(status=401, path=CHAT), "rejected this bot's API key"),
+        (Fault(status=403, path=CHAT), "out of credits"),
+        (Fault(status=429, retry_after=30, path=CHAT), "try again in about 30 seconds"),
+        (Fault(status=500, path=CHAT), "TokModel failed (error 500)"),
+        (Fault(delay=3, path=CHAT), "took too long"),
+        (Fault(cut_after=3, path=CHAT), "broke off half-way"),
+    ],
+    ids=["401", "403", "429", "500", "timeout", "stream-cut"],
+)
+async def test_tokmodel_failures_become_friendly_messages(
+    slack_settings: Callable[..., Settings],
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    fault: Fault,
+    expected: str,
+) -> None:
+    settings = slack_settings(TOKBOT_TOKMODEL_MAX_RETRIES="0", TOKBOT_TOKMODEL_TIMEOUT="0.5")
+    async with running(settings, slack, fake) as bot:
+        fake.fail(fault)
+        await bot.command("/ask", "are you there?")
+        [answer] = await bot.replies(1)
+    assert expected in answer
+    assert "Traceback" not in answer and "_thinking…_" not in answer
+    if fault.cut_after:
+        assert "(stand-in) You" in answer and "answer cut off" in answer  # partial kept
+
+
+async def test_out_of_credits_for_a_mention_and_an_image(bot: Bot, fake: FakeTokModel) -> None:
+    fake.fail(Fault(status=403, times=-1))
+    mention = bot.slack.message_event("hello?", mention=True)
+    await bot.event(mention)
+    [answer] = await bot.replies(1, thread_ts=mention["ts"])
+    assert "out of credits" in answer
+    await bot.command("/imagine", "a cat")
+    assert "out of credits" in (await bot.replies(2))[-1]
+    assert bot.slack.uploads == []
+
+
+async def _no_effect(bot: Bot, fake: FakeTokModel) -> None:
+    await asyncio.sleep(0.3)
+    assert bot.slack.messages == [] and fake.requests == []
+    assert bot.slack.calls_to("chat.postMessage") == []
+
+
+async def test_a_bad_signature_is_rejected(bot: Bot, fake: FakeTokModel) -> None:
+    payload = bot.slack.command_payload("/ask", "sneaky")
+    status, _ = await bot.slack.post_command(bot.url, payload, secret="not-the-secret")
+    assert status == 401
+    body = bot.slack.event_body(bot.slack.message_event("sneaky", mention=True))
+    status, _ = await bot.slack.post_event(bot.url, body, secret="not-the-secret")
+    assert status == 401
+    await _no_effect(bot, fake)
+
+
+async def test_a_stale_timestamp_is_rejected(bot: Bot, fake: FakeTokModel) -> None:
+    payload = bot.slack.command_payload("/ask", "replayed")
+    stale = int(time.time()) - 10 * 60
+    status, _ = await bot.slack.post_command(bot.url, payload, timestamp=stale)
+    assert status == 401
+    await _no_effect(bot, fake)
+
+
+async def test_url_verification_is_answered(bot: Bot) -> None:
+    body = {"token": "x", "challenge": "c-123", "type": "url_verification"}
+    status, text = await bot.slack.post_event(bot.url, body)
+    assert status == 200 and json.loads(text)["challenge"] == "c-123"
