@@ -46,12 +46,14 @@ class SlackBot:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
         self.closing = False
+        bolt_logger = logging.getLogger("tokbot.slack.bolt")
+        bolt_logger.addFilter(_drop_token_skipped_warning)
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing_secret or "",
             request_verification_enabled=bool(signing_secret),
             process_before_response=False,
-            logger=logging.getLogger("tokbot.slack.bolt"),
+            logger=bolt_logger,
         )
         self.app.command(re.compile(r"^/\S+$"))(self._on_command)
         self.app.event("app_mention")(self._on_mention)
@@ -181,3 +183,9 @@ def _file_hosts(api_url: str) -> frozenset[str]:
     own host when it is not Slack (a test double)."""
     host = (urlsplit(api_url).hostname or "").lower()
     return frozenset({host}) if host and not host.endswith("slack.com") else frozenset()
+
+
+def _drop_token_skipped_warning(record: logging.LogRecord) -> bool:
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and then warns, at every start,
+    that the client we pass wins over it. That is intended here, so the warning is noise."""
+    return "`token` will be unused" not in record.getMessage()
