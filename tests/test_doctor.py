@@ -104,3 +104,25 @@ def test_the_cli_runs_doctor(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "✗ settings: TOKMODEL_API_KEY is not set" in result.stdout
     assert "run `tokbot db upgrade`" in result.stdout
+
+
+async def test_slack_checks_against_the_fake(make_settings: Callable[..., Settings]) -> None:
+    from adapters.slack.fake import FakeSlack
+
+    slack = FakeSlack()
+    await slack.start("127.0.0.1", 0)
+    try:
+        env = {"SLACK_API_URL": slack.api_url, "SLACK_SIGNING_SECRET": slack.signing_secret}
+        settings = make_settings(SLACK_BOT_TOKEN=slack.bot_token, **env)
+        await _migrated(settings)
+        code, report = await doctor(settings)
+        assert code == 0 and "✓ Slack: connected as" in report, report
+        code, report = await doctor(make_settings(SLACK_BOT_TOKEN="xoxb-wrong", **env))
+        assert code == 1 and "auth.test failed: invalid_auth" in report
+        assert "xoxb-wrong" not in report
+        code, report = await doctor(
+            make_settings(SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
+        )
+        assert "neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN" in report
+    finally:
+        await slack.stop()
