@@ -340,7 +340,7 @@ def test_stand_in_reply_wording() -> None:
     text = stand_in_reply(history)
     assert text.startswith(f"(stand-in) You said: «{'y' * 200}». I can see 2 earlier message(s)")
     assert f" The first was: «{('first question ' + 'x' * 100)[:80]}»." in text
-    assert text.endswith(f" Persona: «{('You are a pirate.' + '!' * 100)[:80]}».")
+    assert text.endswith(f" Persona: «{('You are a pirate.' + '!' * 100)[:39]}…».")
     typed = [ChatMessage("user", "a"), ChatMessage("assistant", "b"), ChatMessage("user", "c")]
     as_dicts = [user("a"), {"role": "assistant", "content": "b"}, user("c")]
     assert (

@@ -185,8 +185,8 @@ def stand_in_reply(messages: Sequence[Mapping[str, Any] | ChatMessage]) -> str:
     if earlier > 0 and users:
         text += f" The first was: «{pairs[users[0]][1][:80]}»."
     system = next((content for role, content in pairs if role == "system"), None)
-    if system is not None:
-        text += f" Persona: «{system[:80]}»."
+    if system is not None:  # short: the bot sends its long default persona every time
+        text += f" Persona: «{system if len(system) <= 40 else system[:39] + '…'}»."
     return text
 
 
