@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,16 +33,41 @@ class TokModelEndpoint:
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The store, migrated to head, with answers left in flight by a crash marked interrupted."""
     store = await Store.open(settings.database_url)
+    sweeper: asyncio.Task[None] | None = None
     try:
         await store.upgrade()
-        interrupted = await store.mark_pending_interrupted()
-        if interrupted:
-            log.warning("marked %d answer(s) interrupted by the last shutdown", interrupted)
+        await _mark_stale_answers(store, settings.stale_answer_seconds)
+        if settings.stale_answer_seconds > 0:
+            sweeper = asyncio.create_task(
+                _sweep_stale_answers(store, settings.stale_answer_seconds)
+            )
         # Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
         await store.prune_events(older_than=EVENT_MEMORY_SECONDS)
         yield store
     finally:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await store.close()
+
+
+async def _mark_stale_answers(store: Store, stale_after: float) -> None:
+    """Answers left PENDING by a crashed process (this one or, with replicas, another) become
+    INTERRUPTED; those younger than `stale_after` may still be streaming elsewhere."""
+    before = time.time() - stale_after if stale_after > 0 else None
+    interrupted = await store.mark_pending_interrupted(before=before)
+    if interrupted:
+        log.warning("marked %d answer(s) interrupted by a crash or shutdown", interrupted)
+
+
+async def _sweep_stale_answers(store: Store, stale_after: float) -> None:
+    while True:
+        await asyncio.sleep(stale_after / 2)
+        try:
+            await _mark_stale_answers(store, stale_after)
+        except Exception:  # the database may be briefly away; the next sweep retries
+            log.warning("could not mark stale answers", exc_info=True)
 
 
 @asynccontextmanager

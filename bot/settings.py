@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=4 * 1024 * 1024, alias="TOKBOT_MAX_IMAGE_BYTES", gt=0)
     rate_limit_per_minute: int = Field(default=20, alias="TOKBOT_RATE_LIMIT_PER_MINUTE", ge=0)
     stream_edit_interval: float = Field(default=1.0, alias="TOKBOT_STREAM_EDIT_INTERVAL", ge=0)
+    #: A PENDING answer older than this is taken as cut off by a crash and marked interrupted
+    #: (at start-up, then every half of it). 0: all of them at start-up, right for one process;
+    #: with replicas set it above the longest answer, so live answers of others are left alone.
+    stale_answer_seconds: float = Field(default=0.0, alias="TOKBOT_STALE_ANSWER_SECONDS", ge=0)
     admin_user_ids: str = Field(default="", alias="TOKBOT_ADMIN_USER_IDS")
 
     # Slack

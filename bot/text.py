@@ -37,3 +37,14 @@ def one_line(text: str, limit: int = 200) -> str:
     """Collapse whitespace and shorten, for quoting foreign text (error messages) in a reply."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def clean_text(text: str) -> str:
+    """What a person sent, storable and sendable anywhere: without NUL characters (PostgreSQL
+    refuses them in text) and with lone UTF-16 surrogates (not encodable as UTF-8) replaced."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text

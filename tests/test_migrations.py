@@ -21,7 +21,14 @@ from bot.store.migrate import alembic_config
 from bot.store.models import Base
 
 REPO = Path(__file__).resolve().parents[1]
-TABLES = {"conversations", "turns", "channel_settings", "usage_records", "processed_events"}
+TABLES = {
+    "conversations",
+    "turns",
+    "channel_settings",
+    "usage_records",
+    "processed_events",
+    "rate_events",
+}
 KEY = ConversationKey("slack", "T1", "C1")
 
 
@@ -35,7 +42,7 @@ async def tables_and_revision(engine: AsyncEngine) -> tuple[set[str], str | None
 
 
 def test_head_revision() -> None:
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
 
 async def test_upgrade_from_empty_creates_all_tables_and_stamps_head(database_url: str) -> None:

@@ -11,7 +11,6 @@ from bot.domain import Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
 from bot.logs import SecretRedactor
 from bot.options import parse_options
-from bot.ratelimit import RateLimiter
 from bot.text import one_line, split_message
 
 
@@ -87,17 +86,6 @@ def test_context_skips_failed_and_pending_turns_and_marks_interrupted() -> None:
 def test_the_newest_turn_is_kept_even_over_budget() -> None:
     context = build_context("p", [_turn(1, TurnRole.USER, "z" * 1000)], budget_tokens=10)
     assert len(context) == 2
-
-
-def test_rate_limiter_window() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    assert limiter.acquire("a") is None and limiter.acquire("a") is None
-    assert limiter.acquire("a") == pytest.approx(60.0)
-    assert limiter.acquire("b") is None
-    now[0] = 61.0
-    assert limiter.acquire("a") is None
-    assert RateLimiter(0).acquire("a") is None
 
 
 def test_redactor_scrubs_messages_and_tracebacks() -> None:

@@ -17,6 +17,7 @@ from adapters.discord.replier import NO_MENTIONS, InteractionReplier, MessageRep
 from bot.core import Core
 from bot.domain import Incoming
 from bot.settings import Settings
+from bot.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,24 @@ class TokbotClient(discord.AutoShardedClient):
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        log.error("slash command failed", exc_info=error)
+        if isinstance(error, app_commands.CommandNotFound):
+            log.warning("unknown slash command: %s", error)
+            text = "I don't know that command (my command list may be out of date); try /help."
+        elif isinstance(error, app_commands.TransformerError):
+            log.warning("slash command option refused: %s", error)
+            text = f"I can't use {one_line(str(error.value), 80)!r} there: pick one of the choices."
+        else:
+            log.error("slash command failed", exc_info=error)
+            text = "😵 Sorry, something went wrong on my side; please try again."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            else:
+                await interaction.response.send_message(
+                    text, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+        except discord.HTTPException as exc:
+            log.warning("could not explain a refused slash command: %s", exc)
 
     # -- messages ------------------------------------------------------------------------
 

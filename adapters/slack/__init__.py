@@ -4,6 +4,7 @@ Mode (when SLACK_APP_TOKEN is set)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import aiohttp
@@ -128,5 +129,35 @@ class SlackAdapter:
         if self.bot.closing:
             # Slack retries: another replica, or this one after its restart, will answer.
             return web.Response(status=503, text="shutting down")
-        bolt_request = await to_bolt_request(request)
-        return await to_aiohttp_response(await self.bot.app.async_dispatch(bolt_request))
+        if not request.headers.get("X-Slack-Request-Timestamp", "0").isdigit():
+            return web.Response(status=401, text="invalid request")  # bolt would answer 500
+        problem = await _malformed(request)
+        if problem is not None:
+            log.warning("Slack: refused a malformed request (%s)", problem)
+            return web.Response(status=400, text=problem)
+        try:
+            bolt_request = await to_bolt_request(request)
+            return await to_aiohttp_response(await self.bot.app.async_dispatch(bolt_request))
+        except Exception as exc:  # bolt trusts the payload's shape; a broken one is the sender's
+            log.warning("Slack: could not process a request (%s)", type(exc).__name__)
+            return web.Response(status=400, text="malformed request")
+
+
+async def _malformed(request: web.Request) -> str | None:
+    """Why the body cannot be a Slack request, or None. Checked before bolt sees it: bolt
+    assumes UTF-8 text and, for JSON, an object whose `event` is an object."""
+    try:
+        body = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    if request.content_type != "application/json":
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return "the body is not JSON"
+    if not isinstance(data, dict):
+        return "the body is not a JSON object"
+    if not isinstance(data.get("event", {}), dict):
+        return "the event is not an object"
+    return None

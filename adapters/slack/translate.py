@@ -90,6 +90,23 @@ def audio_attachments(files: Sequence[Mapping[str, Any]]) -> tuple[Attachment, .
     return tuple(attachment(f) for f in files if is_audio_file(f))
 
 
+def well_formed(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The event with the fields tokbot reads in the types Slack documents (text a string, files
+    a list of objects), or None when it names no user or channel to answer."""
+    user, channel = event.get("user"), event.get("channel")
+    if not isinstance(user, str) or not user or not isinstance(channel, str) or not channel:
+        return None
+    cleaned = dict(event)
+    if not isinstance(cleaned.get("text"), str):
+        cleaned["text"] = ""
+    files = cleaned.get("files")
+    cleaned["files"] = [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
+    for name in ("ts", "thread_ts"):
+        if name in cleaned and not isinstance(cleaned[name], str):
+            del cleaned[name]
+    return cleaned
+
+
 def from_command(command: Mapping[str, Any], author: Author) -> Incoming:
     """A slash command: answered in its channel (not a thread)."""
     trigger = command.get("trigger_id")

@@ -146,3 +146,15 @@ class ProcessedEventRow(Base):
     platform: Mapped[str] = mapped_column(Name, primary_key=True)
     event_id: Mapped[str] = mapped_column(Name, primary_key=True)
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class RateEventRow(Base):
+    """One allowed TokModel request of a user (`bucket` is "platform:user"), counted by every
+    replica for the per-user limit; rows older than the window are deleted as they expire."""
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_bucket_created_at", "bucket", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(Name)
+    created_at: Mapped[float] = mapped_column(Double)

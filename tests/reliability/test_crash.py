@@ -1,0 +1,102 @@
+"""SIGKILL in the middle of a streamed answer, 20 times, restarting tokbot each time: the database
+opens cleanly, every acknowledged user turn is kept, no reply is sent twice (Slack's redelivery
+of the killed event is not answered again), and every cut-off answer is marked interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from adapters.slack.fake import FakeSlack
+from bot.domain import ConversationKey, TurnRole, TurnStatus
+from bot.store import Store
+from bot.tokmodel.fake import FakeTokModel
+from tests.conftest import API_KEY
+from tests.reliability.conftest import Figures
+from tests.reliability.harness import ForkedTokbot, bot_env, free_port
+
+KILLS = 20
+CHANNEL = "C0GENERAL"
+#: Seconds after the placeholder shows: before any text, and after the first edit (1 s).
+KILL_DELAYS = (0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 1.1)
+LONG_ANSWER = "streaming " * 400  # ~200 pieces, 10 s at 0.05 s a piece: always cut off
+
+
+async def test_sigkill_mid_stream_twenty_times(
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    database_url: str,
+    tmp_path: Path,
+    reliability: Figures,
+) -> None:
+    fake.chunk_delay = 0.05
+    fake.set_reply(LONG_ANSWER)
+    env = bot_env(slack, fake, database_url, tmp_path, free_port())
+    events: list[dict[str, object]] = []
+    bot = ForkedTokbot(env, tmp_path / "run-0.log").start()
+    for attempt in range(KILLS):
+        await bot.wait_healthy()
+        if events:  # Slack redelivers the event the crash left unanswered
+            previous = events[-1]
+            status, _ = await slack.post_event(bot.events_url, previous, retry_num=1)
+            assert status == 200
+        event = slack.message_event(f"question {attempt}", mention=True)
+        body = slack.event_body(event)
+        events.append(body)
+        status, _ = await slack.post_event(bot.events_url, body)
+        assert status == 200  # acknowledged: from here on the turn must not be lost
+        ts = str(event["ts"])
+        await slack.wait_for(lambda ts=ts: bool(slack.texts(CHANNEL, thread_ts=ts)))
+        await asyncio.sleep(KILL_DELAYS[attempt % len(KILL_DELAYS)])
+        await bot.kill()
+        bot = ForkedTokbot(env, tmp_path / f"run-{attempt + 1}.log").start()
+    await bot.wait_healthy()
+    status, _ = await slack.post_event(bot.events_url, events[-1], retry_num=1)
+    assert status == 200
+    fake.set_reply("all good")
+    fake.chunk_delay = 0.0
+    final = slack.message_event("still alive?", mention=True)
+    await slack.post_event(bot.events_url, slack.event_body(final))
+    await slack.wait_for(
+        lambda: any("all good" in t for t in slack.texts(CHANNEL, thread_ts=str(final["ts"])))
+    )
+    await asyncio.sleep(0.3)  # time for a (wrong) second answer to a redelivered event
+    assert await bot.stop() == 0
+
+    store = await Store.open(database_url)
+    try:
+        lost = duplicates = interrupted = with_text = 0
+        for attempt, body in enumerate(events):
+            ts = str(body["event"]["ts"])  # type: ignore[index]
+            key = ConversationKey("slack", slack.team_id, CHANNEL, ts)
+            turns = await store.history(key)
+            users = [t for t in turns if t.role is TurnRole.USER]
+            answers = [t for t in turns if t.role is TurnRole.ASSISTANT]
+            if [t.content for t in users] != [f"question {attempt}"]:
+                lost += 1
+            duplicates += max(0, len(slack.texts(CHANNEL, thread_ts=ts)) - 1)
+            duplicates += max(0, len(answers) - 1)
+            if [t.status for t in answers] == [TurnStatus.INTERRUPTED]:
+                interrupted += 1
+                with_text += bool(answers[0].content.strip())
+    finally:
+        await store.close()
+    logs = "".join(
+        (tmp_path / f"run-{n}.log").read_text(errors="replace") for n in range(KILLS + 1)
+    )
+    leaked = sum(secret in logs for secret in (API_KEY, slack.bot_token, slack.signing_secret))
+    reliability.record(
+        "crash",
+        f"SIGKILL mid-stream, {KILLS} times, restart each time (Slack event redelivered)",
+        f"{KILLS}/{KILLS} restarts clean; {lost} lost turns; {duplicates} duplicate replies; "
+        f"{interrupted}/{KILLS} answers marked interrupted ({with_text} keep partial text)",
+        kills=KILLS,
+        clean_restarts=KILLS,
+        lost_turns=lost,
+        duplicates=duplicates,
+        interrupted=interrupted,
+        partial_text_saved=with_text,
+        secrets_in_logs=leaked,
+    )
+    assert (lost, duplicates, interrupted) == (0, 0, KILLS)
+    assert leaked == 0 and "Traceback" not in logs
