@@ -9,9 +9,10 @@ import os
 import platform
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from bench import core_figures
-from bench.harness import Figure
+from bench import adapter_figures, core_figures
+from bench.harness import Figure, shared_stand_ins
 
 Runner = Callable[[], Awaitable[list[Figure]]]
 
@@ -20,25 +21,32 @@ def plan(quick: bool) -> list[Runner]:
     if quick:  # a few seconds in CI, so the benchmarks cannot rot
         return [
             lambda: core_figures.overhead(runs=5),
+            lambda: adapter_figures.slack_overhead(runs=5),
+            lambda: adapter_figures.discord_overhead(runs=5),
             lambda: core_figures.concurrency(channels=50),
-            lambda: core_figures.history_size(big=2_000, small=100, runs=5),
+            lambda: core_figures.history_size(big=2_000, small=100, runs=15),
             lambda: core_figures.memory(channels=100),
+            lambda: adapter_figures.slack_ack_latency(rate=200, seconds=1.0),
             lambda: core_figures.first_visible_edit(runs=2),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
+        lambda: adapter_figures.slack_overhead(runs=30),
+        lambda: adapter_figures.discord_overhead(runs=30),
         lambda: core_figures.concurrency(channels=1_000),
         lambda: core_figures.history_size(big=1_000_000, small=100, runs=30),
         lambda: core_figures.memory(channels=10_000),
+        lambda: adapter_figures.slack_ack_latency(rate=200, seconds=10),
         lambda: core_figures.first_visible_edit(runs=5),
     ]
 
 
 async def run(quick: bool) -> list[Figure]:
     figures: list[Figure] = []
-    for runner in plan(quick):
-        figures.extend(await runner())
-        print(f"  … {figures[-1].name}: {figures[-1].measured}", flush=True)
+    async with shared_stand_ins():
+        for runner in plan(quick):
+            figures.extend(await runner())
+            print(f"  … {figures[-1].name}: {figures[-1].measured}", flush=True)
     return figures
 
 
@@ -62,11 +70,29 @@ def report(figures: list[Figure], seconds: float, quick: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE.html",
+        help="profile this process with pyinstrument (a dev dependency) into FILE.html",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("discord.client").setLevel(logging.ERROR)  # "voice will NOT be supported"
+    profiler = None
+    if args.profile:
+        try:
+            from pyinstrument import Profiler
+        except ImportError:
+            parser.error("--profile needs pyinstrument: pip install pyinstrument")
+        profiler = Profiler(async_mode="disabled")
+        profiler.start()
     started = time.perf_counter()
     figures = asyncio.run(run(args.quick))
     print(report(figures, time.perf_counter() - started, args.quick))
+    if profiler is not None:
+        profiler.stop()
+        Path(args.profile).write_text(profiler.output_html())
+        print(f"profile written to {args.profile}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and the figure type the report prints."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import socket
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +61,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class _Shared:
+    stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    running: dict[float, StandIn] = field(default_factory=dict)
+
+
+_shared: list[_Shared] = []
+
+
+@asynccontextmanager
+async def shared_stand_ins() -> AsyncIterator[None]:
+    """Within this, `stand_in` starts one process per chunk delay and hands it out again (with
+    no latency and no recorded requests): each start costs a second and a half of the run."""
+    shared = _Shared()
+    _shared.append(shared)
+    try:
+        async with shared.stack:
+            yield
+    finally:
+        _shared.remove(shared)
+
+
 @asynccontextmanager
 async def stand_in(chunk_delay: float = 0.0) -> AsyncIterator[StandIn]:
+    """The TokModel stand-in in its own process (shared, within `shared_stand_ins`)."""
+    if not _shared:
+        async with _stand_in_process(chunk_delay) as started:
+            yield started
+        return
+    shared = _shared[-1]
+    running = shared.running.get(chunk_delay)
+    if running is None:
+        running = await shared.stack.enter_async_context(_stand_in_process(chunk_delay))
+        shared.running[chunk_delay] = running
+    await running.set_latency(0)
+    await running.forget_requests()
+    yield running
+
+
+@asynccontextmanager
+async def _stand_in_process(chunk_delay: float) -> AsyncIterator[StandIn]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters.cli", "fake-tokmodel", "--port", str(port),
@@ -98,6 +138,7 @@ async def bench_core(url: str, **extra: str) -> AsyncIterator[Core]:
         database_url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         settings = bench_settings(url, database_url, **extra)
         async with open_core(settings, TokModelEndpoint(url, BENCH_KEY)) as core:
+            gc.freeze()  # as `tokbot run` does once started (adapters/cli.py)
             yield core
 
 

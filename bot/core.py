@@ -14,9 +14,9 @@ from bot.locks import KeyedLocks
 from bot.logs import SecretRedactor, new_request_id
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
-from bot.ratelimit import RateLimiter
 from bot.settings import Settings
 from bot.store import Store
+from bot.text import clean_text
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.errors import TokModelError, Unauthorized
 from bot.tokmodel.types import Usage
@@ -43,8 +43,8 @@ class Core:
         self.tokmodel = tokmodel
         self.registry = registry or CommandRegistry(default_commands())
         self.metrics = metrics or Metrics()
-        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self._conversation_locks = KeyedLocks()
+        self._arrival_order = KeyedLocks()
         self._redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
 
@@ -74,13 +74,17 @@ class Core:
         else:
             log.warning("TokModel request failed: %s (status %s)", type(exc).__name__, exc.status)
 
+    def count_usage(self, usage: Usage | None) -> None:
+        """Add a TokModel request's tokens to the metrics."""
+        if usage is not None:
+            self.metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
+            self.metrics.tokens.labels("completion").inc(usage.completion_tokens)
+
     async def record_usage(
         self, invocation: Invocation, *, model: str | None, usage: Usage | None
     ) -> None:
         """One TokModel request done for this invocation (stored for /usage, and counted)."""
-        if usage is not None:
-            self.metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
-            self.metrics.tokens.labels("completion").inc(usage.completion_tokens)
+        self.count_usage(usage)
         await self.store.record_usage(
             invocation.key,
             user_id=invocation.author.id,
@@ -96,7 +100,10 @@ class Core:
         bots and already-answered events)."""
         self.metrics.events.labels(incoming.key.platform).inc()
         reference = new_request_id()
-        outcome = await self._dispatch(incoming, replier, reference)
+        # Taken before any await, so a conversation's commands run (and are answered) in the
+        # order they arrived, whatever their database round trips take.
+        async with self._arrival_order.hold(incoming.key):
+            outcome = await self._dispatch(incoming, replier, reference)
         known = self.registry.get(incoming.command) is not None
         self.metrics.commands.labels(incoming.command if known else "unknown", outcome).inc()
 
@@ -110,7 +117,7 @@ class Core:
             log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
             return "duplicate"
         try:
-            invocation = self._prepare(incoming, replier)
+            invocation = await self._prepare(incoming, replier)
             spec = self.registry.get(incoming.command)
             assert spec is not None  # _prepare checked it
             await spec.handler(invocation)
@@ -131,19 +138,24 @@ class Core:
             )
             return "bug"
 
-    def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation:
+    async def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation:
         spec = self.registry.get(incoming.command)
         if spec is None:
             raise UserError(f"Unknown command /{incoming.command}. Try /help.")
         text, options = self._options(spec, incoming)
-        if spec.uses_tokmodel:
-            wait = self.rate_limiter.acquire(f"{incoming.key.platform}:{incoming.author.id}")
+        limit = self.settings.rate_limit_per_minute
+        if spec.uses_tokmodel and limit > 0:
+            # Counted in the database, so the limit holds across replicas.
+            wait = await self.store.acquire_rate(
+                f"{incoming.key.platform}:{incoming.author.id}", limit=limit, window=60.0
+            )
             if wait is not None:
                 raise UserError(
                     f"🐢 You're sending requests quickly: please wait {max(1, round(wait))} "
                     "seconds and try again."
                 )
-        return Invocation(self, incoming, replier, text, options)
+        options = {name: clean_text(value) for name, value in options.items()}
+        return Invocation(self, incoming, replier, clean_text(text), options)
 
     @staticmethod
     def _options(spec: CommandSpec, incoming: Incoming) -> tuple[str, dict[str, str]]:

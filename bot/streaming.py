@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from bot.domain import Replier
 from bot.text import split_message
@@ -21,8 +22,20 @@ class StreamRenderer:
     first text shows within one interval of arriving even if nothing follows it.
     """
 
-    def __init__(self, replier: Replier, *, placeholder: str | None, interval: float) -> None:
+    def __init__(
+        self,
+        replier: Replier,
+        *,
+        placeholder: str | None,
+        interval: float,
+        on_shown: Callable[[str], Awaitable[None]] | None = None,
+        shown_interval: float = 1.0,
+    ) -> None:
         self._replier = replier
+        # Told the visible text at most every `shown_interval` s (to save it against a crash).
+        self._on_shown = on_shown
+        self._shown_interval = shown_interval
+        self._last_shown = 0.0
         self._placeholder = placeholder
         self._interval = interval
         self._limit = max(1, replier.max_message_length)
@@ -81,6 +94,16 @@ class StreamRenderer:
             except Exception:  # a failed edit must not end the stream; the final render retries
                 log.warning("stream edit failed", exc_info=True)
             self._last_edit = time.monotonic()
+            if (
+                self._on_shown is not None
+                and self._last_edit - self._last_shown >= self._shown_interval
+            ):
+                self._last_shown = self._last_edit
+                try:
+                    async with self._lock:  # `finish` never cancels it half-way
+                        await self._on_shown(self._text)
+                except Exception:
+                    log.warning("could not save the answer so far", exc_info=True)
 
     async def _render(self) -> None:
         async with self._lock:

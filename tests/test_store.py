@@ -362,3 +362,58 @@ async def test_open_creates_the_sqlite_folder(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert path.is_file()
+
+
+async def test_rate_limit_is_shared_by_every_store_on_the_database(
+    store: Store, database_url: str
+) -> None:
+    other = await Store.open(database_url)  # another replica
+    try:
+        assert await store.acquire_rate("slack:U1", limit=2, window=0.5) is None
+        assert await other.acquire_rate("slack:U1", limit=2, window=0.5) is None
+        wait = await store.acquire_rate("slack:U1", limit=2, window=0.5)
+        assert wait is not None and 0 < wait <= 0.5
+        assert await other.acquire_rate("slack:U2", limit=2, window=0.5) is None
+        await asyncio.sleep(wait + 0.05)
+        assert await other.acquire_rate("slack:U1", limit=2, window=0.5) is None
+    finally:
+        await other.close()
+
+
+async def test_the_ask_path_stores_reads_and_finishes_like_the_single_methods(
+    store: Store,
+) -> None:
+    """`answer_context`, `add_exchange` and `finish_answer` (the /ask path, fewer round trips)
+    agree with `channel_settings`, `context_turns`, `update_turn` and `record_usage`."""
+    await say(store, "earlier")
+    await store.update_channel_settings(KEY, updated_by="U1", persona="Be brief.")
+    settings, older = await store.answer_context(KEY, limit=5)
+    assert settings == await store.channel_settings(KEY)
+    assert older == await store.context_turns(KEY, 5)
+    asked, answer = await store.add_exchange(
+        KEY, prompt="and now?", author=ALICE, platform_message_id="m9", model="m/1"
+    )
+    assert asked < answer
+    pending = (await store.context_turns(KEY, 2))[-1]
+    assert (pending.id, pending.status, pending.role) == (
+        answer,
+        TurnStatus.PENDING,
+        TurnRole.ASSISTANT,
+    )
+    await store.finish_answer(
+        answer, content="now.", platform_message_id=None, key=KEY, user_id="U1",
+        command="ask", model="m/1", usage=Usage(3, 2, 5),
+    )  # fmt: skip
+    turns = await store.context_turns(KEY, 3)
+    assert [(t.content, t.status, t.platform_message_id) for t in turns] == [
+        ("earlier", TurnStatus.OK, None),
+        ("and now?", TurnStatus.OK, "m9"),
+        ("now.", TurnStatus.OK, None),
+    ]
+    assert await store.usage_summary(KEY, "U1") == UsageSummary(1, 5, 1, 5)
+    with pytest.raises(LookupError):
+        await store.finish_answer(
+            answer + 100, content="x", platform_message_id=None, key=KEY, user_id="U1",
+            command="ask", model=None, usage=None,
+        )  # fmt: skip
+    assert await store.usage_summary(KEY, "U1") == UsageSummary(1, 5, 1, 5)

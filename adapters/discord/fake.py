@@ -21,6 +21,7 @@ import datetime
 import itertools
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -59,6 +60,7 @@ class RestCall:
     query: dict[str, str]
     json: Any  # the JSON body (a dict, or a list for command sync), or None
     files: list[tuple[str, bytes]] = field(default_factory=list)
+    time: float = field(default_factory=time.monotonic)  # when it arrived (benchmarks)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from bot.commands import Invocation
@@ -13,11 +14,11 @@ from bot.conversation import (
     estimate_tokens,
     fills_budget,
 )
-from bot.domain import BOT_AUTHOR, Turn, TurnKind, TurnRole, TurnStatus
+from bot.domain import Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
 from bot.streaming import StreamRenderer
 from bot.tokmodel.errors import TokModelError
-from bot.tokmodel.types import ChatMessage, Usage
+from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
 from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
 
 log = logging.getLogger(__name__)
@@ -47,45 +48,63 @@ async def ask(inv: Invocation) -> None:
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
     async with core.conversation(inv.key):
-        user_turn = await core.store.add_turn(
-            inv.key,
-            role=TurnRole.USER,
-            kind=TurnKind.TEXT,
-            content=prompt,
-            author=inv.author,
-            platform_message_id=inv.incoming.message_id,
-        )
-        await answer(inv, user_turn)
+        await answer(inv, prompt)
 
 
-async def answer(inv: Invocation, user_turn: int) -> None:
-    """Stream TokModel's answer to the conversation so far; the caller holds its lock."""
+async def answer(inv: Invocation, prompt: str) -> None:
+    """Store `prompt` and stream TokModel's answer to the conversation so far; the caller holds
+    its lock. People wait on one database read before TokModel is asked: the question and the
+    pending answer are stored while TokModel thinks, the answer and its usage after it is shown
+    (`Store.answer_context`, `Store.add_exchange`, `Store.finish_answer`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
-    channel = await store.channel_settings(inv.key)
+    channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
     model = channel.model or settings.chat_model
-    turns = await _recent_turns(inv, settings.context_budget_tokens)
+    author = inv.author
+    question = Turn(
+        0, TurnRole.USER, TurnKind.TEXT, prompt, author.id, author.name, TurnStatus.OK, 0
+    )  # not stored yet
+    turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
-    answer_turn = await store.add_turn(
-        inv.key,
-        role=TurnRole.ASSISTANT,
-        kind=TurnKind.TEXT,
-        content="",
-        author=BOT_AUTHOR,
-        status=TurnStatus.PENDING,
-        model=model,
+    stored = asyncio.ensure_future(
+        store.add_exchange(
+            inv.key,
+            prompt=prompt,
+            author=author,
+            platform_message_id=inv.incoming.message_id,
+            model=model,
+        )
     )
+    stream = core.tokmodel.chat_stream(messages, model)
+    first = asyncio.ensure_future(anext(stream, None))  # TokModel is asked now
+    try:
+        user_turn, answer_turn = await stored
+    except BaseException:
+        await _abandon(first)
+        raise
+
+    async def save_shown(text: str) -> None:
+        # What people already see survives a crash (SIGKILL) with the turn, marked interrupted.
+        await store.update_turn(answer_turn, content=text)
+
     renderer = StreamRenderer(
         inv.replier,
         placeholder=inv.replier.stream_placeholder,
         interval=max(settings.stream_edit_interval, inv.replier.edit_interval),
+        on_shown=save_shown,
     )
     usage: Usage | None = None
     finished = False
     try:
-        await renderer.start()
-        async for delta in core.tokmodel.chat_stream(messages, model):
+        try:  # the placeholder is posted while TokModel thinks, too
+            await renderer.start()
+        except BaseException:
+            await _abandon(first)
+            raise
+        delta = await first
+        while delta is not None:
             renderer.feed(core.scrub(delta.text))
             usage = delta.usage or usage
+            delta = await anext(stream, None)
         text = renderer.text
         await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
         finished = True
@@ -112,29 +131,39 @@ async def answer(inv: Invocation, user_turn: int) -> None:
                 )
             )
     ids = renderer.message_ids
-    await store.update_turn(
+    usage = usage or _estimated_usage(messages, text)
+    core.count_usage(usage)
+    await store.finish_answer(
         answer_turn,
         content=text,
-        status=TurnStatus.OK,
         platform_message_id=ids[-1] if ids else None,
+        key=inv.key,
+        user_id=inv.author.id,
+        command=inv.incoming.command,
+        model=model,
+        usage=usage,
     )
-    await core.record_usage(inv, model=model, usage=usage or _estimated_usage(messages, text))
 
 
-async def _recent_turns(inv: Invocation, budget_tokens: int) -> list[Turn]:
-    """Enough of the newest turns to fill the budget, read in growing pages, so a long history
-    costs no more than a short one."""
-    turns: list[Turn] = []
-    page = FIRST_PAGE
+async def _abandon(first: asyncio.Future[ChatDelta | None]) -> None:
+    """Cancel TokModel's answer when it can no longer be shown or kept."""
+    first.cancel()
+    with contextlib.suppress(BaseException):
+        await first
+
+
+async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) -> list[Turn]:
+    """Enough of the newest turns to fill the budget, read in growing pages (`first` is the
+    newest FIRST_PAGE, the question last), so a long history costs no more than a short one."""
+    turns, older, page = first, first, FIRST_PAGE
     while True:
-        before = turns[0].id if turns else None
-        older = await inv.core.store.context_turns(inv.key, page, before_id=before)
-        turns = older + turns
         if len(older) < page or len(turns) >= MAX_CONTEXT_TURNS:
             return turns
         if fills_budget(turns, budget_tokens):
             return turns
         page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
+        older = await inv.core.store.context_turns(inv.key, page, before_id=turns[0].id)
+        turns = older + turns
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:

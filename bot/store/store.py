@@ -3,16 +3,21 @@ PostgreSQL, through one async SQLAlchemy engine. Every method is one short trans
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Select,
+    String,
+    bindparam,
     delete,
     event,
     func,
@@ -27,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.domain import Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
+from bot.domain import BOT_AUTHOR, Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
     DEFAULT_TRANSCRIPTION_MODE,
@@ -37,6 +42,7 @@ from bot.store.models import (
     ConversationRow,
     Id,
     ProcessedEventRow,
+    RateEventRow,
     TurnRow,
     UsageRecordRow,
 )
@@ -132,6 +138,9 @@ class Store:
             raise ValueError(f"tokbot supports SQLite and PostgreSQL, not {engine.dialect.name}")
         self.engine = engine
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
+        # SQLite has one writer at a time; the others sleep and retry (busy_timeout) in steps of
+        # up to 100 ms. Queueing this process's writers here hands the lock over at once.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -173,7 +182,7 @@ class Store:
         model: str | None = None,
     ) -> int:
         """Store a turn (creating the conversation on first use); return its id."""
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             conversation_id = self._conversation_ids.get(key)
             if conversation_id is None:
                 conversation_id = await self._ensure_conversation(conn, key)
@@ -199,6 +208,79 @@ class Store:
         self._remember(key, conversation_id)
         return turn_id
 
+    async def answer_context(
+        self, key: ConversationKey, *, limit: int
+    ) -> tuple[ChannelSettings, list[Turn]]:
+        """What asking TokModel needs, in one read: the channel's settings and the newest
+        `limit` turns of the context, oldest first (as `channel_settings` and `context_turns`)."""
+        bound = _bound_key(key)
+        query = _bound_context_query(self.engine.dialect.name, max(0, limit))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_SETTINGS_QUERY, bound)).one_or_none()
+            rows = (await conn.execute(query, bound)).all() if limit > 0 else []
+        settings = ChannelSettings(*row) if row is not None else ChannelSettings()
+        return settings, [_turn(r) for r in reversed(rows)]
+
+    async def add_exchange(
+        self,
+        key: ConversationKey,
+        *,
+        prompt: str,
+        author: Author,
+        platform_message_id: str | None,
+        model: str,
+    ) -> tuple[int, int]:
+        """Store a question and its answer-to-be (PENDING, by `model`) in one statement; return
+        both ids. Its transaction holds SQLite's single writer for that one INSERT."""
+        question = _turn_values(
+            0,
+            role=TurnRole.USER,
+            content=prompt,
+            author=author,
+            status=TurnStatus.OK,
+            platform_message_id=platform_message_id,
+        )
+        pending = _turn_values(
+            0, role=TurnRole.ASSISTANT, content="", author=BOT_AUTHOR, status=TurnStatus.PENDING
+        )
+        pending["model"] = model
+        async with self._write() as conn:
+            conversation_id = self._conversation_ids.get(key)
+            if conversation_id is None:
+                conversation_id = await self._ensure_conversation(conn, key)
+            question["conversation_id"] = pending["conversation_id"] = conversation_id
+            user_turn_id, answer_turn_id = (
+                await conn.execute(_TURNS_INSERT, [question, pending])
+            ).scalars()
+        self._remember(key, conversation_id)
+        return user_turn_id, answer_turn_id
+
+    async def finish_answer(
+        self,
+        answer_turn_id: int,
+        *,
+        content: str,
+        platform_message_id: str | None,
+        key: ConversationKey,
+        user_id: str,
+        command: str,
+        model: str | None,
+        usage: Usage | None,
+    ) -> None:
+        """After the answer is shown, in one transaction: store it as OK and count its usage
+        (as `update_turn` and `record_usage`)."""
+        done = {
+            "turn_id": answer_turn_id,
+            "new_content": content,
+            "new_status": TurnStatus.OK.value,
+            "new_platform_message_id": platform_message_id,
+        }
+        async with self._write() as conn:
+            result = await conn.execute(_FINISH_TURN, done)
+            if result.rowcount == 0:  # raised inside: the usage is not counted either
+                raise LookupError(f"no turn with id {answer_turn_id}")
+            await conn.execute(_USAGE_INSERT, _usage_values(key, user_id, command, model, usage))
+
     async def update_turn(
         self,
         turn_id: int,
@@ -221,7 +303,7 @@ class Store:
             values["platform_message_id"] = platform_message_id
         if not values:
             return
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 update(TurnRow).where(TurnRow.id == turn_id).values(**values)
             )
@@ -256,7 +338,7 @@ class Store:
             .with_only_columns(TurnRow.id)
             .scalar_subquery()
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 update(ConversationRow)
                 .where(*_conversation_filter(key))
@@ -280,7 +362,7 @@ class Store:
         )
         if before is not None:
             stmt = stmt.where(TurnRow.created_at < before)
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount
 
@@ -352,7 +434,7 @@ class Store:
                 ChannelSettingsRow.transcription_mode,
             )
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             row = (await conn.execute(stmt)).one()
         return ChannelSettings(row.model, row.persona, row.transcription_mode)
 
@@ -369,7 +451,7 @@ class Store:
     ) -> None:
         """Count one request and its tokens (0 when the API reported no usage)."""
         usage = usage or Usage()
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 insert(UsageRecordRow).values(
                     platform=key.platform,
@@ -408,31 +490,73 @@ class Store:
             ).one()
         return UsageSummary(int(user[0]), int(user[1]), int(channel[0]), int(channel[1]))
 
+    # -- per-user limits ------------------------------------------------------------------------
+
+    async def acquire_rate(self, bucket: str, *, limit: int, window: float) -> float | None:
+        """Count one request in `bucket` if fewer than `limit` were counted in the last `window`
+        seconds (by any replica sharing the database): None when allowed, else the seconds until
+        one is. The request is inserted first and then ranked among the bucket's recent ones, so
+        concurrent replicas never allow more than `limit` (under a race both may refuse)."""
+        now = time.time()
+        since = now - window
+        async with self._write() as conn:
+            await conn.execute(
+                delete(RateEventRow).where(
+                    RateEventRow.bucket == bucket, RateEventRow.created_at < since
+                )
+            )
+            result = await conn.execute(
+                insert(RateEventRow)
+                .values(bucket=bucket, created_at=now)
+                .returning(RateEventRow.id)
+            )
+            mine: int = result.scalar_one()
+        recent = (RateEventRow.bucket == bucket, RateEventRow.created_at >= since)
+        async with self._write() as conn:
+            ahead = (
+                await conn.execute(
+                    select(func.count(), func.min(RateEventRow.created_at)).where(
+                        *recent, RateEventRow.id < mine
+                    )
+                )
+            ).one()
+            if int(ahead[0]) < limit:
+                return None
+            await conn.execute(delete(RateEventRow).where(RateEventRow.id == mine))
+        oldest = float(ahead[1])
+        return max(0.0, oldest + window - now)
+
     # -- events --------------------------------------------------------------------------------
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """True for the first claim of a platform event, False ever after — across restarts,
         processes and replicas sharing the database."""
-        stmt = (
-            self._insert(ProcessedEventRow)
-            .values(platform=platform, event_id=event_id, created_at=time.time())
-            .on_conflict_do_nothing(index_elements=["platform", "event_id"])
-        )
-        async with self.engine.begin() as conn:
-            result = await conn.execute(stmt)
+        claim = {"platform": platform, "event_id": event_id, "created_at": time.time()}
+        async with self._write() as conn:
+            result = await conn.execute(_claim_insert(self.engine.dialect.name), claim)
         return result.rowcount == 1
 
     async def prune_events(self, older_than: float) -> int:
         """Forget claimed events older than `older_than` seconds (platforms retry for minutes,
         not days); return how many were removed."""
         cutoff = time.time() - older_than
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
             )
         return result.rowcount
 
     # -- helpers -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (queued behind this process's other writers on SQLite)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _insert(self, model: type[Base]) -> sqlite.Insert | postgresql.Insert:
         """An INSERT with ON CONFLICT support for this engine's dialect."""
@@ -443,23 +567,13 @@ class Store:
     async def _ensure_conversation(self, conn: AsyncConnection, key: ConversationKey) -> int:
         """The conversation's id, creating its row if needed. Race-safe: a concurrent creator's
         row makes our INSERT do nothing, and the SELECT then finds it."""
-        inserted = await conn.execute(
-            self._insert(ConversationRow)
-            .values(
-                platform=key.platform,
-                workspace=key.workspace,
-                channel=key.channel,
-                thread=key.thread,
-                context_start_turn_id=0,
-                created_at=time.time(),
-            )
-            .on_conflict_do_nothing(index_elements=["platform", "workspace", "channel", "thread"])
-            .returning(ConversationRow.id)
-        )
+        bound = _bound_key(key)
+        row = {**bound, "key_start": 0, "key_created_at": time.time()}
+        inserted = await conn.execute(_conversation_insert(self.engine.dialect.name), row)
         new_id = inserted.scalar_one_or_none()
         if new_id is not None:
             return int(new_id)
-        existing = await conn.execute(select(ConversationRow.id).where(*_conversation_filter(key)))
+        existing = await conn.execute(_CONVERSATION_ID, bound)
         return int(existing.scalar_one())
 
     def _remember(self, key: ConversationKey, conversation_id: int) -> None:
@@ -472,6 +586,94 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_turn(row) for row in reversed(rows)]
+
+
+def _turn_values(
+    conversation_id: int,
+    *,
+    role: TurnRole,
+    content: str,
+    author: Author,
+    status: TurnStatus,
+    platform_message_id: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Parameters of `_TURNS_INSERT` for a text turn."""
+    return {
+        "conversation_id": conversation_id,
+        "role": role.value,
+        "kind": TurnKind.TEXT.value,
+        "status": status.value,
+        "content": content,
+        "author_id": author.id,
+        "author_name": author.name,
+        "platform_message_id": platform_message_id,
+        "error": None,
+        "model": model,
+        "created_at": time.time(),
+    }
+
+
+def _usage_values(
+    key: ConversationKey, user_id: str, command: str, model: str | None, usage: Usage | None
+) -> dict[str, Any]:
+    """Parameters of `_USAGE_INSERT`."""
+    usage = usage or Usage()
+    return {
+        "platform": key.platform,
+        "workspace": key.workspace,
+        "channel": key.channel,
+        "user_id": user_id,
+        "command": command,
+        "model": model,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "created_at": time.time(),
+    }
+
+
+def _bound_key(key: ConversationKey) -> dict[str, str]:
+    """Parameters of the statements built on `_BOUND_KEY`."""
+    return {
+        "key_platform": key.platform,
+        "key_workspace": key.workspace,
+        "key_channel": key.channel,
+        "key_thread": key.thread,
+    }
+
+
+# The path every /ask takes runs statements built once, with bound parameters: building a
+# statement costs more than SQLAlchemy's (cached) compilation of it.
+_KEY_PARTS = ("platform", "workspace", "channel", "thread")
+_BOUND_KEY = ConversationKey(*(cast(str, bindparam(f"key_{name}")) for name in _KEY_PARTS))
+#: Several turns in one statement; their ids come back in the order the rows were given.
+_TURNS_INSERT = insert(TurnRow).returning(TurnRow.id, sort_by_parameter_order=True)
+_USAGE_INSERT = insert(UsageRecordRow)
+_FINISH_TURN = (
+    update(TurnRow)
+    .where(TurnRow.id == bindparam("turn_id"))
+    .values(
+        content=bindparam("new_content"),
+        status=bindparam("new_status"),
+        platform_message_id=func.coalesce(
+            bindparam("new_platform_message_id", type_=String), TurnRow.platform_message_id
+        ),
+    )
+)
+
+
+@functools.cache
+def _bound_context_query(dialect: str, limit: int) -> Select[Any]:
+    return context_query(_BOUND_KEY, limit, dialect=dialect)
+
+
+def _settings_select(key: ConversationKey) -> Select[str | None, str | None, str]:
+    return select(
+        ChannelSettingsRow.model,
+        ChannelSettingsRow.persona,
+        ChannelSettingsRow.transcription_mode,
+    ).where(*_channel_settings_filter(key))
 
 
 def _conversation_filter(key: ConversationKey) -> Sequence[Any]:
@@ -522,3 +724,36 @@ def _prepare_sqlite(engine: AsyncEngine, url: URL) -> None:
                 continue
             cursor.execute(pragma)
         cursor.close()
+
+
+_SETTINGS_QUERY = _settings_select(_BOUND_KEY)
+_CONVERSATION_ID = select(ConversationRow.id).where(*_conversation_filter(_BOUND_KEY))
+
+
+@functools.cache
+def _conversation_insert(dialect: str) -> Any:
+    """INSERT of a conversation (parameters as `_bound_key`, plus key_start and key_created_at)
+    that does nothing when it exists, returning its id when it did not."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(ConversationRow)
+        .values(
+            platform=bindparam("key_platform"),
+            workspace=bindparam("key_workspace"),
+            channel=bindparam("key_channel"),
+            thread=bindparam("key_thread"),
+            context_start_turn_id=bindparam("key_start"),
+            created_at=bindparam("key_created_at"),
+        )
+        .on_conflict_do_nothing(index_elements=["platform", "workspace", "channel", "thread"])
+        .returning(ConversationRow.id)
+    )
+
+
+@functools.cache
+def _claim_insert(dialect: str) -> Any:
+    """INSERT of a processed event that does nothing when it is already there."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_(ProcessedEventRow).on_conflict_do_nothing(
+        index_elements=["platform", "event_id"]
+    )

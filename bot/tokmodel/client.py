@@ -133,7 +133,9 @@ class TokModelClient:
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):
-            self._session = aiohttp.ClientSession()
+            # No cap on connections: every answer in flight holds one for its whole stream, so
+            # aiohttp's default of 100 would make the 101st answer wait for the first to end.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
             self._owns_session = True
         return self._session
 
