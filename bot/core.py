@@ -4,11 +4,9 @@ failure into a reply a person can act on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from bot.commands import CommandRegistry, CommandSpec, Invocation
-from bot.domain import Author, ConversationKey, Incoming, Replier
+from bot.domain import Author, Incoming, Replier
 from bot.errors import UserError
 from bot.locks import KeyedLocks
 from bot.logs import SecretRedactor, new_request_id
@@ -43,7 +41,6 @@ class Core:
         self.tokmodel = tokmodel
         self.registry = registry or CommandRegistry(default_commands())
         self.metrics = metrics or Metrics()
-        self._conversation_locks = KeyedLocks()
         self._arrival_order = KeyedLocks()
         self._redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
@@ -55,13 +52,6 @@ class Core:
 
     def is_admin(self, author: Author) -> bool:
         return author.is_admin or author.id in self.settings.admin_ids
-
-    @asynccontextmanager
-    async def conversation(self, key: ConversationKey) -> AsyncIterator[None]:
-        """Serialises history-changing work in one conversation, so answers keep their order
-        and each sees the one before."""
-        async with self._conversation_locks.hold(key):
-            yield
 
     def note_tokmodel_failure(self, exc: TokModelError) -> None:
         if isinstance(exc, Unauthorized):

@@ -47,15 +47,15 @@ async def ask(inv: Invocation) -> None:
             f"That question is {len(prompt):,} characters long; the limit is "
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
-    async with core.conversation(inv.key):
-        await answer(inv, prompt)
+    await answer(inv, prompt)
 
 
 async def answer(inv: Invocation, prompt: str) -> None:
-    """Store `prompt` and stream TokModel's answer to the conversation so far; the caller holds
-    its lock. People wait on one database read before TokModel is asked: the question and the
-    pending answer are stored while TokModel thinks, the answer and its usage after it is shown
-    (`Store.answer_context`, `Store.add_exchange`, `Store.finish_answer`)."""
+    """Store `prompt` and stream TokModel's answer to the conversation so far (the core runs one
+    command at a time per conversation, so each answer sees the one before). People wait on one
+    database read before TokModel is asked: the question and the pending answer are stored while
+    TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
+    `Store.add_exchange`, `Store.finish_answer`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
     model = channel.model or settings.chat_model
@@ -174,8 +174,7 @@ def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:
 
 
 async def forget(inv: Invocation) -> None:
-    async with inv.core.conversation(inv.key):
-        await inv.core.store.forget(inv.key)
+    await inv.core.store.forget(inv.key)
     await inv.reply(
         "🧹 Fresh start: I'll answer without what was said here before (nothing was deleted)."
     )

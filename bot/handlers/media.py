@@ -135,37 +135,36 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
             f"{attachment.filename} doesn't contain audio I can read "
             "(mp3, m4a, ogg, wav, webm, flac)."
         )
-    async with core.conversation(inv.key):
-        try:
-            text = await core.tokmodel.transcribe(
-                data,
-                attachment.filename,
-                model=settings.transcribe_model,
-                translate=translate,
-                content_type=attachment.content_type,
-            )
-        except TokModelError as exc:
-            error = f"{type(exc).__name__} ({exc.status})"
-            await core.store.add_turn(
-                inv.key,
-                role=TurnRole.USER,
-                kind=TurnKind.TRANSCRIPT,
-                content=f"[voice message {attachment.filename}, not transcribed]",
-                author=inv.author,
-                status=TurnStatus.FAILED,
-                error=error,
-                platform_message_id=inv.incoming.message_id,
-            )
-            raise
-        text = text.strip()
+    try:
+        text = await core.tokmodel.transcribe(
+            data,
+            attachment.filename,
+            model=settings.transcribe_model,
+            translate=translate,
+            content_type=attachment.content_type,
+        )
+    except TokModelError as exc:
+        error = f"{type(exc).__name__} ({exc.status})"
         await core.store.add_turn(
             inv.key,
             role=TurnRole.USER,
             kind=TurnKind.TRANSCRIPT,
-            content=text,
+            content=f"[voice message {attachment.filename}, not transcribed]",
             author=inv.author,
+            status=TurnStatus.FAILED,
+            error=error,
             platform_message_id=inv.incoming.message_id,
         )
+        raise
+    text = text.strip()
+    await core.store.add_turn(
+        inv.key,
+        role=TurnRole.USER,
+        kind=TurnKind.TRANSCRIPT,
+        content=text,
+        author=inv.author,
+        platform_message_id=inv.incoming.message_id,
+    )
     await core.record_usage(inv, model=settings.transcribe_model, usage=None)
     label = "🎙️ (translated) " if translate else "🎙️ "
     await inv.reply(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
