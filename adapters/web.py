@@ -12,6 +12,10 @@ from aiohttp import web
 
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 
+#: Pending connections the kernel queues for us. aiohttp's default, 128, drops the SYNs of a
+#: larger burst (e.g. Slack events after an outage), and each dropped client waits 1 s to retry.
+LISTEN_BACKLOG = 1024
+
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
@@ -35,7 +39,7 @@ class WebServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, backlog=LISTEN_BACKLOG)
         await site.start()
         server = site._server  # the bound port, when 0 asked for an ephemeral one
         sockets = getattr(server, "sockets", None) or []

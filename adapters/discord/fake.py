@@ -28,6 +28,8 @@ from typing import Any, Final
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from adapters.web import LISTEN_BACKLOG
+
 log = logging.getLogger("tokbot.discord.fake")
 
 API_PREFIX: Final = "/api/v10"
@@ -149,7 +151,7 @@ class FakeDiscord:
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, backlog=LISTEN_BACKLOG)
         await site.start()
         self._url = f"http://{host}:{self._runner.addresses[0][1]}"
         return self._url

@@ -28,6 +28,8 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from adapters.web import LISTEN_BACKLOG
+
 LOGIN_PAGE = (
     b"<!DOCTYPE html><html><head><title>Slack</title></head>"
     b"<body><h1>Sign in to your workspace</h1></body></html>"
@@ -137,7 +139,7 @@ class FakeSlack:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, backlog=LISTEN_BACKLOG)
         await site.start()
         self._url = f"http://{host}:{self._runner.addresses[0][1]}"
         return self._url

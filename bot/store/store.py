@@ -1,14 +1,13 @@
 """`Store`: conversation history, channel settings, usage and event de-duplication on SQLite or
-PostgreSQL, through one async SQLAlchemy engine. Every method is one short transaction."""
+PostgreSQL, in SQLAlchemy statements (run as `bot.store.database` says). Every method is one short
+transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
@@ -30,9 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.domain import BOT_AUTHOR, Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
+from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
     DEFAULT_TRANSCRIPTION_MODE,
@@ -133,28 +133,28 @@ class Store:
     """tokbot's database. Build with `await Store.open(url)`, then `await store.upgrade()` once at
     start-up; `await store.close()` at shutdown."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, database: Database | None = None) -> None:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"tokbot supports SQLite and PostgreSQL, not {engine.dialect.name}")
         self.engine = engine
+        self._db = database or EngineDatabase(engine)
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
-        # SQLite has one writer at a time; the others sleep and retry (busy_timeout) in steps of
-        # up to 100 ms. Queueing this process's writers here hands the lock over at once.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str) -> Store:
         """An engine for `url` (`sqlite+aiosqlite:///path.db` or `postgresql+asyncpg://...`).
         Connects lazily; a missing SQLite folder is created."""
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            engine = create_async_engine(parsed)
-            _prepare_sqlite(engine, parsed)
-        else:
-            engine = create_async_engine(parsed, pool_pre_ping=True)
-        return cls(engine)
+        if parsed.get_backend_name() != "sqlite":
+            return cls(create_async_engine(parsed, pool_pre_ping=True))
+        engine = create_async_engine(parsed)
+        path = _prepare_sqlite(engine, parsed)
+        if path is None:  # in memory: every connection would be another database
+            return cls(engine)
+        return cls(engine, SqliteDatabase(engine, path, _SQLITE_PRAGMAS))
 
     async def close(self) -> None:
+        await self._db.close()
         await self.engine.dispose()
 
     async def upgrade(self) -> None:
@@ -182,7 +182,7 @@ class Store:
         model: str | None = None,
     ) -> int:
         """Store a turn (creating the conversation on first use); return its id."""
-        async with self._write() as conn:
+        async with self._db.writing() as conn:
             conversation_id = self._conversation_ids.get(key)
             if conversation_id is None:
                 conversation_id = await self._ensure_conversation(conn, key)
@@ -215,7 +215,7 @@ class Store:
         `limit` turns of the context, oldest first (as `channel_settings` and `context_turns`)."""
         bound = _bound_key(key)
         query = _bound_context_query(self.engine.dialect.name, max(0, limit))
-        async with self.engine.connect() as conn:
+        async with self._db.reading() as conn:
             row = (await conn.execute(_SETTINGS_QUERY, bound)).one_or_none()
             rows = (await conn.execute(query, bound)).all() if limit > 0 else []
         settings = ChannelSettings(*row) if row is not None else ChannelSettings()
@@ -244,7 +244,7 @@ class Store:
             0, role=TurnRole.ASSISTANT, content="", author=BOT_AUTHOR, status=TurnStatus.PENDING
         )
         pending["model"] = model
-        async with self._write() as conn:
+        async with self._db.writing() as conn:
             conversation_id = self._conversation_ids.get(key)
             if conversation_id is None:
                 conversation_id = await self._ensure_conversation(conn, key)
@@ -275,7 +275,7 @@ class Store:
             "new_status": TurnStatus.OK.value,
             "new_platform_message_id": platform_message_id,
         }
-        async with self._write() as conn:
+        async with self._db.writing() as conn:
             result = await conn.execute(_FINISH_TURN, done)
             if result.rowcount == 0:  # raised inside: the usage is not counted either
                 raise LookupError(f"no turn with id {answer_turn_id}")
@@ -303,10 +303,7 @@ class Store:
             values["platform_message_id"] = platform_message_id
         if not values:
             return
-        async with self._write() as conn:
-            result = await conn.execute(
-                update(TurnRow).where(TurnRow.id == turn_id).values(**values)
-            )
+        result = await self._db.write(update(TurnRow).where(TurnRow.id == turn_id).values(**values))
         if result.rowcount == 0:
             raise LookupError(f"no turn with id {turn_id}")
 
@@ -338,16 +335,13 @@ class Store:
             .with_only_columns(TurnRow.id)
             .scalar_subquery()
         )
-        async with self._write() as conn:
-            await conn.execute(
-                update(ConversationRow)
-                .where(*_conversation_filter(key))
-                .values(
-                    context_start_turn_id=func.coalesce(
-                        newest, ConversationRow.context_start_turn_id
-                    )
-                )
+        await self._db.write(
+            update(ConversationRow)
+            .where(*_conversation_filter(key))
+            .values(
+                context_start_turn_id=func.coalesce(newest, ConversationRow.context_start_turn_id)
             )
+        )
 
     async def mark_pending_interrupted(self, *, before: float | None = None) -> int:
         """Turn PENDING turns (answers cut off by a crash) into INTERRUPTED; return how many.
@@ -362,15 +356,13 @@ class Store:
         )
         if before is not None:
             stmt = stmt.where(TurnRow.created_at < before)
-        async with self._write() as conn:
-            result = await conn.execute(stmt)
-        return result.rowcount
+        return (await self._db.write(stmt)).rowcount
 
     # -- channel settings ----------------------------------------------------------------------
 
     async def channel_settings(self, key: ConversationKey) -> ChannelSettings:
         """The settings of the key's channel (a thread uses its channel's); defaults if unset."""
-        async with self.engine.connect() as conn:
+        async with self._db.reading() as conn:
             row = (
                 await conn.execute(
                     select(
@@ -434,8 +426,7 @@ class Store:
                 ChannelSettingsRow.transcription_mode,
             )
         )
-        async with self._write() as conn:
-            row = (await conn.execute(stmt)).one()
+        row = (await self._db.write(stmt)).one()
         return ChannelSettings(row.model, row.persona, row.transcription_mode)
 
     # -- usage ---------------------------------------------------------------------------------
@@ -450,22 +441,7 @@ class Store:
         usage: Usage | None,
     ) -> None:
         """Count one request and its tokens (0 when the API reported no usage)."""
-        usage = usage or Usage()
-        async with self._write() as conn:
-            await conn.execute(
-                insert(UsageRecordRow).values(
-                    platform=key.platform,
-                    workspace=key.workspace,
-                    channel=key.channel,
-                    user_id=user_id,
-                    command=command,
-                    model=model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    total_tokens=usage.total_tokens,
-                    created_at=time.time(),
-                )
-            )
+        await self._db.write(_USAGE_INSERT, _usage_values(key, user_id, command, model, usage))
 
     async def usage_summary(self, key: ConversationKey, user_id: str) -> UsageSummary:
         """Requests and tokens of `user_id` in the key's workspace and of the key's channel."""
@@ -475,7 +451,7 @@ class Store:
             UsageRecordRow.platform == key.platform,
             UsageRecordRow.workspace == key.workspace,
         )
-        async with self.engine.connect() as conn:
+        async with self._db.reading() as conn:
             user = (
                 await conn.execute(
                     select(requests, tokens).where(*in_workspace, UsageRecordRow.user_id == user_id)
@@ -499,7 +475,7 @@ class Store:
         concurrent replicas never allow more than `limit` (under a race both may refuse)."""
         now = time.time()
         since = now - window
-        async with self._write() as conn:
+        async with self._db.writing() as conn:
             await conn.execute(
                 delete(RateEventRow).where(
                     RateEventRow.bucket == bucket, RateEventRow.created_at < since
@@ -512,7 +488,7 @@ class Store:
             )
             mine: int = result.scalar_one()
         recent = (RateEventRow.bucket == bucket, RateEventRow.created_at >= since)
-        async with self._write() as conn:
+        async with self._db.writing() as conn:
             ahead = (
                 await conn.execute(
                     select(func.count(), func.min(RateEventRow.created_at)).where(
@@ -532,31 +508,19 @@ class Store:
         """True for the first claim of a platform event, False ever after — across restarts,
         processes and replicas sharing the database."""
         claim = {"platform": platform, "event_id": event_id, "created_at": time.time()}
-        async with self._write() as conn:
-            result = await conn.execute(_claim_insert(self.engine.dialect.name), claim)
+        result = await self._db.write(_claim_insert(self.engine.dialect.name), claim)
         return result.rowcount == 1
 
     async def prune_events(self, older_than: float) -> int:
         """Forget claimed events older than `older_than` seconds (platforms retry for minutes,
         not days); return how many were removed."""
         cutoff = time.time() - older_than
-        async with self._write() as conn:
-            result = await conn.execute(
-                delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
-            )
+        result = await self._db.write(
+            delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
+        )
         return result.rowcount
 
     # -- helpers -------------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (queued behind this process's other writers on SQLite)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
 
     def _insert(self, model: type[Base]) -> sqlite.Insert | postgresql.Insert:
         """An INSERT with ON CONFLICT support for this engine's dialect."""
@@ -564,7 +528,7 @@ class Store:
             return postgresql.insert(model)
         return sqlite.insert(model)
 
-    async def _ensure_conversation(self, conn: AsyncConnection, key: ConversationKey) -> int:
+    async def _ensure_conversation(self, conn: Session, key: ConversationKey) -> int:
         """The conversation's id, creating its row if needed. Race-safe: a concurrent creator's
         row makes our INSERT do nothing, and the SELECT then finds it."""
         bound = _bound_key(key)
@@ -583,7 +547,7 @@ class Store:
             self._conversation_ids.popitem(last=False)
 
     async def _turns(self, stmt: Select[Any]) -> list[Turn]:
-        async with self.engine.connect() as conn:
+        async with self._db.reading() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_turn(row) for row in reversed(rows)]
 
@@ -709,11 +673,13 @@ def _turn(row: Any) -> Turn:
     )
 
 
-def _prepare_sqlite(engine: AsyncEngine, url: URL) -> None:
-    """Create the database file's folder and set pragmas on every new connection."""
+def _prepare_sqlite(engine: AsyncEngine, url: URL) -> str | None:
+    """Create the database file's folder and set pragmas on every new connection. Return the
+    file's path, or None for a database in memory or given as a `file:` URI."""
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in database
-    if not in_memory and not database.startswith("file:"):
+    on_disk = not in_memory and not database.startswith("file:")
+    if on_disk:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -724,6 +690,8 @@ def _prepare_sqlite(engine: AsyncEngine, url: URL) -> None:
                 continue
             cursor.execute(pragma)
         cursor.close()
+
+    return database if on_disk and not url.query else None
 
 
 _SETTINGS_QUERY = _settings_select(_BOUND_KEY)

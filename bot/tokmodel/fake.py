@@ -30,6 +30,9 @@ from aiohttp import BodyPartReader, web
 from bot.tokmodel import fake_media
 from bot.tokmodel.types import ChatMessage
 
+#: Pending connections queued by the kernel, as many as a real API takes in a burst.
+LISTEN_BACKLOG = 1024
+
 logger = logging.getLogger("tokbot.tokmodel.fake")
 
 #: (model id, created) pairs served by GET /v1beta/models; owned_by is the provider prefix.
@@ -457,7 +460,9 @@ class FakeTokModel:
         self._stopping = asyncio.Event()
         runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # A real API takes a burst of connections; the default backlog (128) would drop SYNs
+        # and make the 129th client wait a second for its retransmit.
+        site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
         await site.start()
         self._runner = runner
         bound_port = runner.addresses[0][1]

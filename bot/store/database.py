@@ -1,0 +1,271 @@
+"""How the store runs its SQLAlchemy statements.
+
+`EngineDatabase` runs them through SQLAlchemy's async engine: PostgreSQL (asyncpg), and SQLite
+databases in memory. `SqliteDatabase` runs them on two aiosqlite connections of its own, one
+reading and one writing, after SQLAlchemy compiled them for SQLite (once per statement).
+
+Why two ways for SQLite: SQLAlchemy's async adapter makes four thread hops per statement
+(cursor, execute, fetch, close) plus a connection checkout, a commit and a reset per transaction,
+about 0.5 ms a statement here; aiosqlite's `execute_fetchall` is one hop, about 0.07 ms. Every
+/ask runs four to six statements, two of them before TokModel is asked (bench/README)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NamedTuple, Protocol
+
+import aiosqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import Compiled
+
+Params = Mapping[str, Any]
+
+
+class Rows:
+    """A statement's result, fetched in full: its rows (attribute access by column name) and
+    how many rows it changed."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def all(self) -> list[Any]:
+        return list(self._rows)
+
+    def one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise LookupError(f"expected at most one row, got {len(self._rows)}")
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Any:
+        row = self.one_or_none()
+        if row is None:
+            raise LookupError("expected one row, got none")
+        return row
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalars(self) -> list[Any]:
+        return [row[0] for row in self._rows]
+
+
+class Session(Protocol):
+    """Statements run one after another on one connection (inside a transaction, for writes).
+    A list of parameter sets runs the statement once per set, rows in that order."""
+
+    async def execute(
+        self, stmt: ClauseElement, params: Params | Sequence[Params] | None = None
+    ) -> Rows: ...
+
+
+class Database(Protocol):
+    dialect: Dialect
+
+    def reading(self) -> AbstractAsyncContextManager[Session]:
+        """Reads; each statement sees what was committed when it started."""
+
+    def writing(self) -> AbstractAsyncContextManager[Session]:
+        """One transaction, committed at the end, rolled back on an exception. On SQLite the
+        writers of this process queue for it here (SQLite has one writer at a time; its own
+        busy handler would make them sleep and retry in steps of up to 100 ms)."""
+
+    async def write(self, stmt: ClauseElement, params: Params | None = None) -> Rows:
+        """One statement in a transaction of its own (as `writing`)."""
+
+    async def close(self) -> None: ...
+
+
+class _EngineSession:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(
+        self, stmt: ClauseElement, params: Params | Sequence[Params] | None = None
+    ) -> Rows:
+        result = await self._conn.execute(stmt, params)  # type: ignore[call-overload]
+        rows = result.all() if result.returns_rows else []
+        return Rows(rows, result.rowcount)
+
+
+class EngineDatabase:
+    """Statements through SQLAlchemy's async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Session]:
+        async with self.engine.connect() as conn:
+            yield _EngineSession(conn)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[Session]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield _EngineSession(conn)
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield _EngineSession(conn)
+
+    async def write(self, stmt: ClauseElement, params: Params | None = None) -> Rows:
+        async with self.writing() as session:
+            return await session.execute(stmt, params)
+
+    async def close(self) -> None:
+        pass  # the engine is the store's to dispose
+
+
+class _Compiled(NamedTuple):
+    compiled: Compiled
+    row: type[tuple[Any, ...]] | None  # a named tuple of the result's columns, if it has rows
+
+
+class _SqliteSession:
+    def __init__(self, database: SqliteDatabase, conn: aiosqlite.Connection) -> None:
+        self._database = database
+        self._conn = conn
+
+    async def execute(
+        self, stmt: ClauseElement, params: Params | Sequence[Params] | None = None
+    ) -> Rows:
+        if params is None or isinstance(params, Mapping):
+            return await self._execute_one(stmt, params or {})
+        rows: list[Any] = []
+        changed = 0
+        for one in params:
+            result = await self._execute_one(stmt, one)
+            rows.extend(result.all())
+            changed += result.rowcount
+        return Rows(rows, changed)
+
+    async def _execute_one(self, stmt: ClauseElement, params: Params) -> Rows:
+        compiled, row = self._database.compiled(stmt, params)
+        state = compiled.construct_expanded_state(params)  # type: ignore[attr-defined]
+        values = state.parameters
+        for name, process in state.processors.items():
+            if name in values:
+                values[name] = process(values[name])
+        before = self._conn.total_changes
+        fetched = await self._conn.execute_fetchall(
+            state.statement, [values[name] for name in state.positiontup]
+        )
+        # Exact: a session's connection runs one statement at a time (writes hold the lock).
+        changed = self._conn.total_changes - before
+        if row is None:
+            return Rows([], changed)
+        return Rows([row._make(one) for one in fetched], changed)  # type: ignore[attr-defined]
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute_fetchall("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "no transaction" not in str(exc):
+            raise  # else none was open after all: its COMMIT had been queued first
+
+
+class SqliteDatabase:
+    """Statements on a SQLite file through aiosqlite: one connection reads, one writes (WAL
+    lets them run side by side). SQLAlchemy compiles each statement once."""
+
+    def __init__(self, engine: AsyncEngine, path: str, pragmas: Sequence[str]) -> None:
+        self.dialect = engine.dialect
+        self._path = path
+        self._pragmas = pragmas
+        self._compiled: dict[tuple[int, frozenset[str] | None], _Compiled] = {}
+        self._statements: dict[int, ClauseElement] = {}  # keeps cached statements' ids valid
+        self._reader: aiosqlite.Connection | None = None
+        self._writer: aiosqlite.Connection | None = None
+        self._open_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._unfinished = False  # a transaction was begun and not yet committed or rolled back
+
+    def compiled(self, stmt: ClauseElement, params: Params) -> _Compiled:
+        # An INSERT without .values() takes its columns from the parameters.
+        keys = frozenset(params) if getattr(stmt, "is_insert", False) else None
+        cache_key = (id(stmt), keys)
+        cached = self._compiled.get(cache_key)
+        if cached is None or self._statements.get(id(stmt)) is not stmt:
+            compiled = stmt.compile(
+                dialect=self.dialect, column_keys=None if keys is None else list(keys)
+            )
+            columns = list(getattr(stmt, "exported_columns", {}).keys())
+            row = collections.namedtuple("Row", columns, rename=True) if columns else None
+            cached = _Compiled(compiled, row)
+            if len(self._compiled) > 1024:  # statements built per call: don't keep them all
+                self._compiled.clear()
+                self._statements.clear()
+            self._compiled[cache_key] = cached
+            self._statements[id(stmt)] = stmt
+        return cached
+
+    async def _connection(self, which: str) -> aiosqlite.Connection:
+        conn = self._reader if which == "reader" else self._writer
+        if conn is not None:
+            return conn
+        async with self._open_lock:
+            conn = self._reader if which == "reader" else self._writer
+            if conn is None:
+                # Autocommit: `writing` spells its transactions out (BEGIN IMMEDIATE ... COMMIT).
+                conn = await aiosqlite.connect(self._path, isolation_level=None)
+                for pragma in self._pragmas:
+                    await conn.execute(pragma)
+                if which == "reader":
+                    self._reader = conn
+                else:
+                    self._writer = conn
+            return conn
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Session]:
+        yield _SqliteSession(self, await self._connection("reader"))
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[Session]:
+        async with self._write_lock:
+            conn = await self._writer_connection()
+            self._unfinished = True
+            await conn.execute_fetchall("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteSession(self, conn)
+            except BaseException:
+                await _rollback(conn)
+                self._unfinished = False
+                raise
+            await conn.execute_fetchall("COMMIT")
+            self._unfinished = False
+
+    async def write(self, stmt: ClauseElement, params: Params | None = None) -> Rows:
+        async with self._write_lock:  # autocommit: SQLite makes the statement its transaction
+            return await _SqliteSession(self, await self._writer_connection()).execute(stmt, params)
+
+    async def _writer_connection(self) -> aiosqlite.Connection:
+        """The writing connection, outside any transaction. A writer cancelled before its
+        COMMIT or ROLLBACK went out leaves its transaction open: end it first. (Its statements
+        are queued on the connection's thread ahead of ours, so the order holds.)"""
+        conn = await self._connection("writer")
+        if self._unfinished:
+            await _rollback(conn)
+            self._unfinished = False
+        return conn
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None

@@ -1,0 +1,98 @@
+"""How the store runs statements on SQLite (`bot.store.database`): its own aiosqlite connections
+for a file, SQLAlchemy's engine in memory. Transactions must hold whatever happens to the
+coroutine that opened them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.domain import Author, ConversationKey, TurnKind, TurnRole
+from bot.store import Store
+from bot.store.database import EngineDatabase, SqliteDatabase
+
+KEY = ConversationKey("console", "local", "general")
+ALICE = Author("u1", "Alice")
+
+
+async def open_store(url: str) -> Store:
+    store = await Store.open(url)
+    await store.upgrade()
+    return store
+
+
+async def add(store: Store, content: str) -> int:
+    return await store.add_turn(
+        KEY, role=TurnRole.USER, kind=TurnKind.TEXT, content=content, author=ALICE
+    )
+
+
+async def test_a_file_uses_its_own_connections_and_memory_uses_the_engine(tmp_path: Path) -> None:
+    on_disk = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    in_memory = await open_store("sqlite+aiosqlite:///:memory:")
+    try:
+        assert isinstance(on_disk._db, SqliteDatabase)
+        assert isinstance(in_memory._db, EngineDatabase)
+        for store in (on_disk, in_memory):
+            await add(store, "hello")
+            assert [t.content for t in await store.context_turns(KEY, 10)] == ["hello"]
+    finally:
+        await on_disk.close()
+        await in_memory.close()
+
+
+async def test_a_failed_transaction_leaves_nothing_and_the_next_one_works(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    try:
+        await add(store, "kept")
+        with pytest.raises(LookupError):  # the usage insert after it must not be committed
+            await store.finish_answer(
+                999, content="x", platform_message_id=None, key=KEY, user_id="u1",
+                command="ask", model=None, usage=None,
+            )  # fmt: skip
+        summary = await store.usage_summary(KEY, "u1")
+        assert summary.user_requests == 0
+        await add(store, "after")
+        assert [t.content for t in await store.context_turns(KEY, 10)] == ["kept", "after"]
+    finally:
+        await store.close()
+
+
+async def test_writers_cancelled_at_any_point_leave_no_transaction_open(tmp_path: Path) -> None:
+    """Cancel many writers at once, at every stage of their transactions: later writes must
+    still commit (no connection stuck in a transaction, no lock held)."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    try:
+        await add(store, "first")  # the conversation exists: add_exchange is one transaction
+        for round_ in range(20):
+            tasks = [
+                asyncio.ensure_future(
+                    store.add_exchange(
+                        KEY,
+                        prompt=f"q{round_}.{i}",
+                        author=ALICE,
+                        platform_message_id=None,
+                        model="m",
+                    )  # fmt: skip
+                )
+                for i in range(5)
+            ]
+            await asyncio.sleep(0.0002 * round_)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait_for(add(store, "last"), timeout=5)
+        turns = await store.history(KEY, 1000)
+        assert turns[-1].content == "last"
+        questions = [t for t in turns if t.role is TurnRole.USER and t.content.startswith("q")]
+        answers = [t for t in turns if t.role is TurnRole.ASSISTANT]
+        assert len(questions) == len(answers)  # each exchange was stored whole, or not at all
+    finally:
+        await store.close()
+    reopened = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    try:
+        assert (await reopened.history(KEY, 1))[0].content == "last"  # committed to the file
+    finally:
+        await reopened.close()
