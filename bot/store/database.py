@@ -155,20 +155,24 @@ class _SqliteSession:
 
     async def _execute_one(self, stmt: ClauseElement, params: Params) -> Rows:
         compiled, row = self._database.compiled(stmt, params)
-        state = compiled.construct_expanded_state(params)  # type: ignore[attr-defined]
-        values = state.parameters
-        for name, process in state.processors.items():
-            if name in values:
-                values[name] = process(values[name])
+        sql, values, names = _bound(compiled, params)
         before = self._conn.total_changes
-        fetched = await self._conn.execute_fetchall(
-            state.statement, [values[name] for name in state.positiontup]
-        )
+        fetched = await self._conn.execute_fetchall(sql, [values[name] for name in names])
         # Exact: a session's connection runs one statement at a time (writes hold the lock).
         changed = self._conn.total_changes - before
         if row is None:
             return Rows([], changed)
         return Rows([row._make(one) for one in fetched], changed)  # type: ignore[attr-defined]
+
+
+def _bound(compiled: Any, params: Params) -> tuple[str, dict[str, Any], Sequence[str]]:
+    """The SQL, its parameter values (after the types' bind processing) and their order."""
+    state = compiled.construct_expanded_state(params)
+    values = state.parameters
+    for name, process in state.processors.items():
+        if name in values:
+            values[name] = process(values[name])
+    return state.statement, values, state.positiontup
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

@@ -244,15 +244,18 @@ class Store:
             0, role=TurnRole.ASSISTANT, content="", author=BOT_AUTHOR, status=TurnStatus.PENDING
         )
         pending["model"] = model
-        async with self._db.writing() as conn:
-            conversation_id = self._conversation_ids.get(key)
-            if conversation_id is None:
+        conversation_id = self._conversation_ids.get(key)
+        if conversation_id is not None:  # one statement: its own transaction
+            params = _exchange_params(conversation_id, question, pending)
+            inserted = await self._db.write(_EXCHANGE_INSERT, params)
+        else:
+            async with self._db.writing() as conn:
                 conversation_id = await self._ensure_conversation(conn, key)
-            question["conversation_id"] = pending["conversation_id"] = conversation_id
-            user_turn_id, answer_turn_id = (
-                await conn.execute(_TURNS_INSERT, [question, pending])
-            ).scalars()
+                params = _exchange_params(conversation_id, question, pending)
+                inserted = await conn.execute(_EXCHANGE_INSERT, params)
         self._remember(key, conversation_id)
+        # Ids grow in the order rows are inserted; RETURNING's own order is not promised.
+        user_turn_id, answer_turn_id = sorted(inserted.scalars())
         return user_turn_id, answer_turn_id
 
     async def finish_answer(
@@ -562,7 +565,7 @@ def _turn_values(
     platform_message_id: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """Parameters of `_TURNS_INSERT` for a text turn."""
+    """One row's values for `_exchange_params`: a text turn."""
     return {
         "conversation_id": conversation_id,
         "role": role.value,
@@ -575,6 +578,17 @@ def _turn_values(
         "error": None,
         "model": model,
         "created_at": time.time(),
+    }
+
+
+def _exchange_params(
+    conversation_id: int, question: dict[str, Any], answer: dict[str, Any]
+) -> dict[str, Any]:
+    """Parameters of `_EXCHANGE_INSERT`."""
+    question["conversation_id"] = answer["conversation_id"] = conversation_id
+    return {
+        **{f"q_{name}": value for name, value in question.items()},
+        **{f"a_{name}": value for name, value in answer.items()},
     }
 
 
@@ -611,8 +625,16 @@ def _bound_key(key: ConversationKey) -> dict[str, str]:
 # statement costs more than SQLAlchemy's (cached) compilation of it.
 _KEY_PARTS = ("platform", "workspace", "channel", "thread")
 _BOUND_KEY = ConversationKey(*(cast(str, bindparam(f"key_{name}")) for name in _KEY_PARTS))
-#: Several turns in one statement; their ids come back in the order the rows were given.
-_TURNS_INSERT = insert(TurnRow).returning(TurnRow.id, sort_by_parameter_order=True)
+_TURN_COLUMNS = (
+    "conversation_id", "role", "kind", "status", "content", "author_id", "author_name",
+    "platform_message_id", "error", "model", "created_at",
+)  # fmt: skip
+#: A question and its answer-to-be in one statement (parameters: `_exchange_params`).
+_EXCHANGE_INSERT = (
+    insert(TurnRow)
+    .values([{name: bindparam(f"{row}_{name}") for name in _TURN_COLUMNS} for row in "qa"])
+    .returning(TurnRow.id)
+)
 _USAGE_INSERT = insert(UsageRecordRow)
 _FINISH_TURN = (
     update(TurnRow)
