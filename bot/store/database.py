@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NamedTuple, Protocol
@@ -167,12 +168,21 @@ class _SqliteSession:
 
 def _bound(compiled: Any, params: Params) -> tuple[str, dict[str, Any], Sequence[str]]:
     """The SQL, its parameter values (after the types' bind processing) and their order."""
+    if compiled in _PLAIN:  # no IN lists to expand, no values to convert: the quick way
+        return compiled.string, compiled.construct_params(params), compiled.positiontup
     state = compiled.construct_expanded_state(params)
     values = state.parameters
     for name, process in state.processors.items():
         if name in values:
             values[name] = process(values[name])
+    if not state.processors and state.statement == compiled.string:
+        _PLAIN.add(compiled)
     return state.statement, values, state.positiontup
+
+
+#: Compiled statements whose parameters go to the driver as they are (bind processing and
+#: expansion depend on the statement's types and shape, not on the values).
+_PLAIN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

@@ -39,14 +39,15 @@ class SSEDecoder:
 
     def _drain(self, *, final: bool) -> list[str]:
         events: list[str] = []
-        while (match := _LINE_END.search(self._buffer)) is not None:
-            if match.group() == "\r" and match.end() == len(self._buffer) and not final:
+        buffer, start = self._buffer, 0  # an index, not a slice per line: one copy per feed
+        while (match := _LINE_END.search(buffer, start)) is not None:
+            if match.group() == "\r" and match.end() == len(buffer) and not final:
                 break  # maybe the first half of "\r\n": wait for the next chunk
-            line = self._buffer[: match.start()]
-            self._buffer = self._buffer[match.end() :]
-            event = self._line(line)
+            event = self._line(buffer[start : match.start()])
+            start = match.end()
             if event is not None:
                 events.append(event)
+        self._buffer = buffer[start:]
         return events
 
     def _line(self, line: str) -> str | None:
