@@ -63,6 +63,9 @@ class CommandSpec:
     uses_tokmodel: bool = False
     #: Not listed in /help (e.g. the automatic voice-message transcription).
     hidden: bool = False
+    #: Works on attached files: a message with files may name it without the slash (see
+    #: `Core.route_mention`).
+    takes_files: bool = False
     aliases: tuple[str, ...] = field(default=())
 
 

@@ -3,6 +3,7 @@ failure into a reply a person can act on."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from bot.commands import CommandRegistry, CommandSpec, Invocation
@@ -89,6 +90,7 @@ class Core:
         """Run one incoming command; every outcome ends in a reply (or a deliberate silence for
         bots and already-answered events)."""
         self.metrics.events.labels(incoming.key.platform).inc()
+        incoming = self.route_mention(incoming)
         reference = new_request_id()
         # Taken before any await, so a conversation's commands run (and are answered) in the
         # order they arrived, whatever their database round trips take.
@@ -146,6 +148,19 @@ class Core:
                 )
         options = {name: clean_text(value) for name, value in options.items()}
         return Invocation(self, incoming, replier, clean_text(text), options)
+
+    def route_mention(self, incoming: Incoming) -> Incoming:
+        """A mention or DM that starts with a command runs that command: `@tokbot /tts hello`.
+        With files attached, a command that takes files needs no slash (`@tokbot imagine make it
+        blue` with an image): slash commands cannot carry files, and Slack's composer runs a
+        message that starts with a slash as a slash command."""
+        if incoming.command != "ask":
+            return incoming
+        first, rest = [*incoming.text.split(maxsplit=1), "", ""][:2]
+        spec = self.registry.get(first) if first.startswith("/") or incoming.attachments else None
+        if spec is None or spec.hidden or not (first.startswith("/") or spec.takes_files):
+            return incoming  # a question like any other (or "/shrug", or a path)
+        return dataclasses.replace(incoming, command=spec.name, text=rest.strip())
 
     @staticmethod
     def _options(spec: CommandSpec, incoming: Incoming) -> tuple[str, dict[str, str]]:

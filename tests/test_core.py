@@ -204,6 +204,48 @@ async def test_imagine_edits_or_varies_an_attached_png(
     assert len(replier.uploads) == 3
 
 
+async def test_a_mention_that_starts_with_a_command_runs_it(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """`@tokbot /tts hello` speaks; with an image, `imagine ...` (no slash needed) edits it;
+    anything else is a question, slash or not."""
+    await core.handle(message("ask", "/tts stand-up in five"), replier)
+    assert [u.content_type for u in replier.uploads] == ["audio/mpeg"]
+    await core.handle(message("imagine", "--size 256x256 a dot"), replier)
+    replier.files["pic.png"] = replier.uploads[-1].data
+    picture = Attachment("pic.png", "image/png", len(replier.files["pic.png"]))
+    await core.handle(message("ask", "imagine make it blue", attachments=(picture,)), replier)
+    edit = next(r for r in fake.requests if r.path == "/v1/images/edits")
+    assert edit.form is not None and edit.form.get("prompt") == "make it blue"
+    await core.handle(message("ask", "/IMAGINE", attachments=(picture,)), replier)
+    assert any(r.path == "/v1/images/variations" for r in fake.requests)
+    before = len(chat_requests(fake))
+    await core.handle(message("ask", "imagine a world without meetings"), replier)  # no file
+    await core.handle(message("ask", "/etc/hosts is what file?"), replier)
+    await core.handle(message("ask", "/voice sneaky"), replier)  # hidden commands stay hidden
+    asked = [m[-1]["content"] for m in chat_requests(fake)[before:]]
+    assert asked == [
+        "Alice: imagine a world without meetings",
+        "Alice: /etc/hosts is what file?",
+        "Alice: /voice sneaky",
+    ]
+
+
+async def test_a_question_with_a_picture_says_the_picture_was_not_read(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    replier.files["pic.png"] = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    picture = Attachment("pic.png", "image/png", 72)
+    await core.handle(message("ask", "what is in it?", attachments=(picture,)), replier)
+    assert "can't look at pictures" in replier.last and "`imagine " in replier.last
+    assert len(chat_requests(fake)) == 1  # the text was still answered
+    await core.handle(message("ask", "", attachments=(picture,)), replier)
+    assert "can't look at pictures" in replier.last and len(chat_requests(fake)) == 1
+    notes = Attachment("notes.pdf", "application/pdf", 10)
+    await core.handle(message("ask", "summarise", attachments=(notes,)), replier)
+    assert replier.last == "📎 I only read the text of a question, not attached files (notes.pdf)."
+
+
 async def test_imagine_refuses_an_image_that_is_not_png(
     core: Core, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:

@@ -92,7 +92,11 @@ class SlackBot:
         event = cleaned
         if translate.audio_attachments(event.get("files") or ()):
             self._spawn(self._run_event(body, event, context, command="voice"))
-        elif translate.is_direct_message(event):
+        elif translate.is_direct_message(event) or (
+            # A mention that shares a file may arrive only as this message, without its
+            # app_mention (bolt-python#925); when both come, the claim below answers once.
+            event.get("subtype") == "file_share" and translate.mentions(event, context.bot_user_id)
+        ):
             # In channels, people talk to the bot by mentioning it (an app_mention event).
             self._spawn(self._run_event(body, event, context, command="ask"))
 
@@ -131,9 +135,13 @@ class SlackBot:
             team_id=str(body.get("team_id") or context.team_id or ""),
             author=author,
             bot_user_id=context.bot_user_id,
-            event_id=str(body["event_id"]) if body.get("event_id") else None,
+            event_id=translate.claim_id(event, command, body.get("event_id")),
             command=command,
-            attachments=translate.audio_attachments(files) if command == "voice" else (),
+            attachments=(
+                translate.audio_attachments(files)
+                if command == "voice"
+                else tuple(translate.attachment(f) for f in files)
+            ),
         )
         await self._core.handle(incoming, self._replier(incoming, thread_ts=incoming.key.thread))
 

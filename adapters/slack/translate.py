@@ -60,6 +60,23 @@ def event_thread(event: Mapping[str, Any]) -> str:
     return str(event.get("thread_ts") or event.get("ts") or "")
 
 
+def mentions(event: Mapping[str, Any], bot_user_id: str | None) -> bool:
+    """Whether the message's text mentions the bot."""
+    text = str(event.get("text") or "")
+    return bool(bot_user_id) and any(m.group(1) == bot_user_id for m in _MENTION.finditer(text))
+
+
+def claim_id(event: Mapping[str, Any], command: str, envelope_id: Any) -> str | None:
+    """What the core claims so a message is handled once: the message itself (channel and ts)
+    rather than the envelope, because one message can arrive as two events (`message` and
+    `app_mention`), each retried under its own event id. Per command: a voice clip that also
+    mentions the bot is transcribed and asked about."""
+    channel, ts = event.get("channel"), event.get("ts")
+    if isinstance(channel, str) and channel and isinstance(ts, str) and ts:
+        return f"message:{channel}:{ts}:{command}"
+    return str(envelope_id) if envelope_id else None
+
+
 def is_direct_message(event: Mapping[str, Any]) -> bool:
     return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
 

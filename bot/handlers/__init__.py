@@ -22,6 +22,7 @@ def default_commands() -> list[CommandSpec]:
             media.imagine,
             options=("size",),
             uses_tokmodel=True,
+            takes_files=True,
         ),
         CommandSpec(
             "tts",
@@ -38,6 +39,7 @@ def default_commands() -> list[CommandSpec]:
             media.transcribe,
             flags=("translate",),
             uses_tokmodel=True,
+            takes_files=True,
         ),
         CommandSpec(
             "voice",

@@ -108,5 +108,8 @@ async def help_(inv: Invocation) -> None:
     lines = ["**tokbot** — TokModel in your channel. Commands:"]
     for spec in inv.core.registry.visible():
         lines.append(f"• `{spec.usage}` — {spec.summary}")
-    lines.append("Mention me or reply to me to ask, too; voice messages are transcribed.")
+    lines.append(
+        "Mention me or reply to me to ask, too (start with a command to run it: "
+        "`imagine make it blue` with a picture edits it); voice messages are transcribed."
+    )
     await inv.reply("\n".join(lines))

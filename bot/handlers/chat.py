@@ -16,6 +16,7 @@ from bot.conversation import (
 )
 from bot.domain import Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
+from bot.media import is_image_attachment
 from bot.streaming import StreamRenderer
 from bot.tokmodel.errors import TokModelError
 from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
@@ -28,8 +29,9 @@ EMPTY_ASK = "Ask me something, e.g. `/ask what changed in the last release?`"
 
 async def ask(inv: Invocation) -> None:
     prompt = inv.text.strip()
+    unread = _attachments_note(inv)
     if not prompt:
-        raise UserError(EMPTY_ASK)
+        raise UserError(unread or EMPTY_ASK)
     core, settings = inv.core, inv.core.settings
     if len(prompt) > settings.max_prompt_chars:
         # Keep what was typed (not lost), but out of the context: it was never asked.
@@ -48,6 +50,23 @@ async def ask(inv: Invocation) -> None:
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
     await answer(inv, prompt)
+    if unread:
+        await inv.reply(unread)
+
+
+def _attachments_note(inv: Invocation) -> str | None:
+    """What to say about files sent with a question: the answer reads only the text."""
+    attached = inv.incoming.attachments
+    if not attached:
+        return None
+    if any(is_image_attachment(a) for a in attached):
+        return (
+            "🖼️ I can't look at pictures in a question. To change this one, send it again with "
+            "`imagine` and the change, e.g. `imagine make it watercolour` (or `imagine` alone "
+            "for a variation)."
+        )
+    names = ", ".join(a.filename for a in attached)
+    return f"📎 I only read the text of a question, not attached files ({names})."
 
 
 async def answer(inv: Invocation, prompt: str) -> None:

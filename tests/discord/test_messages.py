@@ -140,3 +140,19 @@ async def test_a_long_answer_to_a_mention_continues_in_the_channel(
     assert len(sent) == 2 and sent[0].reply_to == msg["id"] and sent[1].reply_to is None
     assert all(len(m.content) <= 2000 for m in sent)
     assert any(c.path.endswith("/typing") for c in discord_fake.calls)
+
+
+async def test_a_mention_with_a_picture_and_imagine_edits_it(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
+) -> None:
+    picture = discord_fake.attachment("dot.png", fake_media.png_image(64, 64, "d"), "image/png")
+    msg = await discord_fake.message(
+        f"{BOT} imagine make it blue", mention_bot=True, attachments=[picture]
+    )
+    await discord_fake.wait_for(
+        lambda: any(m.files for m in discord_fake.in_channel(msg["channel_id"]))
+    )
+    edit = next(r for r in fake.requests if r.path == "/v1/images/edits")
+    assert edit.form.get("prompt") == "make it blue"
+    (sent,) = [m for m in discord_fake.in_channel(msg["channel_id"]) if m.files]
+    assert fake_media.is_png(sent.files[0][1])

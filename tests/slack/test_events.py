@@ -10,6 +10,7 @@ from collections.abc import Callable
 from adapters.slack.fake import FakeSlack
 from bot.settings import Settings
 from bot.tokmodel.fake import FakeTokModel
+from bot.tokmodel.fake_media import is_png, png_image
 from tests.slack.conftest import Bot, running
 
 DM = "D0ALICE"
@@ -166,3 +167,49 @@ async def test_a_voice_clip_in_a_dm_is_transcribed_in_its_thread(bot: Bot) -> No
     await bot.event(event)
     [reply] = await bot.replies(1, channel=DM, thread_ts=event["ts"])
     assert "(stand-in transcript of dm.webm" in reply
+
+
+async def test_a_mention_with_an_image_and_imagine_edits_it_in_the_thread(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    picture = bot.slack.add_file("dot.png", png_image(64, 64, "dot"), "image/png")
+    event = bot.slack.message_event("imagine make it blue", mention=True, files=[picture])
+    await bot.event(event)
+    await bot.slack.wait_for(lambda: len(bot.slack.uploads) == 1 and bot.adapter.bot.busy == 0)
+    (upload,) = bot.slack.uploads
+    assert is_png(upload.data) and upload.thread_ts == event["ts"]
+    edit = next(r for r in fake.requests if r.path == "/v1/images/edits")
+    assert edit.form.get("prompt") == "make it blue"
+    assert [c.authorized for c in bot.slack.calls_to("download")] == [True]
+    assert bot.slack.texts(thread_ts=event["ts"]) == ["🎨 make it blue"]
+
+
+async def test_a_mention_sharing_a_file_is_answered_once_whichever_events_arrive(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    """Slack may send such a message only as `message` (file_share), or as that and an
+    app_mention, each possibly retried: one answer."""
+    picture = bot.slack.add_file("dot.png", png_image(64, 64, "dot"), "image/png")
+    as_mention = bot.slack.message_event("/imagine", mention=True, files=[picture])
+    as_message = {
+        **as_mention,
+        "type": "message",
+        "subtype": "file_share",
+        "channel_type": "channel",
+    }
+    await bot.event(as_message)
+    await bot.event(as_mention)
+    await bot.event(as_message, retry_num=1)
+    await bot.slack.wait_for(lambda: len(bot.slack.uploads) == 1 and bot.adapter.bot.busy == 0)
+    await asyncio.sleep(0.2)
+    assert len(bot.slack.uploads) == 1
+    assert [r.path for r in fake.requests].count("/v1/images/variations") == 1
+
+
+async def test_a_question_with_a_picture_is_answered_with_a_pointer_to_imagine(bot: Bot) -> None:
+    picture = bot.slack.add_file("dot.png", png_image(64, 64, "dot"), "image/png")
+    event = bot.slack.message_event("what is this?", mention=True, files=[picture])
+    await bot.event(event)
+    answer, note = await bot.replies(2, thread_ts=event["ts"])
+    assert "what is this?" in answer
+    assert "can't look at pictures" in note and "`imagine make it watercolour`" in note
