@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,31 @@ class Replier(Protocol):
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         """Fetch an incoming attachment; raise `bot.errors.UserError` when it is over
         `max_bytes` or cannot be fetched."""
+        ...
+
+
+@dataclass(frozen=True)
+class EarlierMessage:
+    """A message that came before the bot was first addressed in a thread."""
+
+    author: Author
+    text: str
+    message_id: str | None = None
+    #: Written by this bot (stored as its own turn), not by a person.
+    by_this_bot: bool = False
+
+
+@runtime_checkable
+class ThreadReader(Protocol):
+    """A Replier that can read the thread it answers in, so a bot called into a conversation
+    that people started without it knows what was said (Slack threads)."""
+
+    #: Whether the addressed message replies in a thread that already has earlier messages.
+    in_existing_thread: bool
+
+    async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
+        """Up to `limit` messages of the thread before the addressed one, oldest first ([] when
+        they cannot be read: the answer goes on without them)."""
         ...
 
 

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import translate
 from adapters.slack.replier import SlackReplier
+from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
 from bot.core import Core
 from bot.domain import Author, Incoming
@@ -143,10 +144,29 @@ class SlackBot:
                 else tuple(translate.attachment(f) for f in files)
             ),
         )
-        await self._core.handle(incoming, self._replier(incoming, thread_ts=incoming.key.thread))
+        ts, thread_ts = event.get("ts"), event.get("thread_ts")
+        thread = None
+        if command == "ask" and isinstance(ts, str) and thread_ts and thread_ts != ts:
+            # A reply in a thread: people may have talked there before calling the bot in.
+            thread = SlackThread(
+                self.client,
+                self.users,
+                channel=incoming.key.channel,
+                thread_ts=str(thread_ts),
+                message_ts=ts,
+                bot_user_id=context.bot_user_id,
+                bot_id=context.bot_id,
+            )
+        replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
+        await self._core.handle(incoming, replier)
 
     def _replier(
-        self, incoming: Incoming, *, thread_ts: str | None, response_url: str | None = None
+        self,
+        incoming: Incoming,
+        *,
+        thread_ts: str | None,
+        response_url: str | None = None,
+        thread: SlackThread | None = None,
     ) -> SlackReplier:
         return SlackReplier(
             self.client,
@@ -157,6 +177,7 @@ class SlackBot:
             file_hosts=self._file_hosts,
             edit_interval=self._edit_interval,
             response_url=response_url or None,
+            thread=thread,
         )
 
     # -- background tasks ----------------------------------------------------------------------

@@ -116,6 +116,8 @@ class FakeSlack:
         self.bot_id = bot_id
         self.calls: list[Call] = []
         self.messages: list[Message] = []
+        #: People's messages, as `message_event` made them (conversations.replies reads them).
+        self.people_messages: list[dict[str, Any]] = []
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
@@ -303,6 +305,8 @@ class FakeSlack:
             event["upload"] = False
             if not mention:
                 event["subtype"] = "file_share"
+        kept = {k: v for k, v in event.items() if k not in ("channel_type", "event_ts")}
+        self.people_messages.append(kept | {"type": "message"})
         return event
 
     async def post_command(
@@ -466,6 +470,52 @@ class FakeSlack:
         self.not_in_channel.discard(channel)
         self.public_only.discard(channel)
         return _ok(channel={"id": channel, "is_channel": True, "is_member": True})
+
+    async def _m_conversations_replies(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        """A thread, parent first, then its replies by time (people's and the app's), paged
+        with `limit` and `cursor`; `latest`/`oldest` bound the replies (`inclusive` keeps
+        the bounds), as Slack documents."""
+        channel, ts = str(args.get("channel") or ""), str(args.get("ts") or "")
+        if not channel or not ts:
+            return _error("invalid_arguments")
+        if channel in self.not_in_channel:
+            return _error("not_in_channel")
+        in_channel = [m for m in self.people_messages if m.get("channel") == channel] + [
+            {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "text": m.text,
+             "ts": m.ts, **({"thread_ts": m.thread_ts} if m.thread_ts else {})}
+            for m in self.messages if m.channel == channel
+        ]  # fmt: skip
+        parent = next((m for m in in_channel if m["ts"] == ts), None)
+        if parent is None:
+            return _error("thread_not_found")
+        replies = sorted(
+            (m for m in in_channel if m.get("thread_ts") == ts and m["ts"] != ts),
+            key=lambda m: float(m["ts"]),
+        )
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        latest, oldest = args.get("latest"), args.get("oldest")
+        if latest:
+            limit_ts = float(latest)
+            replies = [m for m in replies if float(m["ts"]) < limit_ts or
+                       (inclusive and float(m["ts"]) == limit_ts)]  # fmt: skip
+        if oldest:
+            floor_ts = float(oldest)
+            replies = [m for m in replies if float(m["ts"]) > floor_ts or
+                       (inclusive and float(m["ts"]) == floor_ts)]  # fmt: skip
+        thread = [parent, *replies]
+        try:
+            start = int(str(args.get("cursor") or "0"))
+            limit = max(1, min(1000, int(args.get("limit") or 1000)))
+        except ValueError:
+            return _error("invalid_cursor")
+        page, rest = thread[start : start + limit], thread[start + limit :]
+        return _ok(
+            messages=page,
+            has_more=bool(rest),
+            response_metadata={"next_cursor": str(start + limit) if rest else ""},
+        )
 
     async def _m_users_info(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         user = self.users.get(str(args.get("user") or ""))

@@ -11,8 +11,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
-from bot.domain import Attachment, OutgoingFile
+from bot.domain import Attachment, EarlierMessage, OutgoingFile
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class SlackReplier:
         file_hosts: Iterable[str] = (),
         edit_interval: float = 1.0,
         response_url: str | None = None,
+        thread: SlackThread | None = None,
     ) -> None:
         self._client = client
         self._session = session
@@ -63,6 +65,12 @@ class SlackReplier:
         self.edit_interval = edit_interval
         self.response_url = response_url
         self._invite_asked = False
+        self._thread = thread
+        #: `bot.domain.ThreadReader`: the mention replies in a thread people started before.
+        self.in_existing_thread = thread is not None
+
+    async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
+        return await self._thread.earlier_messages(limit) if self._thread is not None else []
 
     async def post(self, text: str) -> str:
         try:

@@ -14,15 +14,19 @@ from bot.conversation import (
     estimate_tokens,
     fills_budget,
 )
-from bot.domain import Turn, TurnKind, TurnRole, TurnStatus
+from bot.domain import BOT_AUTHOR, ThreadReader, Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
 from bot.media import is_image_attachment
 from bot.streaming import StreamRenderer
+from bot.text import clean_text
 from bot.tokmodel.errors import TokModelError
 from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
 from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
 
 log = logging.getLogger(__name__)
+
+#: How many of a thread's earlier messages are read when the bot is first called into it.
+THREAD_MESSAGES = 50
 
 EMPTY_ASK = "Ask me something, e.g. `/ask what changed in the last release?`"
 
@@ -77,6 +81,8 @@ async def answer(inv: Invocation, prompt: str) -> None:
     `Store.add_exchange`, `Store.finish_answer`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
+    if not older and isinstance(inv.replier, ThreadReader) and inv.replier.in_existing_thread:
+        older = await _adopt_thread(inv, inv.replier)
     model = channel.model or settings.chat_model
     author = inv.author
     question = Turn(
@@ -162,6 +168,30 @@ async def answer(inv: Invocation, prompt: str) -> None:
         model=model,
         usage=usage,
     )
+
+
+async def _adopt_thread(inv: Invocation, thread: ThreadReader) -> list[Turn]:
+    """Called into a thread people started without the bot: store what they said before (once:
+    not after a /forget, which leaves history behind) and return it as the context."""
+    store = inv.core.store
+    if await store.history(inv.key, 1):
+        return []
+    earlier = await thread.earlier_messages(THREAD_MESSAGES)
+    for message in earlier:
+        text = inv.core.scrub(clean_text(message.text)).strip()
+        if not text:
+            continue
+        await store.add_turn(
+            inv.key,
+            role=TurnRole.ASSISTANT if message.by_this_bot else TurnRole.USER,
+            kind=TurnKind.TEXT,
+            content=text[: inv.core.settings.max_prompt_chars],
+            author=BOT_AUTHOR if message.by_this_bot else message.author,
+            platform_message_id=message.message_id,
+        )
+    if earlier:
+        log.info("adopted %d earlier message(s) of the thread", len(earlier))
+    return await store.context_turns(inv.key, FIRST_PAGE - 1)
 
 
 async def _abandon(first: asyncio.Future[ChatDelta | None]) -> None:

@@ -213,3 +213,41 @@ async def test_a_question_with_a_picture_is_answered_with_a_pointer_to_imagine(b
     answer, note = await bot.replies(2, thread_ts=event["ts"])
     assert "what is this?" in answer
     assert "can't look at pictures" in note and "`imagine make it watercolour`" in note
+
+
+async def test_called_into_a_thread_the_bot_reads_what_was_said_before(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    """People talk in a thread without the bot; a mention there gets an answer that knows the
+    thread (conversations.replies, once: later mentions use the stored history)."""
+    parent = bot.slack.message_event("deploy failed on staging: error 42")
+    await bot.event(parent)
+    await bot.event(bot.slack.message_event("smells like the migration", user="U0BOB",
+                                            thread_ts=parent["ts"]))  # fmt: skip
+    mention = bot.slack.message_event("what do you think?", mention=True, thread_ts=parent["ts"])
+    await bot.event(mention)
+    [answer] = await bot.replies(1, thread_ts=parent["ts"])
+    assert "I can see 2 earlier message(s)" in answer
+    asked = [r for r in fake.requests if r.path == "/v1/chat/completions"][-1].json
+    assert asked is not None
+    said = [m["content"] for m in asked["messages"] if m["role"] == "user"]
+    assert said == [
+        "Alice: deploy failed on staging: error 42",
+        "Bob: smells like the migration",
+        "Alice: what do you think?",
+    ]
+    (replies_call,) = bot.slack.calls_to("conversations.replies")
+    assert replies_call.args["ts"] == parent["ts"] and replies_call.args["latest"] == mention["ts"]
+    again = bot.slack.message_event("and the fix?", mention=True, thread_ts=parent["ts"])
+    await bot.event(again)
+    second = (await bot.replies(2, thread_ts=parent["ts"]))[-1]
+    assert "I can see 4 earlier message(s)" in second  # two adopted, the first exchange
+    assert len(bot.slack.calls_to("conversations.replies")) == 1
+
+
+async def test_an_unreadable_thread_does_not_stop_the_answer(bot: Bot) -> None:
+    mention = bot.slack.message_event("hello?", mention=True, thread_ts="1600000000.000001")
+    await bot.event(mention)  # Slack knows no such thread: thread_not_found
+    [answer] = await bot.replies(1, thread_ts="1600000000.000001")
+    assert "I can see 0 earlier message(s)" in answer
+    assert len(bot.slack.calls_to("conversations.replies")) == 1
