@@ -156,7 +156,9 @@ class TokbotClient(discord.AutoShardedClient):
                 await message.channel.typing()
             except discord.HTTPException as exc:
                 log.debug("no typing indicator: %s", exc)
-        await self.core.handle(incoming, MessageReplier(message))
+        me = self.user
+        replier = MessageReplier(message, bot_user_id=me.id if me is not None else None)
+        await self.core.handle(incoming, replier)
 
     def message_incoming(self, message: discord.Message) -> Incoming | None:
         """Voice messages and audio uploads → `voice`; mentions, replies to the bot and DMs →

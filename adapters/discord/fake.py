@@ -118,6 +118,8 @@ class FakeDiscord:
         self.identified: list[JSONDict] = []
         self.resumed: list[str] = []
         self._files: dict[str, tuple[bytes, str]] = {}
+        #: What people said (MESSAGE_CREATE payloads from `message`), for channel history.
+        self.people_messages: list[JSONDict] = []
         self._sessions: dict[str, _Session] = {}
         self._original: dict[str, str] = {}  # interaction token -> @original message id
         self._ids = itertools.count(1)
@@ -421,6 +423,7 @@ class FakeDiscord:
                 "type": 0,
             }
             payload["referenced_message"] = referenced.payload
+        self.people_messages.append(payload)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
 
@@ -584,6 +587,8 @@ class FakeDiscord:
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "typing":
             return web.Response(status=204)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
+            if method == "GET" and len(parts) == 3:
+                return self._history(parts[1], call.query)
             if method == "POST":
                 message = self._new_message(parts[1], call, via="channel")
                 reference = body.get("message_reference") or {}
@@ -592,6 +597,26 @@ class FakeDiscord:
             if method == "PATCH" and len(parts) == 4:
                 return self._edit(parts[3], call)
         return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _history(self, channel_id: str, query: Mapping[str, str]) -> web.Response:
+        """GET /channels/{id}/messages: newest first, `before`/`after` a message id, `limit`
+        1-100 (default 50), people's messages and the bot's alike."""
+        try:
+            limit = int(query.get("limit", "50"))
+            before, after = (int(query[k]) if k in query else None for k in ("before", "after"))
+        except ValueError:
+            return _json({"message": "Invalid Form Body", "code": 50035}, 400)
+        if not 1 <= limit <= 100:
+            return _json({"message": "Invalid Form Body", "code": 50035}, 400)
+        found = [p for p in self.people_messages if p["channel_id"] == channel_id] + [
+            m.payload for m in self.messages.values() if m.channel_id == channel_id and m.payload
+        ]
+        found = [
+            p for p in found
+            if (before is None or int(p["id"]) < before) and (after is None or int(p["id"]) > after)
+        ]  # fmt: skip
+        found.sort(key=lambda p: int(p["id"]), reverse=True)
+        return _json(found[:limit])
 
     def _app_info(self) -> JSONDict:
         return {

@@ -8,7 +8,7 @@ import logging
 
 import discord
 
-from bot.domain import Attachment, OutgoingFile
+from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,37 @@ class MessageReplier:
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None
 
-    def __init__(self, message: discord.Message) -> None:
+    def __init__(self, message: discord.Message, *, bot_user_id: int | None = None) -> None:
         self._message = message
+        self._bot_user_id = bot_user_id
         self._sent: dict[str, discord.Message] = {}
+        #: `bot.domain.ThreadReader`: in a thread, people may have talked before the mention.
+        self.in_existing_thread = isinstance(message.channel, discord.Thread)
+
+    async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
+        """The thread's newest `limit` messages before this one, oldest first; [] when Discord
+        refuses (no Read Message History) or fails."""
+        if not isinstance(self._message.channel, discord.Thread):
+            return []
+        found: list[EarlierMessage] = []
+        try:
+            async for item in self._message.channel.history(limit=limit, before=self._message):
+                if item.type not in (discord.MessageType.default, discord.MessageType.reply):
+                    continue  # joins, pins, the thread's starter stub and the like
+                author = item.author
+                mine = self._bot_user_id is not None and author.id == self._bot_user_id
+                found.append(
+                    EarlierMessage(
+                        Author(str(author.id), author.display_name, is_bot=author.bot),
+                        item.content,
+                        str(item.id),
+                        by_this_bot=mine,
+                    )
+                )
+        except discord.HTTPException as exc:
+            log.warning("could not read the thread's earlier messages: %s", exc)
+            return []
+        return found[::-1]
 
     async def post(self, text: str) -> str:
         if not self._sent:

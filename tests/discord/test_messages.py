@@ -156,3 +156,21 @@ async def test_a_mention_with_a_picture_and_imagine_edits_it(
     assert edit.form.get("prompt") == "make it blue"
     (sent,) = [m for m in discord_fake.in_channel(msg["channel_id"]) if m.files]
     assert fake_media.is_png(sent.files[0][1])
+
+
+async def test_called_into_a_thread_the_bot_reads_what_was_said_before(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
+) -> None:
+    thread = discord_fake.thread_id
+    await discord_fake.message("the build is red again", channel_id=thread)
+    await discord_fake.message("flaky test?", user_id=222, user_name="bob", channel_id=thread)
+    msg = await discord_fake.message(f"{BOT} what now?", mention_bot=True, channel_id=thread)
+    await reply(discord_fake, msg, "I can see 2 earlier message(s)")
+    asked = [r for r in fake.requests if r.path == "/v1/chat/completions"][-1].json
+    assert asked is not None
+    said = [m["content"] for m in asked["messages"] if m["role"] == "user"]
+    assert said == ["alice: the build is red again", "bob: flaky test?", "alice: what now?"]
+    again = await discord_fake.message(f"{BOT} and then?", mention_bot=True, channel_id=thread)
+    await reply(discord_fake, again, "I can see 4 earlier message(s)")
+    reads = [c for c in discord_fake.calls if c.method == "GET" and c.path.endswith("/messages")]
+    assert len(reads) == 1  # read once; after that the stored history is the context
