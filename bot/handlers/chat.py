@@ -25,6 +25,10 @@ from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
 
 log = logging.getLogger(__name__)
 
+#: Seconds an interrupted answer may take to show its "cut off" mark.
+CUT_OFF_SHOW_S = 2.0
+INTERRUPTED_MARK = CUT_OFF_MARK + "\n_(I was interrupted; ask again for the rest.)_"
+
 #: How many of a thread's earlier messages are read when the bot is first called into it.
 THREAD_MESSAGES = 50
 
@@ -155,6 +159,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
                     error="interrupted",
                 )
             )
+            await _show_cut_off(renderer)
     ids = renderer.message_ids
     usage = usage or _estimated_usage(messages, text)
     core.count_usage(usage)
@@ -168,6 +173,18 @@ async def answer(inv: Invocation, prompt: str) -> None:
         model=model,
         usage=usage,
     )
+
+
+async def _show_cut_off(renderer: StreamRenderer) -> None:
+    """Mark what people already see as cut off (briefly: the process may be stopping)."""
+    if not renderer.message_ids:
+        return  # nothing shown: the core's apology (or nothing, at shutdown) says enough
+    try:
+        await asyncio.wait_for(asyncio.shield(renderer.finish(INTERRUPTED_MARK)), CUT_OFF_SHOW_S)
+    except asyncio.CancelledError:
+        pass  # cancelled again: stopping for good
+    except Exception:
+        log.warning("could not mark the interrupted answer", exc_info=True)
 
 
 async def _adopt_thread(inv: Invocation, thread: ThreadReader) -> list[Turn]:

@@ -106,7 +106,11 @@ async def test_stop_cancels_answers_in_flight(
     adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
 ) -> None:
     fake.chunk_delay = 0.2
-    await discord_fake.interaction("ask", {"question": "long one"})
-    await discord_fake.wait_for(lambda: any(r.path == CHAT for r in fake.requests))
+    asked = await discord_fake.interaction("ask", {"question": "long one"})
+    await discord_fake.wait_for(lambda: any(m.content for m in discord_fake.replies_to(asked)))
     await adapter.stop()
     assert not await adapter.healthy()
+    # What people saw stays, marked as cut off (the edit goes out before the client closes).
+    (shown,) = [m for m in discord_fake.replies_to(asked) if m.content]
+    assert shown.content.endswith("_(I was interrupted; ask again for the rest.)_")
+    assert "_(answer cut off)_" in shown.content
