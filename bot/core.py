@@ -10,7 +10,7 @@ from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, Incoming, Replier
 from bot.errors import UserError
 from bot.locks import KeyedLocks
-from bot.logs import SecretRedactor, new_request_id
+from bot.logs import SecretRedactor, make_request_id, request_id
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
 from bot.settings import Settings
@@ -91,7 +91,17 @@ class Core:
         bots and already-answered events)."""
         self.metrics.events.labels(incoming.key.platform).inc()
         incoming = self.route_mention(incoming)
-        reference = new_request_id()
+        # The adapter may have started this message's id already (its log lines carry it too).
+        reference = request_id.get()
+        started = request_id.set(make_request_id()) if reference == "-" else None
+        reference = request_id.get()
+        try:
+            await self._handle(incoming, replier, reference)
+        finally:
+            if started is not None:
+                request_id.reset(started)
+
+    async def _handle(self, incoming: Incoming, replier: Replier, reference: str) -> None:
         # Taken before any await, so a conversation's commands run (and are answered) in the
         # order they arrived, whatever their database round trips take.
         async with self._arrival_order.hold(incoming.key):

@@ -17,9 +17,14 @@ REDACTED = "[redacted]"
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 
+def make_request_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def new_request_id() -> str:
-    """Start a new request id in the current context and return it."""
-    value = uuid.uuid4().hex[:12]
+    """Start a new request id in the current context (an adapter's task for one message) and
+    return it."""
+    value = make_request_id()
     request_id.set(value)
     return value
 

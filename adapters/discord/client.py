@@ -16,6 +16,7 @@ from adapters.discord.commands import build_tree
 from adapters.discord.replier import NO_MENTIONS, InteractionReplier, MessageReplier
 from bot.core import Core
 from bot.domain import Incoming
+from bot.logs import new_request_id
 from bot.settings import Settings
 from bot.text import one_line
 
@@ -81,7 +82,7 @@ class TokbotClient(discord.AutoShardedClient):
             )
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(_with_request_id(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -192,3 +193,8 @@ class TokbotClient(discord.AutoShardedClient):
         ref = message.reference
         resolved = ref.resolved if ref is not None else None
         return isinstance(resolved, discord.Message) and resolved.author.id == me
+
+
+async def _with_request_id(work: Coroutine[Any, Any, None]) -> None:
+    new_request_id()  # this task's log lines, the adapter's included, share the core's id
+    await work

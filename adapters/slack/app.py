@@ -20,6 +20,7 @@ from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
 from bot.core import Core
 from bot.domain import Author, Incoming
+from bot.logs import new_request_id
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class SlackBot:
 
     @staticmethod
     async def _guard(work: Coroutine[Any, Any, None]) -> None:
+        new_request_id()  # this task's log lines, the adapter's included, share the core's id
         try:
             await work
         except asyncio.CancelledError:

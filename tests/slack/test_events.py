@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import wave
 from collections.abc import Callable
 
+import pytest
+
 from adapters.slack.fake import FakeSlack
+from bot.logs import request_id
 from bot.settings import Settings
 from bot.tokmodel.fake import FakeTokModel
 from bot.tokmodel.fake_media import is_png, png_image
@@ -251,3 +255,29 @@ async def test_an_unreadable_thread_does_not_stop_the_answer(bot: Bot) -> None:
     [answer] = await bot.replies(1, thread_ts="1600000000.000001")
     assert "I can see 0 earlier message(s)" in answer
     assert len(bot.slack.calls_to("conversations.replies")) == 1
+
+
+async def test_the_adapters_log_lines_carry_the_same_request_id_as_the_cores(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A users.info failure (logged by the adapter before the core runs) and TokModel's request
+    (logged by the core's client) name one request id, so one message's lines can be found."""
+    seen: list[tuple[str, str]] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.name, request_id.get()))
+
+    grab = Grab(logging.DEBUG)
+    logging.getLogger().addHandler(grab)
+    caplog.set_level(logging.DEBUG)
+    try:
+        event = bot.slack.message_event("hi", mention=True, user="U0NOBODY")  # unknown user
+        await bot.event(event)
+        await bot.replies(1, thread_ts=event["ts"])
+    finally:
+        logging.getLogger().removeHandler(grab)
+    adapter_ids = {rid for name, rid in seen if name == "adapters.slack.users"}
+    core_ids = {rid for name, rid in seen if name.startswith("tokbot.tokmodel")}
+    assert len(adapter_ids) == 1 and "-" not in adapter_ids
+    assert core_ids == adapter_ids
