@@ -13,7 +13,12 @@ from discord import app_commands
 
 from adapters.discord import translate
 from adapters.discord.commands import build_tree
-from adapters.discord.replier import NO_MENTIONS, InteractionReplier, MessageReplier
+from adapters.discord.replier import (
+    NO_MENTIONS,
+    InteractionReplier,
+    LateCommandReplier,
+    MessageReplier,
+)
 from bot.core import Core
 from bot.domain import Incoming
 from bot.logs import new_request_id
@@ -104,9 +109,16 @@ class TokbotClient(discord.AutoShardedClient):
         options: dict[str, str] | None = None,
         files: Sequence[discord.Attachment] = (),
     ) -> None:
+        replier: InteractionReplier | LateCommandReplier = InteractionReplier(interaction)
         try:
             await interaction.response.defer(thinking=True)
-        except discord.HTTPException as exc:  # expired, or already answered (a replay)
+        except discord.NotFound as exc:
+            # 10062: too late for Discord's 3-second window (or, rarely, a replay: the core's
+            # claim on the interaction id answers it once). Answer in the channel instead.
+            log.warning("/%s came too late to acknowledge (%s); answering in the channel",
+                        command, exc)  # fmt: skip
+            replier = _late_replier(interaction, command)
+        except discord.HTTPException as exc:  # e.g. 40060: already acknowledged (a replay)
             log.warning("could not acknowledge /%s: %s", command, exc)
             return
         incoming = Incoming(
@@ -120,7 +132,7 @@ class TokbotClient(discord.AutoShardedClient):
             event_id=f"interaction:{interaction.id}",
             raw=interaction,
         )
-        self.spawn(self.core.handle(incoming, InteractionReplier(interaction)))
+        self.spawn(self.core.handle(incoming, replier))
 
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -198,3 +210,14 @@ class TokbotClient(discord.AutoShardedClient):
 async def _with_request_id(work: Coroutine[Any, Any, None]) -> None:
     new_request_id()  # this task's log lines, the adapter's included, share the core's id
     await work
+
+
+def _late_replier(interaction: discord.Interaction, command: str) -> LateCommandReplier:
+    channel: discord.abc.Messageable
+    if isinstance(interaction.channel, discord.abc.Messageable):
+        channel = interaction.channel
+    else:  # not cached (or a forum/category): send by id
+        channel = interaction.client.get_partial_messageable(interaction.channel_id or 0)
+    who = one_line(interaction.user.display_name, 64)
+    preface = f"⏳ {who}: Discord stopped waiting for my reply to your `/{command}`, so here it is."
+    return LateCommandReplier(channel, preface, interaction.filesize_limit)

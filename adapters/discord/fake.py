@@ -38,6 +38,10 @@ MESSAGE_CONTENT_INTENT: Final = 1 << 15
 MANAGE_GUILD: Final = 1 << 5
 VOICE_MESSAGE_FLAG: Final = 1 << 13
 DEFAULT_SIZE_LIMIT: Final = 10 * 1024 * 1024
+#: Seconds Discord waits for an interaction's first response (then: 10062 Unknown interaction).
+INTERACTION_ACK_WINDOW: Final = 3.0
+#: Seconds an interaction's token works for follow-ups and edits (then: 50027).
+INTERACTION_TOKEN_LIFETIME: Final = 15 * 60.0
 
 JSONDict = dict[str, Any]
 
@@ -115,6 +119,7 @@ class FakeDiscord:
         self.messages: dict[str, FakeMessage] = {}
         self.commands: dict[str, list[JSONDict]] = {}  # "global" or guild id -> synced commands
         self.interaction_responses: dict[str, list[JSONDict]] = {}  # interaction id -> callbacks
+        self._created: dict[str, float] = {}  # interaction id and token -> when it was created
         self.identified: list[JSONDict] = []
         self.resumed: list[str] = []
         self._files: dict[str, tuple[bytes, str]] = {}
@@ -319,6 +324,7 @@ class FakeDiscord:
         dm: bool = False,
         attachments: Mapping[str, JSONDict] | None = None,
         autocomplete: str | None = None,
+        age: float = 0.0,
     ) -> JSONDict:
         """Dispatch INTERACTION_CREATE for `/name` (an application command, or autocomplete of
         the option named `autocomplete`). `attachments` maps option names to attachment
@@ -372,6 +378,8 @@ class FakeDiscord:
                 "member": self.member(user, roles=roles, permissions=permissions),
                 "context": 0,
             }
+        # Discord's clock for it starts when it was created: `age` makes it arrive late.
+        self._created[payload["id"]] = self._created[payload["token"]] = time.monotonic() - age
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -633,6 +641,13 @@ class FakeDiscord:
         }
 
     def _callback(self, interaction_id: str, token: str, body: JSONDict) -> web.Response:
+        created = self._created.get(interaction_id)
+        if created is None or time.monotonic() - created > INTERACTION_ACK_WINDOW:
+            return _json({"message": "Unknown interaction", "code": 10062}, 404)
+        if self.interaction_responses.get(interaction_id):
+            return _json(
+                {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
+            )
         self.interaction_responses.setdefault(interaction_id, []).append(body)
         kind = int(body.get("type", 0))
         if kind == 5:  # deferred: Discord shows "thinking…" as the @original message
@@ -663,6 +678,9 @@ class FakeDiscord:
     def _webhook(
         self, method: str, token: str, rest: list[str], call: RestCall
     ) -> web.StreamResponse:
+        created = self._created.get(token)
+        if created is not None and time.monotonic() - created > INTERACTION_TOKEN_LIFETIME:
+            return _json({"message": "Invalid Webhook Token", "code": 50027}, 401)
         if method == "POST" and not rest:
             message = self._new_message(str(self.channel_id), call, via="followup")
             message.interaction_token = token

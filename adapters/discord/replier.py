@@ -161,3 +161,51 @@ class MessageReplier:
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await download(attachment, max_bytes)
+
+
+class LateCommandReplier:
+    """For a slash command Discord stopped waiting for (its 3-second window to acknowledge it
+    passed, e.g. while tokbot was starting): the answer goes to the channel as plain messages,
+    the first one saying whose command it answers, so nothing asked is dropped."""
+
+    edit_interval = EDIT_INTERVAL
+    stream_placeholder: str | None = None
+
+    def __init__(self, channel: discord.abc.Messageable, preface: str, filesize_limit: int) -> None:
+        self._channel = channel
+        self._preface = preface
+        self._filesize_limit = filesize_limit
+        self._first_id: str | None = None
+        self._sent: dict[str, discord.Message] = {}
+        self.max_message_length = MAX_MESSAGE_LENGTH - len(preface) - 1
+
+    def _content(self, message_id: str | None, text: str) -> str:
+        return f"{self._preface}\n{text}" if message_id == self._first_id else text
+
+    async def post(self, text: str) -> str:
+        first = self._first_id is None
+        sent = await self._channel.send(
+            f"{self._preface}\n{text}" if first else text, allowed_mentions=NO_MENTIONS
+        )
+        self._sent[str(sent.id)] = sent
+        if first:
+            self._first_id = str(sent.id)
+        return str(sent.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        sent = self._sent[message_id]
+        self._sent[message_id] = await sent.edit(
+            content=self._content(message_id, text), allowed_mentions=NO_MENTIONS
+        )
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        item = _as_file(file, self._filesize_limit)
+        first = self._first_id is None
+        content = f"{self._preface}\n{comment or ''}" if first else comment or None
+        sent = await self._channel.send(content, file=item, allowed_mentions=NO_MENTIONS)
+        self._sent[str(sent.id)] = sent
+        if first:
+            self._first_id = str(sent.id)
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        return await download(attachment, max_bytes)

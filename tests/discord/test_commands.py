@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -220,3 +221,25 @@ async def test_streaming_edits_about_once_a_second(
     )
     edits = [c for c in discord_fake.calls if c.path.endswith("/messages/@original")]
     assert 2 <= len(edits) <= 5  # partial text shown while streaming, but throttled
+
+
+async def test_a_command_discord_stopped_waiting_for_is_answered_in_the_channel(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
+) -> None:
+    """Past Discord's 3-second window the interaction cannot be acknowledged (10062): the answer
+    goes to the channel, saying whose command it answers, instead of being dropped."""
+    late = await discord_fake.interaction("ask", {"question": "still there?"}, age=5.0)
+    await discord_fake.wait_for(
+        lambda: "You said" in text_of(discord_fake.in_channel()) and adapter.client is not None
+    )
+    (shown,) = [m for m in discord_fake.in_channel() if "You said" in m.content]
+    assert shown.via == "channel" and shown.interaction_token is None
+    assert shown.content.startswith(
+        "⏳ alice: Discord stopped waiting for my reply to your `/ask`, so here it is.\n"
+    )
+    assert "still there?" in shown.content
+    assert discord_fake.interaction_responses.get(late["id"]) is None  # never acknowledged
+    # A replay of the same interaction is not answered twice.
+    await discord_fake.dispatch("INTERACTION_CREATE", late)
+    await asyncio.sleep(0.3)
+    assert len([m for m in discord_fake.in_channel() if "You said" in m.content]) == 1
