@@ -12,6 +12,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import translate
@@ -23,6 +27,9 @@ from bot.domain import Author, Incoming
 from bot.logs import new_request_id
 
 log = logging.getLogger(__name__)
+
+#: Times one Web API call is retried after a 429 (each waits the Retry-After Slack gives).
+RATE_LIMIT_RETRIES = 3
 
 
 class SlackBot:
@@ -42,7 +49,17 @@ class SlackBot:
         self._token = token
         self._session = session
         self._edit_interval = edit_interval
-        self.client = AsyncWebClient(token=token, base_url=_with_slash(api_url), session=session)
+        self.client = AsyncWebClient(
+            token=token,
+            base_url=_with_slash(api_url),
+            session=session,
+            # Slack answers a burst (chat.update is ~50 a minute per workspace) with 429 and
+            # Retry-After: wait and retry, so a busy workspace still sees every final answer.
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+            ],
+        )
         self.users = UserDirectory(self.client)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()

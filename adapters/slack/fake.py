@@ -118,6 +118,7 @@ class FakeSlack:
         self.messages: list[Message] = []
         #: People's messages, as `message_event` made them (conversations.replies reads them).
         self.people_messages: list[dict[str, Any]] = []
+        self._rate_limited: dict[str, list[int]] = {}  # method -> [calls left, Retry-After]
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
@@ -191,6 +192,11 @@ class FakeSlack:
             obj["subtype"] = subtype
         self._files[file_id] = (obj, data)
         return obj
+
+    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` as Slack does past its rate limit: HTTP 429,
+        `Retry-After` (seconds), `{"ok": false, "error": "ratelimited"}`."""
+        self._rate_limited[method] = [times, retry_after]
 
     # ---- what a test reads
 
@@ -411,6 +417,15 @@ class FakeSlack:
             return _error("not_authed")
         if not call.authorized:
             return _error("invalid_auth")
+        limited = self._rate_limited.get(method)
+        if limited:
+            limited[0] -= 1
+            if limited[0] <= 0:
+                del self._rate_limited[method]
+            response = _error("ratelimited")
+            response.set_status(429)
+            response.headers["Retry-After"] = str(limited[1])
+            return response
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")

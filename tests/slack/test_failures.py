@@ -86,3 +86,18 @@ async def test_url_verification_is_answered(bot: Bot) -> None:
     body = {"token": "x", "challenge": "c-123", "type": "url_verification"}
     status, text = await bot.slack.post_event(bot.url, body)
     assert status == 200 and json.loads(text)["challenge"] == "c-123"
+
+
+async def test_a_rate_limited_update_waits_and_the_answer_still_lands(bot: Bot) -> None:
+    """Slack answers 429 + Retry-After past chat.update's limit: the client waits and retries,
+    so the final answer shows (not the placeholder, not an apology)."""
+    bot.slack.rate_limit("chat.update", times=1, retry_after=1)
+    await bot.command("/ask", "busy workspace?")
+    await bot.slack.wait_for(
+        lambda: any("You said" in t for t in bot.slack.texts()) and bot.adapter.bot.busy == 0,
+        timeout=10,
+    )
+    [answer] = bot.slack.texts()
+    assert "You said: «alice: busy workspace?»" in answer
+    updates = bot.slack.calls_to("chat.update")
+    assert len(updates) >= 2 and updates[0].args["ts"] == updates[1].args["ts"]
