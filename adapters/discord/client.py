@@ -109,18 +109,13 @@ class TokbotClient(discord.AutoShardedClient):
         options: dict[str, str] | None = None,
         files: Sequence[discord.Attachment] = (),
     ) -> None:
-        replier: InteractionReplier | LateCommandReplier = InteractionReplier(interaction)
-        try:
-            await interaction.response.defer(thinking=True)
-        except discord.NotFound as exc:
-            # 10062: too late for Discord's 3-second window (or, rarely, a replay: the core's
-            # claim on the interaction id answers it once). Answer in the channel instead.
-            log.warning("/%s came too late to acknowledge (%s); answering in the channel",
-                        command, exc)  # fmt: skip
-            replier = _late_replier(interaction, command)
-        except discord.HTTPException as exc:  # e.g. 40060: already acknowledged (a replay)
-            log.warning("could not acknowledge /%s: %s", command, exc)
-            return
+        # Acknowledge first; the work starts while the acknowledgement travels (the replier's
+        # first message waits for it, and answers in the channel if Discord refused it).
+        acknowledged = asyncio.ensure_future(interaction.response.defer(thinking=True))
+        acknowledged.add_done_callback(_note_refusal)
+        replier = InteractionReplier(
+            interaction, acknowledged, fallback=lambda: _late_replier(interaction, command)
+        )
         incoming = Incoming(
             key=translate.interaction_key(interaction),
             author=translate.interaction_author(interaction, self.settings),
@@ -221,3 +216,9 @@ def _late_replier(interaction: discord.Interaction, command: str) -> LateCommand
     who = one_line(interaction.user.display_name, 64)
     preface = f"⏳ {who}: Discord stopped waiting for my reply to your `/{command}`, so here it is."
     return LateCommandReplier(channel, preface, interaction.filesize_limit)
+
+
+def _note_refusal(acknowledged: asyncio.Future[Any]) -> None:
+    """Log a refused acknowledgement even when nothing is posted (a replay the core ignores)."""
+    if not acknowledged.cancelled() and (exc := acknowledged.exception()) is not None:
+        log.info("Discord refused the acknowledgement: %s", exc)

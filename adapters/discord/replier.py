@@ -3,8 +3,11 @@ response, then follow-ups) and one for plain messages (a reply, then messages in
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import discord
 
@@ -51,18 +54,45 @@ async def download(attachment: Attachment, max_bytes: int) -> bytes:
 
 
 class InteractionReplier:
-    """After `defer(thinking=True)`: the first post fills the original response, later posts
-    are follow-ups; edits go to whichever message the id names."""
+    """For a slash command: the first post fills the original response (which `defer` showed as
+    "tokbot is thinking…"), later posts are follow-ups; edits go to whichever message the id
+    names. The work starts while the acknowledgement is on its way: the first message waits for
+    it, and if Discord refused it (too late for its 3-second window) everything goes to the
+    channel instead, through `fallback`."""
 
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None  # Discord already shows "tokbot is thinking…"
 
-    def __init__(self, interaction: discord.Interaction) -> None:
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        acknowledged: asyncio.Future[Any] | None = None,
+        fallback: Callable[[], LateCommandReplier] | None = None,
+    ) -> None:
         self._interaction = interaction
         self._original_id: str | None = None
+        self._acknowledged = acknowledged
+        self._fallback = fallback
+        self._late: LateCommandReplier | None = None
+
+    async def _refused(self) -> LateCommandReplier | None:
+        """None once the acknowledgement went through; else the channel replier to use."""
+        if self._acknowledged is not None:
+            acknowledged, self._acknowledged = self._acknowledged, None
+            try:
+                await acknowledged
+            except discord.HTTPException as exc:
+                if self._fallback is None:
+                    raise
+                log.warning("the command could not be acknowledged (%s); answering in the "
+                            "channel", exc)  # fmt: skip
+                self._late = self._fallback()
+        return self._late
 
     async def post(self, text: str) -> str:
+        if (late := await self._refused()) is not None:
+            return await late.post(text)
         if self._original_id is None:
             message = await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
@@ -73,6 +103,8 @@ class InteractionReplier:
         return str(sent.id)
 
     async def edit(self, message_id: str, text: str) -> None:
+        if (late := await self._refused()) is not None:
+            return await late.edit(message_id, text)
         if message_id == self._original_id:
             await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
@@ -83,6 +115,8 @@ class InteractionReplier:
             )
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        if (late := await self._refused()) is not None:
+            return await late.upload(file, comment)
         item = _as_file(file, self._interaction.filesize_limit)
         if self._original_id is None:
             message = await self._interaction.edit_original_response(
@@ -166,46 +200,38 @@ class MessageReplier:
 class LateCommandReplier:
     """For a slash command Discord stopped waiting for (its 3-second window to acknowledge it
     passed, e.g. while tokbot was starting): the answer goes to the channel as plain messages,
-    the first one saying whose command it answers, so nothing asked is dropped."""
+    after one saying whose command it answers, so nothing asked is dropped."""
 
+    max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None
 
     def __init__(self, channel: discord.abc.Messageable, preface: str, filesize_limit: int) -> None:
         self._channel = channel
-        self._preface = preface
+        self._preface: str | None = preface
         self._filesize_limit = filesize_limit
-        self._first_id: str | None = None
         self._sent: dict[str, discord.Message] = {}
-        self.max_message_length = MAX_MESSAGE_LENGTH - len(preface) - 1
 
-    def _content(self, message_id: str | None, text: str) -> str:
-        return f"{self._preface}\n{text}" if message_id == self._first_id else text
+    async def _introduce(self) -> None:
+        if self._preface is not None:
+            preface, self._preface = self._preface, None
+            await self._channel.send(preface, allowed_mentions=NO_MENTIONS)
 
     async def post(self, text: str) -> str:
-        first = self._first_id is None
-        sent = await self._channel.send(
-            f"{self._preface}\n{text}" if first else text, allowed_mentions=NO_MENTIONS
-        )
+        await self._introduce()
+        sent = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
         self._sent[str(sent.id)] = sent
-        if first:
-            self._first_id = str(sent.id)
         return str(sent.id)
 
     async def edit(self, message_id: str, text: str) -> None:
         sent = self._sent[message_id]
-        self._sent[message_id] = await sent.edit(
-            content=self._content(message_id, text), allowed_mentions=NO_MENTIONS
-        )
+        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         item = _as_file(file, self._filesize_limit)
-        first = self._first_id is None
-        content = f"{self._preface}\n{comment or ''}" if first else comment or None
-        sent = await self._channel.send(content, file=item, allowed_mentions=NO_MENTIONS)
+        await self._introduce()
+        sent = await self._channel.send(comment or None, file=item, allowed_mentions=NO_MENTIONS)
         self._sent[str(sent.id)] = sent
-        if first:
-            self._first_id = str(sent.id)
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await download(attachment, max_bytes)
