@@ -92,8 +92,7 @@ class Core:
         self.metrics.events.labels(incoming.key.platform).inc()
         incoming = self.route_mention(incoming)
         # The adapter may have started this message's id already (its log lines carry it too).
-        reference = request_id.get()
-        started = request_id.set(make_request_id()) if reference == "-" else None
+        started = request_id.set(make_request_id()) if request_id.get() == "-" else None
         reference = request_id.get()
         try:
             await self._handle(incoming, replier, reference)
