@@ -132,18 +132,37 @@ class InteractionReplier:
         return await download(attachment, max_bytes)
 
 
-class MessageReplier:
-    """Answers a mention, a reply to the bot, a DM or a voice message: the first post replies
-    to it, longer answers continue in the same channel."""
+class _ChannelReplier:
+    """What the repliers that send plain channel messages share: the messages they sent (to
+    edit them later), and downloads."""
 
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None
 
+    def __init__(self) -> None:
+        self._sent: dict[str, discord.Message] = {}
+
+    def _keep(self, sent: discord.Message) -> str:
+        self._sent[str(sent.id)] = sent
+        return str(sent.id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        sent = self._sent[message_id]
+        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        return await download(attachment, max_bytes)
+
+
+class MessageReplier(_ChannelReplier):
+    """Answers a mention, a reply to the bot, a DM or a voice message: the first post replies
+    to it, longer answers continue in the same channel."""
+
     def __init__(self, message: discord.Message, *, bot_user_id: int | None = None) -> None:
+        super().__init__()
         self._message = message
         self._bot_user_id = bot_user_id
-        self._sent: dict[str, discord.Message] = {}
         #: `bot.domain.ThreadReader`: in a thread, people may have talked before the mention.
         self.in_existing_thread = isinstance(message.channel, discord.Thread)
 
@@ -177,40 +196,29 @@ class MessageReplier:
             sent = await self._message.reply(text, allowed_mentions=NO_MENTIONS)
         else:
             sent = await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
-        self._sent[str(sent.id)] = sent
-        return str(sent.id)
-
-    async def edit(self, message_id: str, text: str) -> None:
-        sent = self._sent[message_id]
-        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
+        return self._keep(sent)
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         guild = self._message.guild
         limit = guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
         item = _as_file(file, limit)
-        sent = await self._message.channel.send(
-            comment or None, file=item, allowed_mentions=NO_MENTIONS
+        self._keep(
+            await self._message.channel.send(
+                comment or None, file=item, allowed_mentions=NO_MENTIONS
+            )
         )
-        self._sent[str(sent.id)] = sent
-
-    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
-        return await download(attachment, max_bytes)
 
 
-class LateCommandReplier:
+class LateCommandReplier(_ChannelReplier):
     """For a slash command Discord stopped waiting for (its 3-second window to acknowledge it
     passed, e.g. while tokbot was starting): the answer goes to the channel as plain messages,
     after one saying whose command it answers, so nothing asked is dropped."""
 
-    max_message_length = MAX_MESSAGE_LENGTH
-    edit_interval = EDIT_INTERVAL
-    stream_placeholder: str | None = None
-
     def __init__(self, channel: discord.abc.Messageable, preface: str, filesize_limit: int) -> None:
+        super().__init__()
         self._channel = channel
         self._preface: str | None = preface
         self._filesize_limit = filesize_limit
-        self._sent: dict[str, discord.Message] = {}
 
     async def _introduce(self) -> None:
         if self._preface is not None:
@@ -219,19 +227,11 @@ class LateCommandReplier:
 
     async def post(self, text: str) -> str:
         await self._introduce()
-        sent = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
-        self._sent[str(sent.id)] = sent
-        return str(sent.id)
-
-    async def edit(self, message_id: str, text: str) -> None:
-        sent = self._sent[message_id]
-        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
+        return self._keep(await self._channel.send(text, allowed_mentions=NO_MENTIONS))
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         item = _as_file(file, self._filesize_limit)
         await self._introduce()
-        sent = await self._channel.send(comment or None, file=item, allowed_mentions=NO_MENTIONS)
-        self._sent[str(sent.id)] = sent
-
-    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
-        return await download(attachment, max_bytes)
+        self._keep(
+            await self._channel.send(comment or None, file=item, allowed_mentions=NO_MENTIONS)
+        )
