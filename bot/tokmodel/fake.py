@@ -221,8 +221,11 @@ def count_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-def _pieces(text: str) -> list[str]:
-    """Split an answer into stream pieces of one or two words (concatenating back exactly)."""
+def _pieces(text: str, chunk_chars: int | None = None) -> list[str]:
+    """Split an answer into stream pieces of one or two words, or of `chunk_chars` characters
+    (real models split mid-word, a secret included); concatenating back exactly."""
+    if chunk_chars:
+        return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
     words = re.findall(r"\S+\s*|\s+", text)
     return ["".join(words[i : i + 2]) for i in range(0, len(words), 2)]
 
@@ -412,11 +415,18 @@ class FakeTokModel:
     MAX_RECORDED: Final = 10_000  # oldest records are dropped beyond this
 
     def __init__(
-        self, api_key: str = "test-key", *, latency: float = 0.0, chunk_delay: float = 0.0
+        self,
+        api_key: str = "test-key",
+        *,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        chunk_chars: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
         self.chunk_delay = chunk_delay
+        #: Stream answers this many characters a chunk (None: a word or two, the default).
+        self.chunk_chars = chunk_chars
         self.requests: list[RecordedRequest] = []
         self._faults: list[_Queued] = []
         self._reply: str | None = None
@@ -706,7 +716,7 @@ class FakeTokModel:
             return event
 
         events: list[dict[str, Any] | str] = [chunk({"role": "assistant", "content": ""}, None)]
-        events += [chunk({"content": piece}, None) for piece in _pieces(text)]
+        events += [chunk({"content": piece}, None) for piece in _pieces(text, self.chunk_chars)]
         events.append(chunk({}, finish))
         if usage is not None:
             events.append(
@@ -941,10 +951,19 @@ class FakeTokModel:
             data = await request.json()
         except ValueError:
             data = None
-        if not isinstance(data, dict) or not isinstance(data.get("text"), str | None):
-            return _error_response(400, 'Expected {"text": <string or null>}.')
+        chunk = data.get("chunk_chars") if isinstance(data, dict) else None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("text"), str | None)
+            or not (chunk is None or (isinstance(chunk, int) and chunk > 0))
+        ):
+            return _error_response(
+                400, 'Expected {"text": <string or null>, "chunk_chars": <int > 0, optional>}.'
+            )
         self.set_reply(data.get("text"))
-        return web.json_response({"text": self._reply})
+        if "chunk_chars" in data:
+            self.chunk_chars = chunk
+        return web.json_response({"text": self._reply, "chunk_chars": self.chunk_chars})
 
     async def _control_requests(self, request: web.Request) -> web.StreamResponse:
         return web.json_response([r.to_json() for r in self.requests])
