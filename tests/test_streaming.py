@@ -53,8 +53,8 @@ async def test_an_empty_stream_still_shows_something() -> None:
 
 async def test_finishing_during_a_slow_first_post_does_not_post_twice() -> None:
     class SlowReplier(RecordingReplier):
-        async def post(self, text: str) -> str:
-            message_id = await super().post(text)  # the platform has it...
+        async def post(self, text: str, *, private: bool = False) -> str:
+            message_id = await super().post(text, private=private)  # the platform has it...
             await asyncio.sleep(0.1)  # ...but its answer is still on the way
             return message_id
 
