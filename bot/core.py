@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, Incoming, Replier
 from bot.errors import UserError
-from bot.locks import KeyedLocks
+from bot.inbox import Inbox, Ticket
 from bot.logs import SecretRedactor, make_request_id, request_id
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
@@ -42,7 +43,11 @@ class Core:
         self.tokmodel = tokmodel
         self.registry = registry or CommandRegistry(default_commands())
         self.metrics = metrics or Metrics()
-        self._arrival_order = KeyedLocks()
+        self.inbox = Inbox(
+            store,
+            lease_seconds=settings.process_lease_seconds,
+            prune_every=settings.prune_interval_seconds,
+        )
         self._redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
 
@@ -86,37 +91,61 @@ class Core:
 
     # -- dispatch -------------------------------------------------------------------------
 
-    async def handle(self, incoming: Incoming, replier: Replier) -> None:
-        """Run one incoming command; every outcome ends in a reply (or a deliberate silence for
-        bots and already-answered events)."""
+    async def accept(self, incoming: Incoming, route: Mapping[str, str]) -> Ticket | None:
+        """Before the platform is acknowledged: claim and store the event with its reply
+        `route` (ids only, no credentials), taking its place in its conversation's line. None:
+        it was handled before (a redelivery), do nothing more. Adapters call it with what they
+        know without a network call (the author's full record may come later, in `handle`)."""
         self.metrics.events.labels(incoming.key.platform).inc()
+        ticket = await self.inbox.accept(self.route_mention(incoming), route)
+        if ticket is None:
+            self.metrics.commands.labels(self._known(incoming), "duplicate").inc()
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        """An accepted event the adapter could not hand over after all (its row is kept)."""
+        self.inbox.release(ticket)
+
+    async def handle(
+        self, incoming: Incoming, replier: Replier, ticket: Ticket | None = None
+    ) -> None:
+        """Run one incoming command, in its conversation's order; every outcome ends in a reply
+        (or a deliberate silence for bots and already-answered events). Without a `ticket`
+        (from `accept`), the event is accepted here."""
         incoming = self.route_mention(incoming)
         # The adapter may have started this message's id already (its log lines carry it too).
         started = request_id.set(make_request_id()) if request_id.get() == "-" else None
         reference = request_id.get()
         try:
-            await self._handle(incoming, replier, reference)
+            if ticket is None:
+                if incoming.author.is_bot:
+                    self.metrics.events.labels(incoming.key.platform).inc()
+                    self.metrics.commands.labels(self._known(incoming), "ignored").inc()
+                    return
+                ticket = await self.accept(incoming, {})
+                if ticket is None:
+                    return
+            await self._handle(incoming, replier, ticket, reference)
         finally:
             if started is not None:
                 request_id.reset(started)
 
-    async def _handle(self, incoming: Incoming, replier: Replier, reference: str) -> None:
-        # Taken before any await, so a conversation's commands run (and are answered) in the
-        # order they arrived, whatever their database round trips take.
-        async with self._arrival_order.hold(incoming.key):
-            outcome = await self._dispatch(incoming, replier, reference)
-        known = self.registry.get(incoming.command) is not None
-        self.metrics.commands.labels(incoming.command if known else "unknown", outcome).inc()
+    def _known(self, incoming: Incoming) -> str:
+        return incoming.command if self.registry.get(incoming.command) is not None else "unknown"
+
+    async def _handle(
+        self, incoming: Incoming, replier: Replier, ticket: Ticket, reference: str
+    ) -> None:
+        # The place in line was taken when the event was accepted, before any network call,
+        # so a conversation's commands run (and are answered) in the order they arrived.
+        async with self.inbox.turn(ticket, replier) as watched:
+            outcome = await self._dispatch(incoming, watched, reference)
+        self.metrics.commands.labels(self._known(incoming), outcome).inc()
 
     async def _dispatch(self, incoming: Incoming, replier: Replier, reference: str) -> str:
         """Run the command; return its outcome for the metrics."""
         if incoming.author.is_bot:
             return "ignored"
-        if incoming.event_id is not None and not await self.store.claim_event(
-            incoming.key.platform, incoming.event_id
-        ):
-            log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
-            return "duplicate"
         try:
             invocation = await self._prepare(incoming, replier)
             spec = self.registry.get(incoming.command)

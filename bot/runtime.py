@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from bot.core import Core
+from bot.inbox import EVENT_MEMORY_SECONDS
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import Store
@@ -19,8 +20,6 @@ from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.fake import FakeTokModel
 
 log = logging.getLogger(__name__)
-
-EVENT_MEMORY_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
                 _sweep_stale_answers(store, settings.stale_answer_seconds)
             )
         # Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
-        await store.prune_events(older_than=EVENT_MEMORY_SECONDS)
+        await store.prune_inbox(EVENT_MEMORY_SECONDS)
         yield store
     finally:
         if sweeper is not None:
@@ -83,7 +82,14 @@ async def open_core(settings: Settings, endpoint: TokModelEndpoint) -> AsyncIter
             observer=metrics.observe_tokmodel,
         )
         async with client:
-            yield Core(settings, store, client, metrics=metrics)
+            core = Core(settings, store, client, metrics=metrics)
+            # Events that dead processes acknowledged are answered once adapters offer to
+            # (`Inbox.can_answer`); until then they wait in the database.
+            await core.inbox.start(core.handle)
+            try:
+                yield core
+            finally:
+                await core.inbox.stop()
 
 
 @asynccontextmanager

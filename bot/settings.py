@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     #: with replicas set it above the longest answer, so live answers of others are left alone.
     stale_answer_seconds: float = Field(default=0.0, alias="TOKBOT_STALE_ANSWER_SECONDS", ge=0)
     admin_user_ids: str = Field(default="", alias="TOKBOT_ADMIN_USER_IDS")
+    #: A process silent this long is taken as dead: another (or its restart) answers the events
+    #: it acknowledged but never answered. It says it is alive every fifth of this.
+    process_lease_seconds: float = Field(default=15.0, alias="TOKBOT_PROCESS_LEASE_SECONDS", gt=0)
+    #: How often answered event ids older than a week are forgotten, while running.
+    prune_interval_seconds: float = Field(
+        default=600.0, alias="TOKBOT_PRUNE_INTERVAL_SECONDS", gt=0
+    )
 
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")

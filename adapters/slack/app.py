@@ -4,9 +4,10 @@ background task (so a slow TokModel answer never delays Slack's 3-second ack).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,8 @@ from adapters.slack.replier import SlackReplier
 from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
 from bot.core import Core
-from bot.domain import Author, Incoming
+from bot.domain import Author, Incoming, Replier
+from bot.inbox import Ticket
 from bot.logs import new_request_id
 
 log = logging.getLogger(__name__)
@@ -76,68 +78,65 @@ class SlackBot:
             process_before_response=True,
             logger=bolt_logger,
         )
+        core.inbox.can_answer(translate.PLATFORM, self._recover)
         self.app.command(re.compile(r"^/\S+$"))(self._on_command)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
 
-    # -- listeners: ack first, work in the background ---------------------------------------
+    # -- listeners: store, ack, then work in the background ------------------------------------
+    # Each event is stored (`Core.accept`, one INSERT) before the ack goes out, so an
+    # acknowledged message survives a crash; people are looked up (`users.info`) after it.
 
     async def _on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        if not command.get("channel_id"):
+            await ack()
+            log.warning("Slack: a slash command without a channel; ignored")
+            return
+        user_id = str(command.get("user_id", ""))
+        incoming = translate.from_command(command, Author(user_id, _name(command, user_id)))
+        ticket = await self._core.accept(incoming, {"channel": incoming.key.channel})
         # in_channel: everyone sees the command that the answer below replies to.
         await ack(response_type="in_channel")
-        self._spawn(self._run_command(command))
+        if ticket is not None:
+            self._spawn(self._run_command(command, incoming, ticket), ticket)
 
     async def _on_mention(
         self, ack: AsyncAck, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        await ack()
-        if translate.is_from_bot(event) or translate.is_direct_message(event):
-            return  # DMs arrive as `message` events too; answering both would answer twice
         cleaned = translate.well_formed(event)
-        if cleaned is None:
+        if translate.is_from_bot(event) or translate.is_direct_message(event) or cleaned is None:
+            # (DMs arrive as `message` events too; answering both would answer twice.)
+            await ack()
             return
-        event = cleaned
-        self._spawn(self._run_event(body, event, context, command="ask"))
+        await self._accept_event(ack, body, cleaned, context, command="ask")
 
     async def _on_message(
         self, ack: AsyncAck, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        await ack()
-        if translate.is_from_bot(event) or event.get("subtype") not in translate.PERSON_SUBTYPES:
-            return
         cleaned = translate.well_formed(event)
-        if cleaned is None:
+        if (
+            translate.is_from_bot(event)
+            or event.get("subtype") not in translate.PERSON_SUBTYPES
+            or cleaned is None
+        ):
+            await ack()
             return
         event = cleaned
         if translate.audio_attachments(event.get("files") or ()):
-            self._spawn(self._run_event(body, event, context, command="voice"))
+            await self._accept_event(ack, body, event, context, command="voice")
         elif translate.is_direct_message(event) or (
             # A mention that shares a file may arrive only as this message, without its
             # app_mention (bolt-python#925); when both come, the claim below answers once.
             event.get("subtype") == "file_share" and translate.mentions(event, context.bot_user_id)
         ):
             # In channels, people talk to the bot by mentioning it (an app_mention event).
-            self._spawn(self._run_event(body, event, context, command="ask"))
-
-    # -- the work ------------------------------------------------------------------------------
-
-    async def _run_command(self, command: dict[str, Any]) -> None:
-        if not command.get("channel_id"):
-            log.warning("Slack: a slash command without a channel; ignored")
-            return
-        user_id = str(command.get("user_id", ""))
-        name = translate.command_name(str(command.get("command", "")))
-        fallback = str(command.get("user_name") or user_id)
-        if name in translate.ADMIN_COMMANDS and str(command.get("text") or "").strip():
-            author = await self.users.author(user_id, fallback)  # is_admin, from users.info
+            await self._accept_event(ack, body, event, context, command="ask")
         else:
-            author = Author(id=user_id, name=fallback)
-        incoming = translate.from_command(command, author)
-        replier = self._replier(incoming, thread_ts=None, response_url=command.get("response_url"))
-        await self._core.handle(incoming, replier)
+            await ack()
 
-    async def _run_event(
+    async def _accept_event(
         self,
+        ack: AsyncAck,
         body: dict[str, Any],
         event: dict[str, Any],
         context: AsyncBoltContext,
@@ -145,14 +144,11 @@ class SlackBot:
         command: str,
     ) -> None:
         user_id = str(event.get("user", ""))
-        if not user_id:
-            return
-        author = await self.users.author(user_id)
         files = event.get("files") or ()
         incoming = translate.from_message(
             event,
             team_id=str(body.get("team_id") or context.team_id or ""),
-            author=author,
+            author=Author(user_id, user_id),  # named after the ack (users.info)
             bot_user_id=context.bot_user_id,
             event_id=translate.claim_id(event, command, body.get("event_id")),
             command=command,
@@ -162,21 +158,65 @@ class SlackBot:
                 else tuple(translate.attachment(f) for f in files)
             ),
         )
-        ts, thread_ts = event.get("ts"), event.get("thread_ts")
-        thread = None
-        if command == "ask" and isinstance(ts, str) and thread_ts and thread_ts != ts:
-            # A reply in a thread: people may have talked there before calling the bot in.
-            thread = SlackThread(
-                self.client,
-                self.users,
-                channel=incoming.key.channel,
-                thread_ts=str(thread_ts),
-                message_ts=ts,
-                bot_user_id=context.bot_user_id,
-                bot_id=context.bot_id,
+        route = {"channel": incoming.key.channel, "thread_ts": incoming.key.thread}
+        ticket = await self._core.accept(incoming, route)
+        await ack()
+        if ticket is not None:
+            self._spawn(self._run_event(event, context, incoming, ticket), ticket)
+
+    # -- the work ------------------------------------------------------------------------------
+
+    async def _run_command(
+        self, command: dict[str, Any], incoming: Incoming, ticket: Ticket
+    ) -> None:
+        try:
+            if incoming.command in translate.ADMIN_COMMANDS and incoming.text.strip():
+                author = await self.users.author(incoming.author.id, incoming.author.name)
+                incoming = dataclasses.replace(incoming, author=author)  # is_admin, from users.info
+            replier = self._replier(
+                incoming, thread_ts=None, response_url=command.get("response_url")
             )
-        replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
-        await self._core.handle(incoming, replier)
+        except BaseException:
+            self._core.release(ticket)
+            raise
+        await self._core.handle(incoming, replier, ticket)
+
+    async def _run_event(
+        self, event: dict[str, Any], context: AsyncBoltContext, incoming: Incoming, ticket: Ticket
+    ) -> None:
+        try:
+            author = await self.users.author(incoming.author.id)
+            incoming = dataclasses.replace(incoming, author=author)
+            ts, thread_ts = event.get("ts"), event.get("thread_ts")
+            thread = None
+            if incoming.command == "ask" and isinstance(ts, str) and thread_ts and thread_ts != ts:
+                # A reply in a thread: people may have talked there before calling the bot in.
+                thread = SlackThread(
+                    self.client,
+                    self.users,
+                    channel=incoming.key.channel,
+                    thread_ts=str(thread_ts),
+                    message_ts=ts,
+                    bot_user_id=context.bot_user_id,
+                    bot_id=context.bot_id,
+                )
+            replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
+        except BaseException:
+            self._core.release(ticket)
+            raise
+        await self._core.handle(incoming, replier, ticket)
+
+    async def _recover(
+        self, incoming: Incoming, route: Mapping[str, str]
+    ) -> tuple[Incoming, Replier] | None:
+        """An event a dead process acknowledged: answered in its channel (and thread) as
+        plain messages (a slash command's response_url was not kept: it is a credential)."""
+        channel = route.get("channel")
+        if not channel:
+            return None
+        author = await self.users.author(incoming.author.id, incoming.author.name)
+        incoming = dataclasses.replace(incoming, author=author)
+        return incoming, self._replier(incoming, thread_ts=route.get("thread_ts") or None)
 
     def _replier(
         self,
@@ -200,9 +240,10 @@ class SlackBot:
 
     # -- background tasks ----------------------------------------------------------------------
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], ticket: Ticket) -> None:
         if self.closing:
             work.close()
+            self._core.release(ticket)  # stored: answered after the restart, or by a replica
             log.warning("Slack request acknowledged while shutting down; not handled")
             return
         task = asyncio.create_task(self._guard(work))
@@ -233,6 +274,10 @@ class SlackBot:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _name(command: Mapping[str, Any], user_id: str) -> str:
+    return str(command.get("user_name") or user_id)
 
 
 def _with_slash(url: str) -> str:

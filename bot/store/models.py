@@ -158,3 +158,42 @@ class RateEventRow(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     bucket: Mapped[str] = mapped_column(Name)
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class InboxRow(Base):
+    """A claimed platform event, stored before it is acknowledged, with what answering it needs
+    (`payload`: the message and the platform's reply route, JSON; never a credential). Its id is
+    its place in its conversation's line; `owner` is the process answering it; `state` is
+    waiting, answering (something was shown) or done. Done rows stay a while so redeliveries
+    are recognised, then are pruned."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("platform", "event_id"),
+        # "Is anything earlier in this conversation still open?" and the conversation's line.
+        Index("ix_inbox_conversation", "platform", "workspace", "channel", "thread", "id"),
+        Index("ix_inbox_owner_state", "owner", "state"),
+        Index("ix_inbox_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(Name)
+    workspace: Mapped[str] = mapped_column(Name)
+    channel: Mapped[str] = mapped_column(Name)
+    thread: Mapped[str] = mapped_column(Name)
+    event_id: Mapped[str] = mapped_column(Name)
+    owner: Mapped[str] = mapped_column(Name)
+    state: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ProcessRow(Base):
+    """A running tokbot process (replica), by the time it last said it was alive; the inbox rows
+    of one that stopped saying so are taken over by another."""
+
+    __tablename__ = "processes"
+
+    id: Mapped[str] = mapped_column(Name, primary_key=True)
+    started_at: Mapped[float] = mapped_column(Double)
+    seen_at: Mapped[float] = mapped_column(Double)

@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.domain import BOT_AUTHOR, Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
+from bot.store import inbox
 from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
@@ -522,6 +523,101 @@ class Store:
             delete(ProcessedEventRow).where(ProcessedEventRow.created_at < cutoff)
         )
         return result.rowcount
+
+    # -- inbox: claimed events, kept until answered -------------------------------------------
+
+    async def enqueue(
+        self, key: ConversationKey, event_id: str, *, owner: str, payload: str, line: int
+    ) -> int | None:
+        """Claim a platform event and keep what answering it needs, in one statement: its inbox
+        id (its place in the conversation's line), or None when the event was claimed before
+        (a redelivery, or another replica's). `line` names the conversation for PostgreSQL's
+        advisory lock (any 64-bit number derived from the key)."""
+        row = {
+            "platform": key.platform,
+            "workspace": key.workspace,
+            "channel": key.channel,
+            "thread": key.thread,
+            "event_id": event_id,
+            "owner": owner,
+            "state": inbox.WAITING,
+            "payload": payload,
+            "created_at": time.time(),
+            "line": line,
+        }
+        statement = inbox.enqueue(self.engine.dialect.name)
+        if self.engine.dialect.name != "postgresql":
+            del row["line"]
+        result = await self._db.write(statement, row)
+        found = result.scalar_one_or_none()
+        return None if found is None else int(found)
+
+    async def set_inbox_state(self, inbox_id: int, state: str, *, owner: str) -> bool:
+        """Move a row of ours to `state`; False when it is no longer ours (taken over)."""
+        params = {"inbox_id": inbox_id, "me": owner, "new_state": state}
+        return (await self._db.write(inbox.SET_STATE, params)).rowcount == 1
+
+    async def open_before(self, key: ConversationKey, inbox_id: int) -> bool:
+        """Whether an earlier row of the conversation is not done yet (any replica's)."""
+        params = {
+            "platform": key.platform,
+            "workspace": key.workspace,
+            "channel": key.channel,
+            "thread": key.thread,
+            "inbox_id": inbox_id,
+        }
+        async with self._db.reading() as conn:
+            return (await conn.execute(inbox.OPEN_BEFORE, params)).one_or_none() is not None
+
+    async def heartbeat(self, process: str, *, alive_after: float) -> tuple[int, int]:
+        """Say `process` is alive; return how many other processes are known, and how many of
+        them said so since `alive_after`."""
+        now = time.time()
+        async with self._db.writing() as conn:
+            await conn.execute(
+                inbox.heartbeat(self.engine.dialect.name), {"me": process, "now": now}
+            )
+            known = (await conn.execute(inbox.OTHERS, {"me": process})).scalar_one()
+            alive = (
+                await conn.execute(inbox.OTHERS_ALIVE, {"me": process, "alive_after": alive_after})
+            ).scalar_one()
+        return int(known), int(alive)
+
+    async def leave(self, process: str) -> None:
+        """A process stopping: others may take over what it leaves unanswered at once."""
+        await self._db.write(inbox.GONE, {"me": process})
+
+    async def dead_processes(self, process: str, *, alive_after: float) -> list[str]:
+        async with self._db.reading() as conn:
+            rows = await conn.execute(inbox.DEAD, {"me": process, "alive_after": alive_after})
+        return [str(r) for r in rows.scalars()]
+
+    async def take_over(
+        self, dead: str, *, owner: str, platforms: Sequence[str]
+    ) -> list[tuple[int, str]]:
+        """A dead process's rows, in one transaction: those it had started answering are done
+        (answering again would say it twice); those still waiting, for `platforms`, become
+        `owner`'s (id and payload, in id order). The dead process is forgotten once it has no
+        open rows left."""
+        mine: list[tuple[int, str]] = []
+        async with self._db.writing() as conn:
+            await conn.execute(inbox.ABANDON_STARTED, {"dead": dead})
+            if platforms:
+                rows = await conn.execute(
+                    inbox.take_over(tuple(platforms)), {"dead": dead, "me": owner}
+                )
+                mine = sorted((int(r.id), str(r.payload)) for r in rows.all())
+            if (await conn.execute(inbox.STILL_OPEN, {"dead": dead})).scalar_one() == 0:
+                await conn.execute(inbox.FORGET_PROCESS, {"dead": dead})
+        return mine
+
+    async def prune_inbox(self, older_than: float, *, limit: int = 1000) -> int:
+        """Forget answered events older than `older_than` seconds, at most `limit` at a time
+        (and old claims of the former processed_events table); return how many."""
+        cutoff = {"cutoff": time.time() - older_than}
+        removed = (await self._db.write(inbox.prune_inbox(limit), cutoff)).rowcount
+        removed += (await self._db.write(inbox.prune_claims(limit), cutoff)).rowcount
+        return removed
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -1,0 +1,390 @@
+"""The inbox: every platform event is stored before it is acknowledged, with what answering it
+needs, and answered in its conversation's order by whichever process is alive.
+
+- `accept` claims the event (de-duplication) and stores it in one INSERT; the row's id is the
+  event's place in its conversation's line, taken before any network call.
+- `turn` waits for that place: first behind this process's earlier events of the conversation,
+  then, unless this process is the only one, behind other replicas' (the database says whether
+  an earlier row is still open).
+- Processes say they are alive every fifth of the lease; the rows of one silent for longer are
+  taken over (a conditional UPDATE: exactly one taker) and answered, through a replier the
+  adapter builds from the stored route. A row whose answer had started showing is not answered
+  again (that would say it twice): it is closed, and its answer was marked interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, Replier
+from bot.store import Store
+from bot.store.inbox import ANSWERING, DONE
+
+log = logging.getLogger(__name__)
+
+#: Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
+EVENT_MEMORY_SECONDS = 7 * 24 * 3600
+#: Seconds between two looks at the database while another replica answers an earlier event.
+POLL_SECONDS = 0.05
+
+Route = Mapping[str, str]
+#: Rebuilds a stored event and a replier for it from its route (None: it cannot be answered).
+Recoverer = Callable[[Incoming, Route], Awaitable[tuple[Incoming, Replier] | None]]
+Handler = Callable[[Incoming, Replier, "Ticket"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An accepted event's place in its conversation's line. `inbox_id` is None for events
+    kept only in memory (no platform event id, e.g. the console)."""
+
+    key: ConversationKey
+    ordinal: int
+    inbox_id: int | None = None
+
+
+def encode(incoming: Incoming, route: Route) -> str:
+    """What answering the event later needs, as JSON (no credentials: routes hold ids)."""
+    return json.dumps(
+        {
+            "key": [incoming.key.platform, incoming.key.workspace, incoming.key.channel,
+                    incoming.key.thread],
+            "author": [incoming.author.id, incoming.author.name, incoming.author.is_admin,
+                       incoming.author.is_bot],
+            "command": incoming.command,
+            "text": incoming.text,
+            "options": incoming.options,
+            "attachments": [
+                [a.filename, a.content_type, a.size, a.url, a.is_voice,
+                 a.ref if isinstance(a.ref, str) else None]
+                for a in incoming.attachments
+            ],
+            "message_id": incoming.message_id,
+            "event_id": incoming.event_id,
+            "slash": incoming.slash,
+            "route": dict(route),
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def decode(payload: str) -> tuple[Incoming, dict[str, str]]:
+    data = json.loads(payload)
+    incoming = Incoming(
+        key=ConversationKey(*data["key"]),
+        author=Author(*data["author"]),
+        command=data["command"],
+        text=data["text"],
+        options=dict(data["options"]),
+        attachments=tuple(
+            Attachment(name, ctype, size, url, voice, ref)
+            for name, ctype, size, url, voice, ref in data["attachments"]
+        ),
+        message_id=data["message_id"],
+        event_id=data["event_id"],
+        slash=bool(data["slash"]),
+    )
+    return incoming, dict(data["route"])
+
+
+def line_number(key: ConversationKey) -> int:
+    """A signed 64-bit number for the conversation (PostgreSQL's advisory lock key)."""
+    digest = hashlib.blake2b(repr(tuple(vars(key).values())).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass
+class _Line:
+    members: list[int] = field(default_factory=list)  # ordinals, sorted
+    running: int | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Lines:
+    """Per-conversation lines in this process: an entry runs when it is the earliest in its
+    line and nothing in the line runs. Entries join when accepted (in id order, whatever order
+    their tasks start in)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[ConversationKey, _Line] = {}
+
+    def join(self, key: ConversationKey, ordinal: int) -> None:
+        bisect.insort(self._lines.setdefault(key, _Line()).members, ordinal)
+
+    async def wait(
+        self, key: ConversationKey, ordinal: int, blocked: Callable[[], Awaitable[bool]]
+    ) -> None:
+        """Until it is this entry's turn and `blocked` (asked at that moment) says no."""
+        line = self._lines[key]
+        while True:
+            while not (line.running is None and line.members[0] == ordinal):
+                await line.changed.wait()
+            line.running = ordinal  # nobody else starts while the database is asked
+            try:
+                held = await blocked()
+            except BaseException:
+                self._release(line)
+                raise
+            if not held:
+                return
+            self._release(line)
+            await asyncio.sleep(POLL_SECONDS)
+
+    def leave(self, key: ConversationKey, ordinal: int) -> None:
+        line = self._lines.get(key)
+        if line is None or ordinal not in line.members:
+            return
+        line.members.remove(ordinal)
+        if line.running == ordinal:
+            line.running = None
+        if not line.members:
+            del self._lines[key]
+        self._notify(line)
+
+    def _release(self, line: _Line) -> None:
+        line.running = None
+        self._notify(line)
+
+    @staticmethod
+    def _notify(line: _Line) -> None:
+        line.changed.set()
+        line.changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+
+class _Watched:
+    """The replier of a stored event: its first message also marks the row as answering (at
+    the same time, so no latency is added), after which a crash does not answer it again."""
+
+    def __init__(self, inner: Replier, mark: Callable[[], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._mark: Callable[[], Awaitable[None]] | None = mark
+        self.max_message_length = inner.max_message_length
+        self.edit_interval = inner.edit_interval
+        self.stream_placeholder = inner.stream_placeholder
+
+    def __getattr__(self, name: str) -> Any:  # ThreadReader and adapter extras
+        return getattr(self._inner, name)
+
+    async def _first(self, action: Awaitable[Any]) -> Any:
+        if self._mark is None:
+            return await action
+        mark, self._mark = self._mark, None
+        _, result = await asyncio.gather(mark(), action)
+        return result
+
+    async def post(self, text: str, *, private: bool = False) -> str:
+        result: str = await self._first(self._inner.post(text, private=private))
+        return result
+
+    async def edit(self, message_id: str, text: str) -> None:
+        await self._first(self._inner.edit(message_id, text))
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        await self._first(self._inner.upload(file, comment))
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        return await self._inner.download(attachment, max_bytes)
+
+
+class Inbox:
+    """The core's inbox service (see the module's docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lease_seconds: float = 15.0,
+        prune_every: float = 600.0,
+        memory_seconds: float = EVENT_MEMORY_SECONDS,
+    ) -> None:
+        self._store = store
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._lease = lease_seconds
+        self._beat = lease_seconds / 5
+        self._prune_every = prune_every
+        self._memory = memory_seconds
+        self._lines = Lines()
+        self._local = 1 << 62  # ordinals of events kept only in memory, after any row id
+        #: No other process is known: this one's lines are the whole order (no database look).
+        self.alone = False
+        self._recoverers: dict[str, Recoverer] = {}
+        self._handle: Handler | None = None
+        self._loop: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- accepting and ordering -----------------------------------------------------------
+
+    async def accept(self, incoming: Incoming, route: Route) -> Ticket | None:
+        """Claim and store the event, and take its place in line; None when it was claimed
+        before. Without an event id, the place is taken in memory only."""
+        if incoming.event_id is None:
+            self._local += 1
+            ticket = Ticket(incoming.key, self._local)
+        else:
+            inbox_id = await self._store.enqueue(
+                incoming.key,
+                incoming.event_id,
+                owner=self.owner,
+                payload=encode(incoming, route),
+                line=line_number(incoming.key),
+            )
+            if inbox_id is None:
+                log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
+                return None
+            ticket = Ticket(incoming.key, inbox_id, inbox_id)
+        self._lines.join(ticket.key, ticket.ordinal)
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        """Give up a place that will not be used (the row stays for a later taker)."""
+        self._lines.leave(ticket.key, ticket.ordinal)
+
+    @asynccontextmanager
+    async def turn(self, ticket: Ticket, replier: Replier) -> AsyncIterator[Replier]:
+        """Wait for the ticket's turn, then hold it; the row is done when the block ends (a
+        cancellation while waiting leaves it for another process, or the next start)."""
+        try:
+            await self._lines.wait(ticket.key, ticket.ordinal, lambda: self._blocked(ticket))
+        except BaseException:
+            self.release(ticket)
+            raise
+        try:
+            if ticket.inbox_id is None:
+                yield replier
+            else:
+                yield _Watched(replier, lambda: self._mark(ticket, ANSWERING))
+        finally:
+            try:
+                if ticket.inbox_id is not None:  # done before the next in line looks
+                    await asyncio.shield(self._mark(ticket, DONE))
+            finally:
+                self.release(ticket)
+
+    async def _blocked(self, ticket: Ticket) -> bool:
+        if self.alone or ticket.inbox_id is None:
+            return False
+        return await self._store.open_before(ticket.key, ticket.inbox_id)
+
+    async def _mark(self, ticket: Ticket, state: str) -> None:
+        assert ticket.inbox_id is not None
+        try:
+            if not await self._store.set_inbox_state(ticket.inbox_id, state, owner=self.owner):
+                log.warning("event %s was taken over by another process", ticket.inbox_id)
+        except Exception:
+            log.warning("could not mark event %s %s", ticket.inbox_id, state, exc_info=True)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def can_answer(self, platform: str, recoverer: Recoverer) -> None:
+        """An adapter offers to answer its platform's events left by dead processes."""
+        self._recoverers[platform] = recoverer
+
+    async def start(self, handle: Handler) -> None:
+        """Say this process is alive (waiting a beat when others are, so they stop skipping
+        the database's order), answer what dead processes left, then keep it up."""
+        self._handle = handle
+        known, alive = await self._store.heartbeat(self.owner, alive_after=self._alive_after())
+        self.alone = known == 0
+        if alive:
+            await asyncio.sleep(self._beat * 1.5)
+        await self._sweep()
+        self._loop = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._store.leave(self.owner)
+        except Exception:
+            log.warning("could not record this process's stop", exc_info=True)
+
+    def _alive_after(self) -> float:
+        return time.time() - self._lease
+
+    async def _run(self) -> None:
+        pruned = time.monotonic()
+        while True:
+            await asyncio.sleep(self._beat)
+            try:
+                known, _ = await self._store.heartbeat(self.owner, alive_after=self._alive_after())
+                self.alone = known == 0
+                await self._sweep()
+                if time.monotonic() - pruned >= self._prune_every:
+                    pruned = time.monotonic()
+                    removed = await self._store.prune_inbox(self._memory)
+                    if removed:
+                        log.info("forgot %d answered event id(s) older than a week", removed)
+            except Exception:  # the database may be briefly away; the next beat retries
+                log.warning("inbox upkeep failed", exc_info=True)
+
+    async def _sweep(self) -> None:
+        for dead in await self._store.dead_processes(self.owner, alive_after=self._alive_after()):
+            rows = await self._store.take_over(
+                dead, owner=self.owner, platforms=sorted(self._recoverers)
+            )
+            if rows:
+                log.warning("answering %d event(s) a stopped process left", len(rows))
+            decoded = [(inbox_id, *decode(payload)) for inbox_id, payload in rows]
+            for inbox_id, incoming, _ in decoded:  # all in line before any is answered
+                self._lines.join(incoming.key, inbox_id)
+            for inbox_id, incoming, route in decoded:
+                ticket = Ticket(incoming.key, inbox_id, inbox_id)
+                task = asyncio.create_task(self._answer(ticket, incoming, route))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, ticket: Ticket, incoming: Incoming, route: dict[str, str]) -> None:
+        assert self._handle is not None
+        recoverer = self._recoverers[incoming.key.platform]
+        try:
+            rebuilt = await recoverer(incoming, route)
+        except Exception:
+            log.exception("could not rebuild stored event %s", ticket.inbox_id)
+            rebuilt = None
+        if rebuilt is None:
+            async with self.turn(ticket, _Nowhere()):
+                return  # nothing to answer through: closed
+        await self._handle(*rebuilt, ticket)
+
+
+class _Nowhere:
+    """Never used to speak: the replier of an event closed without an answer."""
+
+    max_message_length = 1
+    edit_interval = 1.0
+    stream_placeholder: str | None = None
+
+    async def post(self, text: str, *, private: bool = False) -> str:
+        raise RuntimeError("no route")
+
+    async def edit(self, message_id: str, text: str) -> None:
+        raise RuntimeError("no route")
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        raise RuntimeError("no route")
+
+    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
+        raise RuntimeError("no route")
