@@ -119,6 +119,7 @@ class FakeSlack:
         #: People's messages, as `message_event` made them (conversations.replies reads them).
         self.people_messages: list[dict[str, Any]] = []
         self._rate_limited: dict[str, list[int]] = {}  # method -> [calls left, Retry-After]
+        self._delays: dict[str, float] = {}  # method -> seconds before it answers
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
@@ -197,6 +198,11 @@ class FakeSlack:
         """Answer the next `times` calls of `method` as Slack does past its rate limit: HTTP 429,
         `Retry-After` (seconds), `{"ok": false, "error": "ratelimited"}`."""
         self._rate_limited[method] = [times, retry_after]
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer every call of `method` after `seconds` (0: at once again): Web API latency,
+        which Slack does not bound (its docs only ask apps not to wait on it before the ack)."""
+        self._delays[method] = seconds
 
     # ---- what a test reads
 
@@ -429,6 +435,8 @@ class FakeSlack:
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")
+        if self._delays.get(method):
+            await asyncio.sleep(self._delays[method])
         result: web.Response = await handler(request, args)
         self._changed_now()
         return result

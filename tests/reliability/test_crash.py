@@ -100,3 +100,85 @@ async def test_sigkill_mid_stream_twenty_times(
     )
     assert (lost, duplicates, interrupted) == (0, 0, KILLS)
     assert leaked == 0 and "Traceback" not in logs
+
+
+MENTIONS = 4
+
+
+async def test_sigkill_right_after_the_ack_loses_nothing(
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    database_url: str,
+    tmp_path: Path,
+    reliability: Figures,
+) -> None:
+    """Mentions into one thread, each acknowledged, then SIGKILL at once: the restarted process
+    answers every one exactly once, in order, each seeing the answer before it."""
+    env = bot_env(
+        slack, fake, database_url, tmp_path, free_port(), TOKBOT_PROCESS_LEASE_SECONDS="1"
+    )
+    bot = ForkedTokbot(env, tmp_path / "ack-0.log").start()
+    await bot.wait_healthy()
+    # Slack's users.info is slow: the process acknowledges the mentions and gets no further.
+    slack.delay("users.info", 30)
+    first = slack.message_event("question 0", mention=True)
+    thread = str(first["ts"])
+    events = [first] + [
+        slack.message_event(f"question {n}", mention=True, thread_ts=thread)
+        for n in range(1, MENTIONS)
+    ]
+    bodies = [slack.event_body(event) for event in events]
+    for body in bodies:
+        status, _ = await slack.post_event(bot.events_url, body)
+        assert status == 200
+    await bot.kill()  # the instant the last one was acknowledged
+    slack.delay("users.info", 0)
+    shown_before_restart = len(slack.texts(CHANNEL, thread_ts=thread))
+
+    bot = ForkedTokbot(env, tmp_path / "ack-1.log").start()
+    await bot.wait_healthy()
+    # (Slack does not redeliver acknowledged events: only the database has them now.)
+    # One more mention: answered in order after the recovered ones, so once it shows, any
+    # (wrong) second answer to them would have shown too.
+    last = slack.message_event(f"question {MENTIONS}", mention=True, thread_ts=thread)
+    await slack.post_event(bot.events_url, slack.event_body(last))
+
+    def settled() -> bool:
+        texts = slack.texts(CHANNEL, thread_ts=thread)
+        return bool(texts) and f"question {MENTIONS}" in texts[-1] and "thinking" not in texts[-1]
+
+    await slack.wait_for(settled, timeout=30)
+    assert await bot.stop() == 0
+    texts = slack.texts(CHANNEL, thread_ts=thread)
+    answered = [n for n in range(MENTIONS) if sum(said(n) in t for t in texts) == 1]
+    in_order = [n for t in texts for n in range(MENTIONS + 1) if said(n) in t] == list(
+        range(MENTIONS + 1)
+    )
+    asked = [r.json for r in fake.requests if r.path.endswith("/chat/completions")]
+    saw_previous = sum(
+        any(said(n - 1) in str(m.get("content")) and m.get("role") == "assistant"
+            for m in body["messages"])
+        for n, body in enumerate(asked)
+        if n > 0
+    )  # fmt: skip
+    reliability.record(
+        "crash",
+        f"{MENTIONS} mentions into one thread, SIGKILL the instant the last is acknowledged "
+        "(before any is answered), restart; no redelivery (Slack does not resend acked events)",
+        f"{len(answered)}/{MENTIONS} answered exactly once after the restart "
+        f"({shown_before_restart} before it); {'in order' if in_order else 'OUT OF ORDER'}; "
+        f"{saw_previous}/{len(asked) - 1} follow-ups saw the answer before them",
+        mentions=MENTIONS,
+        answered_once=len(answered),
+        in_order=in_order,
+        saw_previous=saw_previous,
+        replies=len(texts),
+    )
+    assert shown_before_restart == 0
+    assert answered == list(range(MENTIONS)) and len(texts) == MENTIONS + 1
+    assert in_order and saw_previous == MENTIONS
+
+
+def said(n: int) -> str:
+    """How the stand-in's answer to "question n" begins."""
+    return f"You said: «Alice: question {n}»"
