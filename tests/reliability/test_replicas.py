@@ -123,3 +123,81 @@ async def answer_statuses(database_url: str, slack: FakeSlack, thread: str) -> l
         return [t.status for t in await store.history(key) if t.role is TurnRole.ASSISTANT]
     finally:
         await store.close()
+
+
+FOLLOW_UPS = 16
+
+
+async def test_two_replicas_answer_a_thread_in_order(
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    database_url: str,
+    tmp_path: Path,
+    reliability: Figures,
+) -> None:
+    """Mentions sent one after another into one thread, each delivered to both replicas at
+    once: answered in order, each follow-up asked with the answer before it."""
+    settings = {"TOKBOT_STALE_ANSWER_SECONDS": "30"}
+    replicas = [
+        ForkedTokbot(
+            bot_env(slack, fake, database_url, tmp_path, free_port(), **settings),
+            tmp_path / f"{name}.log",
+        )
+        for name in "ab"
+    ]
+    fake.chunk_delay = 0.005  # each answer streams for a while: the next mention comes meanwhile
+    fake.chunk_chars = 8
+    try:
+        for replica in replicas:
+            replica.start()
+        await asyncio.gather(*(replica.wait_healthy() for replica in replicas))
+        first = slack.message_event("question 0", mention=True)
+        thread = str(first["ts"])
+        for n in range(FOLLOW_UPS + 1):
+            event = (
+                first
+                if n == 0
+                else slack.message_event(f"question {n}", mention=True, thread_ts=thread)
+            )
+            body = slack.event_body(event)
+            statuses = await asyncio.gather(
+                *(slack.post_event(r.events_url, body, retry_num=i) for i, r in enumerate(replicas))
+            )
+            assert [s for s, _ in statuses] == [200, 200]
+
+        def all_answered() -> bool:
+            texts = slack.texts(CHANNEL, thread_ts=thread)
+            return len(texts) > FOLLOW_UPS and said(FOLLOW_UPS) in texts[-1]
+
+        await slack.wait_for(all_answered, timeout=60)
+    finally:
+        codes = await asyncio.gather(*(replica.stop() for replica in replicas))
+    assert codes == [0, 0], replicas[0].logs() + replicas[1].logs()
+    texts = slack.texts(CHANNEL, thread_ts=thread)
+    order = [n for text in texts for n in range(FOLLOW_UPS + 1) if said(n) in text]
+    asked = [r.json or {} for r in fake.requests if r.path.endswith("/chat/completions")]
+    saw_previous = sum(
+        any(m.get("role") == "assistant" and said(n - 1) in str(m.get("content"))
+            for m in body.get("messages", []))
+        for n, body in enumerate(asked)
+        if n > 0
+    )  # fmt: skip
+    in_order = order == list(range(FOLLOW_UPS + 1))
+    reliability.record(
+        "replicas",
+        f"{FOLLOW_UPS + 1} mentions one after another into one thread, each delivered to both "
+        "of 2 replicas at once, while the answers before them stream",
+        f"{'answered in order' if in_order else 'OUT OF ORDER'}; {saw_previous}/{FOLLOW_UPS} "
+        "follow-ups sent to TokModel with the answer before them",
+        follow_ups=FOLLOW_UPS,
+        in_order=in_order,
+        saw_previous=saw_previous,
+        replies=len(texts),
+    )
+    assert in_order, order
+    assert saw_previous == FOLLOW_UPS and len(asked) == FOLLOW_UPS + 1
+
+
+def said(n: int) -> str:
+    """How the stand-in's answer to "question n" begins."""
+    return f"You said: «Alice: question {n}»"
