@@ -295,6 +295,10 @@ class Inbox:
         """An adapter offers to answer its platform's events left by dead processes."""
         self._recoverers[platform] = recoverer
 
+    def cannot_answer(self, platform: str) -> None:
+        """The adapter is stopping: leave its platform's events for another process."""
+        self._recoverers.pop(platform, None)
+
     async def start(self, handle: Handler) -> None:
         """Say this process is alive (waiting a beat when others are, so they stop skipping
         the database's order), answer what dead processes left, then keep it up."""

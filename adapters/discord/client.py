@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, cast
 
 import discord
 from discord import app_commands
@@ -20,7 +20,8 @@ from adapters.discord.replier import (
     MessageReplier,
 )
 from bot.core import Core
-from bot.domain import Incoming
+from bot.domain import Incoming, Replier
+from bot.inbox import Ticket
 from bot.logs import new_request_id
 from bot.settings import Settings
 from bot.text import one_line
@@ -53,6 +54,7 @@ class TokbotClient(discord.AutoShardedClient):
         )
         self.core = core
         self.settings = settings
+        core.inbox.can_answer(translate.PLATFORM, self.recover)
         self.tree = build_tree(self)
         self.tree.on_error = self._on_tree_error  # type: ignore[method-assign]
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,6 +94,7 @@ class TokbotClient(discord.AutoShardedClient):
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        self.core.inbox.cannot_answer(translate.PLATFORM)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -109,13 +112,6 @@ class TokbotClient(discord.AutoShardedClient):
         options: dict[str, str] | None = None,
         files: Sequence[discord.Attachment] = (),
     ) -> None:
-        # Acknowledge first; the work starts while the acknowledgement travels (the replier's
-        # first message waits for it, and answers in the channel if Discord refused it).
-        acknowledged = asyncio.ensure_future(interaction.response.defer(thinking=True))
-        acknowledged.add_done_callback(_note_refusal)
-        replier = InteractionReplier(
-            interaction, acknowledged, fallback=lambda: _late_replier(interaction, command)
-        )
         incoming = Incoming(
             key=translate.interaction_key(interaction),
             author=translate.interaction_author(interaction, self.settings),
@@ -127,7 +123,21 @@ class TokbotClient(discord.AutoShardedClient):
             event_id=f"interaction:{interaction.id}",
             raw=interaction,
         )
-        self.spawn(self.core.handle(incoming, replier))
+        # Stored before the acknowledgement (one INSERT), so a crash after it loses nothing: a
+        # restarted process (or a replica) answers in the channel. The interaction's token is
+        # a credential and is not kept.
+        route = {"channel": str(interaction.channel_id or "")}
+        ticket = await self.core.accept(incoming, route)
+        if ticket is None:
+            return  # handled before (a replay)
+        # The work starts while the acknowledgement travels (the replier's first message waits
+        # for it, and answers in the channel if Discord refused it).
+        acknowledged = asyncio.ensure_future(interaction.response.defer(thinking=True))
+        acknowledged.add_done_callback(_note_refusal)
+        replier = InteractionReplier(
+            interaction, acknowledged, fallback=lambda: _late_replier(interaction, command)
+        )
+        self.spawn(self.core.handle(incoming, replier, ticket))
 
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -155,10 +165,14 @@ class TokbotClient(discord.AutoShardedClient):
 
     async def on_message(self, message: discord.Message) -> None:
         incoming = self.message_incoming(message)
-        if incoming is not None:
-            self.spawn(self._answer(incoming, message))
+        if incoming is None:
+            return
+        route = {"channel": str(message.channel.id), "message": str(message.id)}
+        ticket = await self.core.accept(incoming, route)
+        if ticket is not None:
+            self.spawn(self._answer(incoming, message, ticket))
 
-    async def _answer(self, incoming: Incoming, message: discord.Message) -> None:
+    async def _answer(self, incoming: Incoming, message: discord.Message, ticket: Ticket) -> None:
         if incoming.command == "ask" and not incoming.author.is_bot:
             try:  # "tokbot is typing…" until the answer's first words arrive
                 await message.channel.typing()
@@ -166,7 +180,28 @@ class TokbotClient(discord.AutoShardedClient):
                 log.debug("no typing indicator: %s", exc)
         me = self.user
         replier = MessageReplier(message, bot_user_id=me.id if me is not None else None)
-        await self.core.handle(incoming, replier)
+        await self.core.handle(incoming, replier, ticket)
+
+    async def recover(
+        self, incoming: Incoming, route: Mapping[str, str]
+    ) -> tuple[Incoming, Replier] | None:
+        """An event a dead process accepted: a message gets its reply; a slash command is
+        answered in its channel after a line naming who asked (its interaction token was not
+        kept, and would have expired)."""
+        channel_id = route.get("channel", "")
+        if not channel_id.isdigit():
+            return None
+        channel = self.get_partial_messageable(int(channel_id))
+        message_id = route.get("message", "")
+        if message_id.isdigit():
+            # A partial message replies and sends like the Message that MessageReplier wants.
+            partial = cast(discord.Message, channel.get_partial_message(int(message_id)))
+            return incoming, MessageReplier(partial)
+        who = one_line(incoming.author.name, 64)
+        preface = f"⏳ {who}: I restarted before answering your `/{incoming.command}`; here it is."
+        return incoming, LateCommandReplier(
+            channel, preface, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        )
 
     def message_incoming(self, message: discord.Message) -> Incoming | None:
         """Voice messages and audio uploads → `voice`; mentions, replies to the bot and DMs →

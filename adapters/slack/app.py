@@ -267,6 +267,7 @@ class SlackBot:
     async def drain(self, timeout: float) -> None:
         """Let answers in progress finish for up to `timeout` seconds, then cancel the rest."""
         self.closing = True
+        self._core.inbox.cannot_answer(translate.PLATFORM)
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
+from adapters.discord.fake import FakeDiscord
 from adapters.slack.fake import FakeSlack
 from bot.tokmodel.fake import FakeTokModel
 from tests.conftest import API_KEY
@@ -51,6 +52,29 @@ def bot_env(
         "TOKBOT_TOKMODEL_MAX_RETRIES": "0",
         "TOKBOT_TOKMODEL_TIMEOUT": "5",
         "TOKBOT_RATE_LIMIT_PER_MINUTE": "0",
+        "DATABASE_URL": database_url,
+        "TOKBOT_HTTP_HOST": "127.0.0.1",
+        "TOKBOT_HTTP_PORT": str(port),
+        **extra,
+    }
+
+
+def discord_env(
+    discord: FakeDiscord, fake: FakeTokModel, database_url: str, home: Path, port: int, **extra: str
+) -> dict[str, str]:
+    """The environment of a `tokbot run` with only the Discord adapter, against the fakes."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "DISCORD_TOKEN": discord.token,
+        "DISCORD_API_BASE": discord.api_base,
+        "DISCORD_GATEWAY_URL": discord.gateway_url,
+        "TOKMODEL_API_KEY": API_KEY,
+        "TOKMODEL_BASE_URL": fake.url,
+        "TOKBOT_TOKMODEL_MAX_RETRIES": "0",
+        "TOKBOT_RATE_LIMIT_PER_MINUTE": "0",
+        "TOKBOT_STREAM_EDIT_INTERVAL": "0.05",
         "DATABASE_URL": database_url,
         "TOKBOT_HTTP_HOST": "127.0.0.1",
         "TOKBOT_HTTP_PORT": str(port),

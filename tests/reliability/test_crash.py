@@ -5,15 +5,17 @@ of the killed event is not answered again), and every cut-off answer is marked i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
+from adapters.discord.fake import FakeDiscord
 from adapters.slack.fake import FakeSlack
 from bot.domain import ConversationKey, TurnRole, TurnStatus
 from bot.store import Store
 from bot.tokmodel.fake import FakeTokModel
 from tests.conftest import API_KEY
 from tests.reliability.conftest import Figures
-from tests.reliability.harness import ForkedTokbot, bot_env, free_port
+from tests.reliability.harness import ForkedTokbot, bot_env, discord_env, free_port
 
 KILLS = 20
 CHANNEL = "C0GENERAL"
@@ -182,3 +184,79 @@ async def test_sigkill_right_after_the_ack_loses_nothing(
 def said(n: int) -> str:
     """How the stand-in's answer to "question n" begins."""
     return f"You said: «Alice: question {n}»"
+
+
+async def test_discord_sigkill_after_the_deferral_loses_nothing(
+    discord_fake: FakeDiscord,
+    fake: FakeTokModel,
+    database_url: str,
+    tmp_path: Path,
+    reliability: Figures,
+) -> None:
+    """A slash command deferred and a mention received, then SIGKILL before either is answered:
+    after the restart, the command is answered in its channel after a line naming who asked
+    (its interaction token is not kept), the mention gets its reply; each once."""
+    env = discord_env(
+        discord_fake, fake, database_url, tmp_path, free_port(), TOKBOT_PROCESS_LEASE_SECONDS="1"
+    )
+    bot = ForkedTokbot(env, tmp_path / "discord-0.log").start()
+    await bot.wait_healthy()
+    fake.latency = 30  # TokModel is slow: the process acknowledges and shows nothing yet
+    asked = await discord_fake.interaction("ask", {"question": "question 0"})
+    mention = await discord_fake.message("question 1", dm=True)
+    await wait_until(lambda: len(chat_requests(fake)) == 2)  # both accepted, both being asked
+    assert discord_fake.interaction_responses.get(asked["id"])  # deferred
+    await bot.kill()
+    fake.latency = 0.0
+    shown_before = [m.content for m in discord_fake.messages.values() if m.content]
+
+    bot = ForkedTokbot(env, tmp_path / "discord-1.log").start()
+    await bot.wait_healthy()
+    in_channel = discord_fake.in_channel
+    dm = mention["channel_id"]
+
+    def answered() -> bool:
+        return any("said: «alice: question 0»" in m.content for m in in_channel()) and any(
+            "said: «alice: question 1»" in m.content for m in in_channel(dm)
+        )
+
+    await discord_fake.wait_for(answered, timeout=20)
+    # One more message in each conversation: answered after the recovered ones, so a (wrong)
+    # second answer to them would have shown by then.
+    later = await discord_fake.message("question 2", dm=True)
+    await discord_fake.wait_for(
+        lambda: any("said: «alice: question 2»" in m.content for m in in_channel(dm))
+    )
+    assert await bot.stop() == 0
+    channel_texts = [m.content for m in in_channel()]
+    dm_messages = in_channel(dm)
+    command_once = sum("said: «alice: question 0»" in t for t in channel_texts) == 1
+    named = any("I restarted before answering your `/ask`" in t for t in channel_texts)
+    mention_once = sum("said: «alice: question 1»" in m.content for m in dm_messages) == 1
+    replied = [m.reply_to for m in dm_messages if "said: «alice: question 1»" in m.content] == [
+        mention["id"]
+    ]
+    reliability.record(
+        "crash",
+        "Discord: a deferred /ask and a DM, SIGKILL before either is answered, restart",
+        f"/ask answered {'once' if command_once else 'NOT once'} in its channel "
+        f"({'after a line naming who asked' if named else 'unnamed'}); the DM answered "
+        f"{'once, as a reply' if mention_once and replied else 'NOT once'}",
+        command_once=command_once,
+        mention_once=mention_once,
+        shown_before=len(shown_before),
+    )
+    assert shown_before == []
+    assert command_once and named and mention_once and replied
+    assert [m.reply_to for m in dm_messages] == [mention["id"], later["id"]]
+
+
+def chat_requests(fake: FakeTokModel) -> list[object]:
+    return [r for r in fake.requests if r.path.endswith("/chat/completions")]
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `condition` (for state the fakes have no event for) until it holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
