@@ -1,0 +1,89 @@
+"""The inbox on real databases: one claim per event, one taker per dead process's event, and
+answered events forgotten while the process runs (not only at start-up)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select, update
+
+from bot.domain import Author, ConversationKey, Incoming
+from bot.inbox import decode, encode
+from bot.runtime import TokModelEndpoint, open_core
+from bot.settings import Settings
+from bot.store import Store
+from bot.store.models import InboxRow, ProcessedEventRow
+from bot.tokmodel.fake import FakeTokModel
+from tests.conftest import API_KEY
+from tests.platform import RecordingReplier
+
+KEY = ConversationKey("slack", "T1", "C1", "1.0")
+WEEK_AND_A_DAY = 8 * 24 * 3600
+
+
+def incoming(n: int) -> Incoming:
+    return Incoming(KEY, Author("U1", "alice"), "ask", f"q{n}", event_id=f"E{n}")
+
+
+async def test_an_event_is_claimed_once_and_its_payload_round_trips(store: Store) -> None:
+    payload = encode(incoming(1), {"channel": "C1", "thread_ts": "1.0"})
+    first = await store.enqueue(KEY, "E1", owner="a", payload=payload, line=7)
+    again = await store.enqueue(KEY, "E1", owner="b", payload=payload, line=7)
+    assert first is not None and again is None
+    assert decode(payload) == (incoming(1), {"channel": "C1", "thread_ts": "1.0"})
+    assert await store.open_before(KEY, first + 1)
+    assert await store.set_inbox_state(first, "done", owner="a")
+    assert not await store.open_before(KEY, first + 1)
+
+
+async def test_a_dead_process_s_events_go_to_exactly_one_taker(
+    store: Store, database_url: str
+) -> None:
+    ids = [
+        await store.enqueue(KEY, f"E{n}", owner="dead", payload=encode(incoming(n), {}), line=7)
+        for n in range(6)
+    ]
+    started = ids[0]
+    assert started is not None and await store.set_inbox_state(started, "answering", owner="dead")
+    replica = await Store.open(database_url)
+    try:
+        taken = await asyncio.gather(
+            *(
+                (store, replica)[n % 2].take_over("dead", owner=f"p{n}", platforms=["slack"])
+                for n in range(6)
+            )
+        )
+    finally:
+        await replica.close()
+    got = sorted(inbox_id for rows in taken for inbox_id, _ in rows)
+    assert got == ids[1:]  # each waiting row once; the one that had started is not answered twice
+    assert not await store.open_before(KEY, started + 1)  # closed
+
+
+async def test_answered_events_are_forgotten_while_running(
+    make_settings: Callable[..., Settings], fake: FakeTokModel
+) -> None:
+    settings = make_settings(
+        TOKBOT_PROCESS_LEASE_SECONDS="0.5", TOKBOT_PRUNE_INTERVAL_SECONDS="0.2"
+    )
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        replier = RecordingReplier()
+        await core.handle(incoming(1), replier)
+        await core.store.claim_event("slack", "claimed-by-an-older-version")
+        old = time.time() - WEEK_AND_A_DAY
+        async with core.store.engine.begin() as conn:  # a week and a day pass
+            await conn.execute(update(InboxRow).values(created_at=old))
+            await conn.execute(update(ProcessedEventRow).values(created_at=old))
+
+        async def remaining() -> int:
+            async with core.store.engine.connect() as conn:
+                inbox = (await conn.execute(select(func.count()).select_from(InboxRow))).scalar()
+                claims = await conn.execute(select(func.count()).select_from(ProcessedEventRow))
+                return int(inbox or 0) + int(claims.scalar() or 0)
+
+        assert await remaining() == 2
+        async with asyncio.timeout(10):
+            while await remaining():
+                await asyncio.sleep(0.05)
