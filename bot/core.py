@@ -43,13 +43,13 @@ class Core:
         self.registry = registry or CommandRegistry(default_commands())
         self.metrics = metrics or Metrics()
         self._arrival_order = KeyedLocks()
-        self._redactor = SecretRedactor(settings.secrets())
+        self.redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
 
     # -- helpers for handlers -------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
-        return self._redactor.redact(text)
+        return self.redactor.redact(text)
 
     def is_admin(self, author: Author) -> bool:
         return author.is_admin or author.id in self.settings.admin_ids

@@ -505,3 +505,14 @@ async def test_replies_that_concern_only_the_asker_are_private(
             assert "went wrong" in broken.messages[apology]
             # A slash command's error is private; a mention's stays in its thread.
             assert (apology in broken.private) is slash
+
+
+async def test_a_secret_streamed_in_small_pieces_is_scrubbed_as_a_whole(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.chunk_chars = 3  # real models split words: no piece holds the whole key
+    fake.set_reply(f"the key is {API_KEY}, keep it safe")
+    await core.handle(message("ask", "leak it"), replier)
+    assert API_KEY not in replier.last and "[redacted]" in replier.last
+    stored = [t.content for t in await core.store.history(KEY)]
+    assert not any(API_KEY in text for text in stored)
