@@ -516,3 +516,44 @@ async def test_a_secret_streamed_in_small_pieces_is_scrubbed_as_a_whole(
     assert API_KEY not in replier.last and "[redacted]" in replier.last
     stored = [t.content for t in await core.store.history(KEY)]
     assert not any(API_KEY in text for text in stored)
+
+
+async def test_voice_clips_in_a_channel_with_transcription_off_spend_no_rate_limit(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_RATE_LIMIT_PER_MINUTE="1")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        await core.handle(message("transcription", "off", author=ADMIN), replier)
+        clip = _voice_clip(replier, OGG)
+        for _ in range(3):
+            await core.handle(message("voice", attachments=(clip,)), replier)
+        await core.handle(message("ask", "still my turn?"), replier)
+        assert "You said" in replier.last
+
+
+async def test_answers_over_the_cap_wait_in_line_and_are_told_at_once(
+    make_settings: Callable[..., Settings], fake: FakeTokModel
+) -> None:
+    settings = make_settings(TOKBOT_MAX_ANSWERS_IN_FLIGHT="1")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        fake.fail(Fault(delay=0.5, times=1, path=CHAT))
+        repliers = [RecordingReplier() for _ in range(3)]
+        keys = [ConversationKey("test", "w1", f"c{i}") for i in range(3)]
+        first = asyncio.create_task(core.handle(message("ask", "slow", key=keys[0]), repliers[0]))
+        async with asyncio.timeout(5):  # the first answer is streaming (its placeholder shows)
+            while not repliers[0].order:
+                await asyncio.sleep(0.005)
+        later = [
+            asyncio.create_task(core.handle(message("ask", f"q{i}", key=keys[i]), repliers[i]))
+            for i in (1, 2)
+        ]
+        async with asyncio.timeout(5):
+            while not (repliers[1].order and repliers[2].order):
+                await asyncio.sleep(0.005)
+        assert repliers[1].texts[0].startswith("⏳ Busy right now")
+        assert "1 ahead of you" in repliers[2].texts[0]
+        await asyncio.gather(first, *later)
+        for i in (1, 2):  # the answer replaced the notice: one message, the answer
+            assert len(repliers[i].order) == 1 and f"q{i}" in repliers[i].last
+        asked = [m[-1]["content"] for m in chat_requests(fake)]
+        assert asked == ["Alice: slow", "Alice: q1", "Alice: q2"]  # in arrival order
