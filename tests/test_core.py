@@ -365,9 +365,23 @@ async def test_admin_ids_from_settings_may_change_settings(
 async def test_a_vanished_model_gets_a_pointer_to_slash_model(
     core: Core, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
-    fake.fail(Fault(status=404, path=CHAT))
+    # The stand-in's own answer for an unknown model: the message names it.
+    fake.fail(
+        Fault(status=404, path=CHAT, message="The model 'openai/gpt-4o-mini' does not exist.")
+    )
     await core.handle(message("ask", "hi"), replier)
     assert "doesn't know the model `openai/gpt-4o-mini`" in replier.last
+
+
+async def test_a_404_that_is_not_about_the_model_names_the_path(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """A gateway that does not serve an endpoint: say what was missing, not blame the model."""
+    fake.fail(Fault(status=404, path="/v1/images/generations"))
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert "doesn't know the model" not in replier.last
+    assert "couldn't find `/v1/images/generations`" in replier.last
+    assert "\n" not in replier.last
 
 
 async def test_usage_counts_requests_and_tokens(core: Core, replier: RecordingReplier) -> None:

@@ -27,6 +27,8 @@ import aiohttp
 from bot.tokmodel.errors import (
     ConnectionFailed,
     MalformedResponse,
+    RateLimited,
+    ServerError,
     StreamBroken,
     Timeout,
     TokModelError,
@@ -453,11 +455,13 @@ class TokModelClient:
                         return response
                     return _Reply(response.status, response.content_type, body, label)
                 retry_header = response.headers.get("Retry-After")
-                error = self._scrubbed(error_for_status(response.status, body, retry_header))
+                error = self._scrubbed(
+                    error_for_status(response.status, body, retry_header, path=log_path)
+                )
                 if response.status in _RETRY_AFTER_STATUSES:
                     retry_after = parse_retry_after(retry_header)
-                if not (response.status == 429 or response.status >= 500):
-                    raise error  # 400/401/403/404...: retrying cannot help
+                if not isinstance(error, RateLimited | ServerError):
+                    raise error  # 400/401/403/404, or 429 "insufficient_quota": retrying can't help
 
             if attempt > self._max_retries:
                 raise error
