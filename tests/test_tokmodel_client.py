@@ -676,3 +676,19 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert parse_retry_after(" 1.5 ") == 1.5
     assert [parse_retry_after(v) for v in (None, "", "soon", "nan", "inf")] == [None] * 5
+
+
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/", "/"])
+async def test_a_base_url_ending_in_v1_is_normalised_and_said_once(
+    fake: FakeTokModel, caplog: pytest.LogCaptureFixture, suffix: str
+) -> None:
+    """People paste the OpenAI SDK's base URL (`…/v1`, as TokModel's gateway page shows it)."""
+    caplog.set_level(logging.INFO, logger="tokbot.tokmodel")
+    async with TokModelClient(fake.url + suffix, KEY, max_retries=0) as c:
+        await c.chat(HELLO, MODEL)
+        await c.list_models()
+    assert [r.path for r in fake.requests] == [CHAT_PATH, "/v1beta/models"]
+    said = [r for r in caplog.records if "ends in /v1" in r.getMessage()]
+    assert len(said) == (0 if suffix == "/" else 1)
+    if said:
+        assert said[0].levelno == logging.INFO and fake.url in said[0].getMessage()

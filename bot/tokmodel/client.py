@@ -91,7 +91,7 @@ class TokModelClient:
             raise ValueError("timeout must be positive")
         if max_retries < 0 or retry_budget < 0 or backoff_base < 0:
             raise ValueError("max_retries, retry_budget and backoff_base must not be negative")
-        self._base_url = base_url.rstrip("/")
+        self._base_url = normalise_base_url(base_url)
         self._api_key = api_key
         self._timeout = timeout
         self._max_retries = max_retries
@@ -615,6 +615,16 @@ class TokModelClient:
         logger.debug("%s -> %s in %.0f ms (attempt %d)", label, outcome, elapsed * 1000, attempt)
         if self._observer is not None:
             self._observer(endpoint, outcome, elapsed)
+
+
+def normalise_base_url(base_url: str) -> str:
+    """The gateway's root: OpenAI SDKs take `https://tokmodel.com/v1` (TokModel's docs show it
+    as the SDK base URL), so people paste that; every path here starts with /v1 or /v1beta."""
+    root = base_url.rstrip("/")
+    if root.endswith("/v1"):
+        root = root.removesuffix("/v1").rstrip("/")
+        logger.info("TOKMODEL_BASE_URL ends in /v1; using %s (tokbot adds /v1 itself)", root)
+    return root
 
 
 # ---------------------------------------------------------------------- parsing helpers
