@@ -27,6 +27,7 @@ import aiohttp
 from bot.tokmodel.errors import (
     ConnectionFailed,
     MalformedResponse,
+    NotFound,
     RateLimited,
     ServerError,
     StreamBroken,
@@ -52,6 +53,7 @@ logger = logging.getLogger("tokbot.tokmodel")
 _USER_AGENT: Final = "tokbot/0.1 (+aiohttp)"
 _MAX_BACKOFF: Final = 8.0  # cap of one backoff sleep, before jitter
 _RETRY_AFTER_STATUSES: Final = (429, 503)
+_MODELS_PATHS: Final = ("/v1beta/models", "/v1/models")  # TokModel's documented one first
 
 FormFactory = Callable[[], aiohttp.FormData]
 
@@ -101,6 +103,7 @@ class TokModelClient:
         self._owns_session = session is None
         self._observer = observer
         self._random = random.Random()
+        self._models_path: str | None = None
         self._plain_timeout = aiohttp.ClientTimeout(total=timeout)
         # A stream may legitimately run for minutes; what must not happen is silence.
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
@@ -222,9 +225,26 @@ class TokModelClient:
             else:
                 response.close()
 
+    @property
+    def models_path(self) -> str | None:
+        """Where the model list was found (None until `list_models` succeeded)."""
+        return self._models_path
+
     async def list_models(self) -> list[ModelInfo]:
-        """The models TokModel offers (GET /v1beta/models)."""
-        reply = await self._request("GET", "/v1beta/models")
+        """The models TokModel offers (GET /v1beta/models, as documented).
+
+        OpenAI-compatible gateways such as LiteLLM serve only OpenAI's GET /v1/models: on a 404
+        that one is tried, and the path that answered is remembered for this client."""
+        paths = [self._models_path] if self._models_path else list(_MODELS_PATHS)
+        for path in paths:
+            try:
+                reply = await self._request("GET", path)
+            except NotFound:
+                if path == paths[-1]:
+                    raise
+                continue
+            self._models_path = path
+            break
         data = _json_any(reply)
         # The docs say both "a JSON array" and {"object": "list", "data": [...]}.
         items = data.get("data") if isinstance(data, dict) else data

@@ -230,6 +230,11 @@ def _pieces(text: str, chunk_chars: int | None = None) -> list[str]:
     return ["".join(words[i : i + 2]) for i in range(0, len(words), 2)]
 
 
+def _model_object(model: str, created: int) -> dict[str, Any]:
+    """One entry of GET /v1beta/models, as documented; owned_by is the provider prefix."""
+    return {"id": model, "object": "model", "created": created, "owned_by": model.split("/")[0]}
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -421,8 +426,12 @@ class FakeTokModel:
         latency: float = 0.0,
         chunk_delay: float = 0.0,
         chunk_chars: int | None = None,
+        missing_routes: Sequence[str] = (),
     ) -> None:
         self.api_key = api_key
+        #: Paths (and everything under them) this gateway does not serve, e.g.
+        #: ("/v1beta/models",) to play a LiteLLM proxy, which has only /v1/models.
+        self.missing_routes = set(missing_routes)
         self.latency = latency
         self.chunk_delay = chunk_delay
         #: Stream answers this many characters a chunk (None: a word or two, the default).
@@ -502,6 +511,11 @@ class FakeTokModel:
         app[_FAKE_KEY] = self
         r = app.router
         r.add_get("/v1beta/models", self._models)
+        r.add_get("/v1beta/models/{model:.+}", self._model)
+        # Not in TokModel's docs, but OpenAI's (GET /v1/models, /v1/models/{model}), and what
+        # OpenAI SDKs call: `models.list()` is `{base_url}/models`.
+        r.add_get("/v1/models", self._models)
+        r.add_get("/v1/models/{model:.+}", self._model)
         r.add_post("/v1/chat/completions", self._chat)
         r.add_post("/v1/images/generations", self._image_generations)
         r.add_post("/v1/images/edits", self._image_edits)
@@ -537,6 +551,9 @@ class FakeTokModel:
             return False
         return hmac.compare_digest(token.strip().encode(), self.api_key.encode())
 
+    def _missing(self, path: str) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in self.missing_routes)
+
     def _take_fault(self, path: str) -> Fault | None:
         for queued in self._faults:
             if queued.fault.path is None or queued.fault.path == path:
@@ -555,6 +572,10 @@ class FakeTokModel:
         try:
             if not is_api and not path.startswith("/_fake/files/"):
                 return await handler(request)  # control endpoints: no auth, not recorded
+            if self._missing(path):
+                # FastAPI (LiteLLM's framework) answers an unknown route before any key check,
+                # with its default body: starlette.exceptions.HTTPException -> {"detail": ...}.
+                return web.json_response({"detail": "Not Found"}, status=404)
             body = await _read_body(request)
             exchange = _Exchange(body)
             _EXCHANGE.set(exchange)  # the handler runs in this same task and context
@@ -641,11 +662,15 @@ class FakeTokModel:
     # ---- endpoints
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        data = [
-            {"id": model, "object": "model", "created": created, "owned_by": model.split("/")[0]}
-            for model, created in MODELS
-        ]
+        data = [_model_object(model, created) for model, created in MODELS]
         return web.json_response({"object": "list", "data": data})
+
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        wanted = request.match_info["model"]
+        created = dict(MODELS).get(wanted)
+        if created is None:  # OpenAI: 404 with code "model_not_found" for a model you can't use
+            raise _ApiError(404, f"The model '{wanted}' does not exist.")
+        return web.json_response(_model_object(wanted, created))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = _json_object(request)
