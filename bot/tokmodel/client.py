@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bot.tokmodel.errors import (
+    BadRequest,
     ConnectionFailed,
     MalformedResponse,
     NotFound,
@@ -104,6 +105,7 @@ class TokModelClient:
         self._observer = observer
         self._random = random.Random()
         self._models_path: str | None = None
+        self._stream_usage = True  # ask for usage in streams until a gateway refuses
         self._plain_timeout = aiohttp.ClientTimeout(total=timeout)
         # A stream may legitimately run for minutes; what must not happen is silence.
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
@@ -175,9 +177,23 @@ class TokModelClient:
         """
         payload = _chat_payload(messages, model, max_tokens, temperature)
         payload["stream"] = True
-        response = await self._request(
-            "POST", "/v1/chat/completions", json_body=payload, stream=True
-        )
+        if self._stream_usage:
+            # OpenAI's way to get usage in a stream (a last chunk with empty `choices`);
+            # TokModel's docs are silent on it.
+            payload["stream_options"] = {"include_usage": True}
+        try:
+            response = await self._request(
+                "POST", "/v1/chat/completions", json_body=payload, stream=True
+            )
+        except BadRequest as exc:
+            if "stream_options" not in payload or not _names_stream_options(exc):
+                raise
+            self._stream_usage = False  # this gateway refuses it; the caller estimates usage
+            logger.info("TokModel refused stream_options; streamed usage will be estimated")
+            del payload["stream_options"]
+            response = await self._request(
+                "POST", "/v1/chat/completions", json_body=payload, stream=True
+            )
         decoder = SSEDecoder()
         parts: list[str] = []
         events = 0
@@ -635,6 +651,10 @@ class TokModelClient:
         logger.debug("%s -> %s in %.0f ms (attempt %d)", label, outcome, elapsed * 1000, attempt)
         if self._observer is not None:
             self._observer(endpoint, outcome, elapsed)
+
+
+def _names_stream_options(exc: TokModelError) -> bool:
+    return exc.param == "stream_options" or "stream_options" in exc.message
 
 
 def normalise_base_url(base_url: str) -> str:
