@@ -9,6 +9,7 @@ from bot.text import one_line
 from bot.tokmodel.errors import (
     BadRequest,
     ConnectionFailed,
+    ImageRejected,
     InsufficientCredits,
     MalformedResponse,
     NotFound,
@@ -59,6 +60,8 @@ def describe_tokmodel_error(exc: TokModelError, *, model: str | None = None) -> 
         return f"⚠️ TokModel failed (error {exc.status}). Please try again in a moment. {KEPT}"
     if isinstance(exc, ConnectionFailed):
         return f"⚠️ TokModel can't be reached right now. Please try again in a moment. {KEPT}"
+    if isinstance(exc, ImageRejected):
+        return f"⚠️ TokModel's image can't be posted: {one_line(exc.message)}"
     if isinstance(exc, MalformedResponse):
         return f"⚠️ TokModel sent an answer I couldn't read. Please try again. {KEPT}"
     return f"⚠️ TokModel failed. Please try again. {KEPT}"

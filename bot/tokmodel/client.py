@@ -27,6 +27,7 @@ import aiohttp
 from bot.tokmodel.errors import (
     BadRequest,
     ConnectionFailed,
+    ImageRejected,
     MalformedResponse,
     NotFound,
     RateLimited,
@@ -38,6 +39,7 @@ from bot.tokmodel.errors import (
     error_message_from_body,
     parse_retry_after,
 )
+from bot.tokmodel.images import MAX_IMAGE_BYTES, image_type
 from bot.tokmodel.sse import SSEDecoder
 from bot.tokmodel.types import (
     ChatDelta,
@@ -87,9 +89,11 @@ class TokModelClient:
         backoff_base: float = 0.5,
         session: aiohttp.ClientSession | None = None,
         observer: Callable[[str, str, float], None] | None = None,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
         """`observer(endpoint, outcome, seconds)` is called after every attempt (for metrics);
-        `outcome` is the HTTP status or the failure's kind."""
+        `outcome` is the HTTP status or the failure's kind. Images TokModel sends larger than
+        `max_image_bytes` are refused."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_retries < 0 or retry_budget < 0 or backoff_base < 0:
@@ -105,6 +109,7 @@ class TokModelClient:
         self._observer = observer
         self._random = random.Random()
         self._models_path: str | None = None
+        self._max_image_bytes = max_image_bytes
         self._stream_usage = True  # ask for usage in streams until a gateway refuses
         self._plain_timeout = aiohttp.ClientTimeout(total=timeout)
         # A stream may legitimately run for minutes; what must not happen is silence.
@@ -427,6 +432,7 @@ class TokModelClient:
         json_body: Mapping[str, Any] | None = ...,
         form: FormFactory | None = ...,
         stream: Literal[False] = ...,
+        max_bytes: int | None = ...,
     ) -> _Reply: ...
 
     @overload
@@ -438,6 +444,7 @@ class TokModelClient:
         json_body: Mapping[str, Any] | None = ...,
         form: FormFactory | None = ...,
         stream: Literal[True],
+        max_bytes: int | None = ...,
     ) -> aiohttp.ClientResponse: ...
 
     async def _request(
@@ -448,12 +455,14 @@ class TokModelClient:
         json_body: Mapping[str, Any] | None = None,
         form: FormFactory | None = None,
         stream: bool = False,
+        max_bytes: int | None = None,
     ) -> _Reply | aiohttp.ClientResponse:
         """Send one logical request, retrying 429/5xx/connection failures within the budget.
 
         `path` is relative to the base URL, or an absolute URL (an image download), which is
         fetched without the Authorization header. With `stream=True` the open 2xx response is
-        returned for the caller to read and release.
+        returned for the caller to read and release. A body over `max_bytes` raises
+        ImageRejected without being read whole (only downloads set it).
         """
         absolute = path.startswith(("http://", "https://"))
         url = path if absolute else self._base_url + path
@@ -476,7 +485,7 @@ class TokModelClient:
             retry_after: float | None = None
             try:
                 response, body = await self._send(
-                    method, url, headers, payload, form, stream, absolute
+                    method, url, headers, payload, form, stream, absolute, max_bytes
                 )
             except ConnectionFailed as exc:
                 self._log(label, endpoint, type(exc).__name__, started, attempt)
@@ -524,6 +533,7 @@ class TokModelClient:
         form: FormFactory | None,
         stream: bool,
         absolute: bool,
+        max_bytes: int | None = None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """One attempt: the response and its body (a 2xx stream's body is left unread)."""
         session = self._ensure_session()
@@ -543,7 +553,10 @@ class TokModelClient:
             try:
                 if stream and 200 <= response.status < 300:
                     return response, b""
-                body = await response.read()
+                if max_bytes is None:
+                    body = await response.read()
+                else:
+                    body = await _read_at_most(response, max_bytes)
             except BaseException:
                 response.close()
                 raise
@@ -627,12 +640,27 @@ class TokModelClient:
                     raise MalformedResponse(f"{reply.label}: bad base64 image") from exc
             elif isinstance(item.get("url"), str):
                 # Some gateways ignore response_format; fetch the temporary URL, without the key.
-                download = await self._request("GET", urljoin(self._base_url + "/", item["url"]))
-                png = download.body
+                url = urljoin(self._base_url + "/", item["url"])
+                png = (await self._request("GET", url, max_bytes=self._max_image_bytes)).body
             else:
                 raise MalformedResponse(f"{reply.label}: an image has neither b64_json nor url")
-            images.append(GeneratedImage(png, revised if isinstance(revised, str) else None))
+            kind = self._checked_image(png)
+            images.append(GeneratedImage(png, revised if isinstance(revised, str) else None, kind))
         return images
+
+    def _checked_image(self, data: bytes) -> str:
+        """The image's MIME type; ImageRejected unless it is a PNG/JPEG/WebP/GIF within the cap."""
+        if len(data) > self._max_image_bytes:
+            raise ImageRejected(f"it is over {_megabytes(self._max_image_bytes)}.")
+        kind = image_type(data)
+        if kind is None:
+            what = (
+                "a web page, not an image"
+                if data[:512].lstrip().startswith(b"<")
+                else "not a PNG, JPEG, WebP or GIF image"
+            )
+            raise ImageRejected(f"it is {what} ({len(data):,} bytes).")
+        return kind
 
     # ------------------------------------------------------------------ key hygiene, logging
 
@@ -651,6 +679,21 @@ class TokModelClient:
         logger.debug("%s -> %s in %.0f ms (attempt %d)", label, outcome, elapsed * 1000, attempt)
         if self._observer is not None:
             self._observer(endpoint, outcome, elapsed)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        raise ImageRejected(f"it is over {_megabytes(limit)}.")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ImageRejected(f"it is over {_megabytes(limit)}.")
+    return bytes(body)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:g} MB"
 
 
 def _names_stream_options(exc: TokModelError) -> bool:

@@ -126,6 +126,10 @@ class MalformedResponse(TokModelError):
     """TokModel answered 2xx with a body we could not read."""
 
 
+class ImageRejected(MalformedResponse):
+    """An image TokModel sent (or linked to) is not a PNG/JPEG/WebP/GIF, or is too large."""
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a `Retry-After` header (delta-seconds or HTTP-date); None when unreadable."""
     if not value:

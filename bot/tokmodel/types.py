@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.tokmodel.images import extension_for
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -47,8 +49,13 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    png: bytes
+    png: bytes  # the image's bytes: PNG as asked for, or JPEG/WebP/GIF from some gateways
     revised_prompt: str | None = None
+    content_type: str = "image/png"
+
+    @property
+    def extension(self) -> str:
+        return extension_for(self.content_type)
 
 
 @dataclass(frozen=True)
