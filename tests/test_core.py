@@ -353,6 +353,27 @@ async def test_model_can_be_set_by_admins_and_is_used(
     assert "anthropic/claude-sonnet-4-5" in replier.last and "openai/gpt-4o" in replier.last
 
 
+async def test_slash_model_lists_and_takes_only_chat_models(
+    core: Core, replier: RecordingReplier
+) -> None:
+    await core.handle(message("model"), replier)
+    listed = replier.last
+    assert "`openai/gpt-4o`" in listed and "`anthropic/claude-sonnet-4-5`" in listed
+    for other in ("dall-e-3", "tts-1", "whisper-1", "text-embedding-3-small", "rerank-english"):
+        assert other not in listed
+    refusals = {
+        "openai/dall-e-3": "an image model",
+        "openai/tts-1-hd": "a text-to-speech model",
+        "openai/whisper-1": "a transcription model",
+        "openai/text-embedding-3-small": "an embedding model",
+        "cohere/rerank-english-v3.0": "a rerank model",
+    }
+    for model_id, kind in refusals.items():
+        await core.handle(message("model", model_id, author=ADMIN), replier)
+        assert f"`{model_id}` is {kind}" in replier.last
+    assert (await core.store.channel_settings(KEY)).model is None
+
+
 async def test_admin_ids_from_settings_may_change_settings(
     make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
 ) -> None:

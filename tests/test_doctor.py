@@ -63,6 +63,9 @@ async def test_unreachable_tokmodel_and_unknown_models(
     settings = make_settings(TOKBOT_CHAT_MODEL="openai/no-such-model")
     code, report = await doctor(settings)
     assert "TOKBOT_CHAT_MODEL=openai/no-such-model is not among" in report
+    settings = make_settings(TOKBOT_CHAT_MODEL="openai/whisper-1")
+    code, report = await doctor(settings)
+    assert "TOKBOT_CHAT_MODEL=openai/whisper-1 is a transcription model, not a chat" in report
 
 
 async def test_an_unmigrated_database_and_a_missing_key(

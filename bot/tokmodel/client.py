@@ -40,6 +40,7 @@ from bot.tokmodel.errors import (
     parse_retry_after,
 )
 from bot.tokmodel.images import MAX_IMAGE_BYTES, image_type
+from bot.tokmodel.kinds import model_kind
 from bot.tokmodel.sse import SSEDecoder
 from bot.tokmodel.types import (
     ChatDelta,
@@ -276,11 +277,13 @@ class TokModelClient:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                 continue
             owned_by, created = item.get("owned_by"), item.get("created")
+            declared = item.get("type", item.get("mode"))
             models.append(
                 ModelInfo(
                     id=item["id"],
                     owned_by=owned_by if isinstance(owned_by, str) else None,
                     created=created if _is_int(created) else None,
+                    kind=model_kind(item["id"], declared if isinstance(declared, str) else None),
                 )
             )
         return models

@@ -45,6 +45,11 @@ class ModelInfo:
     id: str
     owned_by: str | None = None
     created: int | None = None
+    kind: str = "chat"  # see bot.tokmodel.kinds
+
+    @property
+    def is_chat(self) -> bool:
+        return self.kind == "chat"
 
 
 @dataclass(frozen=True)
