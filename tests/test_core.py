@@ -361,6 +361,31 @@ async def test_model_can_be_set_by_admins_and_is_used(
     assert "anthropic/claude-sonnet-4-5" in replier.last and "openai/gpt-4o" in replier.last
 
 
+async def test_an_expired_image_link_names_the_link_not_the_model(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.image_urls_only = True  # a gateway that answers URLs whatever was asked
+    fake.fail(Fault(status=404, path="/_fake/files/*", message="This image URL has expired."))
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert "doesn't know the model" not in replier.last and not replier.uploads
+    assert "couldn't find `/_fake/files/" in replier.last and "has expired" in replier.last
+
+
+async def test_a_web_page_instead_of_an_image_is_one_line_and_nothing_is_posted(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.image_urls_only = True
+    fake.fail(Fault(malformed=True, path="/_fake/files/*"))  # an HTML page, status 200
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert not replier.uploads
+    assert replier.last.startswith("⚠️ TokModel's image can't be posted: it is a web page")
+    assert "\n" not in replier.last
+    fake.clear()
+    await core.handle(message("imagine", "a red fox"), replier)  # the URL itself works
+    (image,) = replier.uploads
+    assert image.content_type == "image/png" and image.filename == "tokbot-image.png"
+
+
 async def test_slash_model_lists_and_takes_only_chat_models(
     core: Core, replier: RecordingReplier
 ) -> None:

@@ -92,7 +92,8 @@ class Fault:
     `status` answers that status with TokModel's error body (plus `Retry-After` when
     `retry_after` is set); `delay` sleeps first; `cut_after=N` sends N SSE events of a streamed
     chat (or N bytes of any other body) and then drops the connection; `malformed` answers 200
-    with a body that is not JSON; `path` restricts the fault to one endpoint path.
+    with a body that is not JSON; `path` restricts the fault to one endpoint path (or, ending
+    in `*`, to every path under a prefix, e.g. "/_fake/files/*" for image downloads).
     """
 
     status: int | None = None
@@ -533,11 +534,15 @@ class FakeTokModel:
         chunk_delay: float = 0.0,
         chunk_chars: int | None = None,
         missing_routes: Sequence[str] = (),
+        image_urls_only: bool = False,
     ) -> None:
         self.api_key = api_key
         #: Paths (and everything under them) this gateway does not serve, e.g.
         #: ("/v1beta/models",) to play a LiteLLM proxy, which has only /v1/models.
         self.missing_routes = set(missing_routes)
+        #: Answer images as temporary URLs even when `b64_json` is asked for, as some
+        #: gateways do (LiteLLM passes provider answers through).
+        self.image_urls_only = image_urls_only
         self.latency = latency
         self.chunk_delay = chunk_delay
         #: Stream answers this many characters a chunk (None: a word or two, the default).
@@ -662,7 +667,12 @@ class FakeTokModel:
 
     def _take_fault(self, path: str) -> Fault | None:
         for queued in self._faults:
-            if queued.fault.path is None or queued.fault.path == path:
+            wanted = queued.fault.path
+            if (
+                wanted is None
+                or wanted == path
+                or (wanted.endswith("*") and path.startswith(wanted[:-1]))
+            ):
                 if queued.remaining > 0:
                     queued.remaining -= 1
                     if queued.remaining == 0:
@@ -913,8 +923,7 @@ class FakeTokModel:
             items.append(item)
         return web.json_response({"created": int(time.time()), "data": items})
 
-    @staticmethod
-    def _image_options(data: Mapping[str, Any]) -> tuple[int, int, int, str]:
+    def _image_options(self, data: Mapping[str, Any]) -> tuple[int, int, int, str]:
         _model(data, required=False)
         n = int(_number(data, "n", 1, 10, integer=True) or 1)
         size = data.get("size") or "1024x1024"
@@ -923,6 +932,8 @@ class FakeTokModel:
         fmt = data.get("response_format") or "url"
         if fmt not in ("url", "b64_json"):
             raise _bad("Invalid 'response_format': expected 'url' or 'b64_json'.")
+        if self.image_urls_only:
+            fmt = "url"
         width, height = (int(v) for v in str(size).split("x"))
         return n, width, height, str(fmt)
 
