@@ -361,6 +361,52 @@ async def test_model_can_be_set_by_admins_and_is_used(
     assert "anthropic/claude-sonnet-4-5" in replier.last and "openai/gpt-4o" in replier.last
 
 
+async def test_an_expired_image_link_names_the_link_not_the_model(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.image_urls_only = True  # a gateway that answers URLs whatever was asked
+    fake.fail(Fault(status=404, path="/_fake/files/*", message="This image URL has expired."))
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert "doesn't know the model" not in replier.last and not replier.uploads
+    assert "couldn't find `/_fake/files/" in replier.last and "has expired" in replier.last
+
+
+async def test_a_web_page_instead_of_an_image_is_one_line_and_nothing_is_posted(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.image_urls_only = True
+    fake.fail(Fault(malformed=True, path="/_fake/files/*"))  # an HTML page, status 200
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert not replier.uploads
+    assert replier.last.startswith("⚠️ TokModel's image can't be posted: it is a web page")
+    assert "\n" not in replier.last
+    fake.clear()
+    await core.handle(message("imagine", "a red fox"), replier)  # the URL itself works
+    (image,) = replier.uploads
+    assert image.content_type == "image/png" and image.filename == "tokbot-image.png"
+
+
+async def test_slash_model_lists_and_takes_only_chat_models(
+    core: Core, replier: RecordingReplier
+) -> None:
+    await core.handle(message("model"), replier)
+    listed = replier.last
+    assert "`openai/gpt-4o`" in listed and "`anthropic/claude-sonnet-4-5`" in listed
+    for other in ("dall-e-3", "tts-1", "whisper-1", "text-embedding-3-small", "rerank-english"):
+        assert other not in listed
+    refusals = {
+        "openai/dall-e-3": "an image model",
+        "openai/tts-1-hd": "a text-to-speech model",
+        "openai/whisper-1": "a transcription model",
+        "openai/text-embedding-3-small": "an embedding model",
+        "cohere/rerank-english-v3.0": "a rerank model",
+    }
+    for model_id, kind in refusals.items():
+        await core.handle(message("model", model_id, author=ADMIN), replier)
+        assert f"`{model_id}` is {kind}" in replier.last
+    assert (await core.store.channel_settings(KEY)).model is None
+
+
 async def test_admin_ids_from_settings_may_change_settings(
     make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
@@ -373,9 +419,23 @@ async def test_admin_ids_from_settings_may_change_settings(
 async def test_a_vanished_model_gets_a_pointer_to_slash_model(
     core: Core, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
-    fake.fail(Fault(status=404, path=CHAT))
+    # The stand-in's own answer for an unknown model: the message names it.
+    fake.fail(
+        Fault(status=404, path=CHAT, message="The model 'openai/gpt-4o-mini' does not exist.")
+    )
     await core.handle(message("ask", "hi"), replier)
     assert "doesn't know the model `openai/gpt-4o-mini`" in replier.last
+
+
+async def test_a_404_that_is_not_about_the_model_names_the_path(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """A gateway that does not serve an endpoint: say what was missing, not blame the model."""
+    fake.fail(Fault(status=404, path="/v1/images/generations"))
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert "doesn't know the model" not in replier.last
+    assert "couldn't find `/v1/images/generations`" in replier.last
+    assert "\n" not in replier.last
 
 
 async def test_usage_counts_requests_and_tokens(core: Core, replier: RecordingReplier) -> None:

@@ -84,7 +84,12 @@ async def _draw(inv: Invocation, prompt: str, size: str, source: bytes | None) -
         return
     image = results[0]
     await inv.replier.upload(
-        OutgoingFile(image.png, "tokbot-image.png", "image/png", title=prompt[:100] or None),
+        OutgoingFile(
+            image.png,
+            f"tokbot-image.{image.extension}",
+            image.content_type,
+            title=prompt[:100] or None,
+        ),
         comment=None,
     )
     await _edit(inv, status_id, f"🎨 {prompt or 'A variation of your image'}")
