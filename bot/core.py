@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, Incoming, Replier
@@ -109,12 +110,23 @@ class Core:
                 request_id.reset(started)
 
     async def _handle(self, incoming: Incoming, replier: Replier, reference: str) -> None:
+        started = time.perf_counter()
         # Taken before any await, so a conversation's commands run (and are answered) in the
         # order they arrived, whatever their database round trips take.
         async with self._arrival_order.hold(incoming.key):
             outcome = await self._dispatch(incoming, replier, reference)
         known = self.registry.get(incoming.command) is not None
-        self.metrics.commands.labels(incoming.command if known else "unknown", outcome).inc()
+        command = incoming.command if known else "unknown"
+        self.metrics.commands.labels(command, outcome).inc()
+        # One line per event (the request id comes with the format); never what was said.
+        log.log(
+            logging.DEBUG if outcome == "ignored" else logging.INFO,
+            "%s /%s: %s in %.0f ms",
+            incoming.key.platform,
+            command,
+            outcome,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def _dispatch(self, incoming: Incoming, replier: Replier, reference: str) -> str:
         """Run the command; return its outcome for the metrics."""
@@ -123,7 +135,7 @@ class Core:
         if incoming.event_id is not None and not await self.store.claim_event(
             incoming.key.platform, incoming.event_id
         ):
-            log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
+            log.debug("event %s already handled; ignoring the redelivery", incoming.event_id)
             return "duplicate"
         invocation: Invocation | None = None
         try:

@@ -617,3 +617,16 @@ async def test_answers_over_the_cap_wait_in_line_and_are_told_at_once(
             assert len(repliers[i].order) == 1 and f"q{i}" in repliers[i].last
         asked = [m[-1]["content"] for m in chat_requests(fake)]
         assert asked == ["Alice: slow", "Alice: q1", "Alice: q2"]  # in arrival order
+
+
+async def test_each_handled_event_logs_one_info_line_without_the_text(
+    core: Core, replier: RecordingReplier, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await core.handle(message("ask", "a private question", event_id="Ev9"), replier)
+    await core.handle(message("ask", "a private question", event_id="Ev9"), replier)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("test /ask: ok in ") and lines[0].endswith(" ms")
+    assert lines[1].startswith("test /ask: duplicate in ")
+    assert "private question" not in caplog.text
