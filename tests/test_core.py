@@ -14,6 +14,7 @@ from bot.domain import (
     Author,
     ConversationKey,
     Incoming,
+    PlatformHelp,
     TurnKind,
     TurnRole,
     TurnStatus,
@@ -489,6 +490,25 @@ async def test_help_lists_the_commands(core: Core, replier: RecordingReplier) ->
     for name in ("/ask", "/imagine", "/tts", "/forget", "/model", "/persona", "/usage"):
         assert name in replier.last
     assert "(voice message)" not in replier.last
+
+
+async def test_help_says_what_each_platform_offers(core: Core) -> None:
+    from adapters.console.adapter import ConsoleReplier
+    from adapters.discord.replier import HELP as DISCORD
+    from adapters.slack.replier import HELP as SLACK
+
+    async def help_on(offered: PlatformHelp) -> str:
+        replier = RecordingReplier(platform_help=offered)
+        await core.handle(message("help"), replier)
+        return replier.last
+
+    slack = await help_on(SLACK)  # Slack: no /transcribe slash command (manifest.yml)
+    assert "`/transcribe" not in slack and "`transcribe <audio file>` in a mention" in slack
+    assert "in a thread" in slack and "Voice messages" in slack
+    discord = await help_on(DISCORD)  # Discord registers every command as an app command
+    assert "`/transcribe <audio file>`" in discord and "reply to me" in discord
+    console = await help_on(ConsoleReplier.platform_help)
+    assert "Voice messages" not in console and "without a slash" in console
 
 
 async def test_secrets_never_reach_a_reply(

@@ -115,11 +115,19 @@ async def usage(inv: Invocation) -> None:
 
 
 async def help_(inv: Invocation) -> None:
+    """The commands this platform offers (a file command that is no slash command there is
+    named the way to send it: a mention with the file)."""
+    offered = inv.replier.platform_help
     lines = ["**tokbot** — TokModel in your channel. Commands:"]
     for spec in inv.core.registry.visible():
-        lines.append(f"• `{spec.usage}` — {spec.summary}")
-    lines.append(
-        "Mention me or reply to me to ask, too (start with a command to run it: "
-        "`imagine make it blue` with a picture edits it); voice messages are transcribed."
-    )
+        if offered.slash_commands is None or spec.name in offered.slash_commands:
+            lines.append(f"• `{spec.usage}` — {spec.summary}")
+        elif spec.takes_files:
+            lines.append(
+                f"• `{spec.usage.lstrip('/')}` in a mention, with the file — {spec.summary}"
+            )
+    if offered.addressing:
+        lines.append(offered.addressing)
+    if offered.voice_messages:
+        lines.append("Voice messages and audio uploads are transcribed (see `/transcription`).")
     await inv.reply("\n".join(lines), private=True)
