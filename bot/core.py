@@ -187,8 +187,9 @@ class Core:
             await spec.handler(invocation)
         finally:
             self._answer_slots.release()
-        if invocation.take_notice() is not None:
-            log.warning("/%s left its waiting notice unanswered", spec.name)
+        if (notice := invocation.take_notice()) is not None:
+            # Nothing was shown in its place (e.g. transcription turned off meanwhile).
+            await invocation.replier.edit(notice[0], "✔️ Done.")
 
     async def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation | None:
         """The invocation, once checked and counted against the rate limit (None: the message
