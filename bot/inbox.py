@@ -29,7 +29,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, Replier
+from bot.domain import (
+    Attachment,
+    Author,
+    ConversationKey,
+    Incoming,
+    OutgoingFile,
+    PlatformHelp,
+    Replier,
+)
 from bot.store import Store
 from bot.store.inbox import ANSWERING, DONE
 
@@ -245,7 +253,7 @@ class Inbox:
                 line=line_number(incoming.key),
             )
             if inbox_id is None:
-                log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
+                log.debug("event %s already handled; ignoring the redelivery", incoming.event_id)
                 return None
             ticket = Ticket(incoming.key, inbox_id, inbox_id)
         self._lines.join(ticket.key, ticket.ordinal)
@@ -380,6 +388,7 @@ class _Nowhere:
     max_message_length = 1
     edit_interval = 1.0
     stream_placeholder: str | None = None
+    platform_help = PlatformHelp()
 
     async def post(self, text: str, *, private: bool = False) -> str:
         raise RuntimeError("no route")

@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile
+from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,12 @@ MAX_MESSAGE_LENGTH = 2000
 EDIT_INTERVAL = 1.0
 #: Without mentions parsed, model output saying "@everyone" pings nobody.
 NO_MENTIONS = discord.AllowedMentions.none()
+HELP = PlatformHelp(
+    addressing=(
+        "Mention me, DM me or reply to me to ask. Start with a command to run it, e.g. "
+        "`@tokbot imagine make it blue` with a picture attached."
+    ),
+)
 
 
 def _too_big(file: OutgoingFile, limit: int) -> UserError:
@@ -63,6 +69,7 @@ class InteractionReplier:
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None  # Discord already shows "tokbot is thinking…"
+    platform_help = HELP
 
     def __init__(
         self,
@@ -139,6 +146,7 @@ class _ChannelReplier:
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None
+    platform_help = HELP
 
     def __init__(self) -> None:
         self._sent: dict[str, discord.Message] = {}
