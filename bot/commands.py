@@ -82,6 +82,9 @@ class CommandSpec:
     #: Whether this message asks for anything, checked before the rate limit is spent (a voice
     #: clip in a channel with transcription off asks for nothing).
     wanted: Callable[[Core, Incoming], Awaitable[bool]] | None = None
+    #: Reads or writes the conversation's history, so it runs in the conversation's arrival
+    #: order (after an answer in progress). False: it never waits behind a stream.
+    reads_history: bool = True
     #: Works on attached files: a message with files may name it without the slash (see
     #: `Core.route_mention`).
     takes_files: bool = False

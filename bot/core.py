@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 #: Posted at once when a TokModel command must wait for a free slot; the answer replaces it.
 WAITING_NOTICE = "⏳ Busy right now{ahead}: I'll answer here as soon as I can."
 NOT_ANSWERED = "✖️ Not answered: I've told you why privately."
+#: Posted at once when a question waits for the answer before it in the same conversation.
+QUEUED_NOTICE = "⏳ After the answer above: I'll answer here once it's done."
 
 
 class Core:
@@ -108,7 +110,11 @@ class Core:
         know without a network call (the author's full record may come later, in `handle`)."""
         started = time.perf_counter()
         self.metrics.events.labels(incoming.key.platform).inc()
-        ticket = await self.inbox.accept(self.route_mention(incoming), route)
+        routed = self.route_mention(incoming)
+        spec = self.registry.get(routed.command)
+        # Commands that neither read nor write the history (and refusals) never wait in line.
+        ordered = spec is not None and spec.reads_history
+        ticket = await self.inbox.accept(routed, route, ordered=ordered)
         if ticket is None:
             self._count(incoming, "duplicate", started)
         return ticket
@@ -148,10 +154,25 @@ class Core:
         self, incoming: Incoming, replier: Replier, ticket: Ticket, reference: str
     ) -> None:
         started = time.perf_counter()
+        queued: list[tuple[str, str]] = []
+
+        async def announce() -> bool:
+            # A question behind an answer in progress is told at once that it keeps its turn;
+            # its answer replaces this notice (the backpressure notice's mechanism).
+            spec = self.registry.get(incoming.command)
+            if spec is None or not spec.uses_tokmodel or incoming.author.is_bot:
+                return False
+            try:
+                queued.append((await replier.post(self.scrub(QUEUED_NOTICE)), QUEUED_NOTICE))
+            except Exception:  # the answer still comes; it just was not announced
+                log.warning("could not post the queued notice", exc_info=True)
+                return False
+            return True
+
         # The place in line was taken when the event was accepted, before any network call,
         # so a conversation's commands run (and are answered) in the order they arrived.
-        async with self.inbox.turn(ticket, replier) as watched:
-            outcome = await self._dispatch(incoming, watched, reference)
+        async with self.inbox.turn(ticket, replier, announce) as watched:
+            outcome = await self._dispatch(incoming, watched, reference, queued)
         self._count(incoming, outcome, started)
 
     def _count(self, incoming: Incoming, outcome: str, started: float) -> None:
@@ -167,27 +188,41 @@ class Core:
             (time.perf_counter() - started) * 1000,
         )
 
-    async def _dispatch(self, incoming: Incoming, replier: Replier, reference: str) -> str:
-        """Run the command; return its outcome for the metrics."""
+    async def _dispatch(
+        self,
+        incoming: Incoming,
+        replier: Replier,
+        reference: str,
+        queued: list[tuple[str, str]] | None = None,
+    ) -> str:
+        """Run the command; return its outcome for the metrics. `queued`: the notice posted
+        while it waited its turn, if any (the first thing it shows replaces it)."""
         if incoming.author.is_bot:
             return "ignored"
         invocation: Invocation | None = None
         try:
             invocation = await self._prepare(incoming, replier)
             if invocation is None:
+                if queued:
+                    await replier.edit(queued.pop()[0], "✔️ Done.")
                 return "ignored"
+            if queued:
+                invocation.notice = queued.pop()
             await self._run(invocation)
             return invocation.outcome
         except UserError as exc:  # a refusal concerns only the asker
+            invocation = invocation or self._holding(incoming, replier, queued)
             await self._safe_post(replier, invocation, str(exc), private=True)
             return "refused"
         except TokModelError as exc:
             self.note_tokmodel_failure(exc)
             text = describe_tokmodel_error(exc)
+            invocation = invocation or self._holding(incoming, replier, queued)
             await self._safe_post(replier, invocation, text, private=incoming.slash)
             return "tokmodel_error"
         except Exception:
             log.exception("command /%s failed (reference %s)", incoming.command, reference)
+            invocation = invocation or self._holding(incoming, replier, queued)
             await self._safe_post(
                 replier,
                 invocation,
@@ -196,6 +231,14 @@ class Core:
                 private=incoming.slash,
             )
             return "bug"
+
+    def _holding(
+        self, incoming: Incoming, replier: Replier, queued: list[tuple[str, str]] | None
+    ) -> Invocation | None:
+        """For a failure before the invocation existed: one that holds the queued notice."""
+        if not queued:
+            return None
+        return Invocation(self, incoming, replier, "", {}, notice=queued.pop())
 
     async def _run(self, invocation: Invocation) -> None:
         """Run the handler; a TokModel command waits for a free slot first (in arrival order),
@@ -210,7 +253,8 @@ class Core:
             ahead = self._answer_slots.waiting - 1
             text = WAITING_NOTICE.format(ahead=f" ({ahead} ahead of you)" if ahead else "")
             try:
-                invocation.notice = (await invocation.reply(text), text)
+                if invocation.notice is None:  # (else it was told it waits its turn already)
+                    invocation.notice = (await invocation.reply(text), text)
             except asyncio.CancelledError:
                 self._answer_slots.leave(waiter)
                 raise

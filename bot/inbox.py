@@ -39,7 +39,7 @@ from bot.domain import (
     Replier,
 )
 from bot.store import Store
-from bot.store.inbox import ANSWERING, DONE
+from bot.store.inbox import ANNOUNCED, ANSWERING, DONE, VISIBLE
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class Ticket:
     key: ConversationKey
     ordinal: int
     inbox_id: int | None = None
+    #: Waits for the conversation's earlier events (False: a command that never waits).
+    ordered: bool = True
 
 
 def encode(incoming: Incoming, route: Route) -> str:
@@ -118,6 +120,7 @@ def line_number(key: ConversationKey) -> int:
 class _Line:
     members: list[int] = field(default_factory=list)  # ordinals, sorted
     running: int | None = None
+    visible: set[int] = field(default_factory=set)  # members that showed something
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -133,34 +136,61 @@ class Lines:
         bisect.insort(self._lines.setdefault(key, _Line()).members, ordinal)
 
     async def wait(
-        self, key: ConversationKey, ordinal: int, blocked: Callable[[], Awaitable[bool]]
+        self,
+        key: ConversationKey,
+        ordinal: int,
+        blocked: Callable[[], Awaitable[str | None]],
+        on_wait: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Until it is this entry's turn and `blocked` (asked at that moment) says no."""
+        """Until it is this entry's turn and `blocked` (asked at that moment) names no earlier
+        open row elsewhere (it returns that row's state). `on_wait` is awaited once, when the
+        entry must wait and the one just ahead of it shows something (so what `on_wait` posts
+        lands below it)."""
         line = self._lines[key]
         while True:
             while not (line.running is None and line.members[0] == ordinal):
+                if on_wait is not None and self._ahead_visible(line, ordinal):
+                    told, on_wait = on_wait, None
+                    await told()
+                    continue  # the line may have moved meanwhile
                 await line.changed.wait()
             line.running = ordinal  # nobody else starts while the database is asked
             try:
-                held = await blocked()
+                ahead = await blocked()
             except BaseException:
                 self._release(line)
                 raise
-            if not held:
+            if ahead is None:
                 return
             self._release(line)
+            if on_wait is not None and ahead in VISIBLE:
+                told, on_wait = on_wait, None
+                await told()
             await asyncio.sleep(POLL_SECONDS)
+
+    def show(self, key: ConversationKey, ordinal: int) -> None:
+        """The entry has something on screen (its answer, or its notice)."""
+        line = self._lines.get(key)
+        if line is not None and ordinal in line.members and ordinal not in line.visible:
+            line.visible.add(ordinal)
+            self._notify(line)
 
     def leave(self, key: ConversationKey, ordinal: int) -> None:
         line = self._lines.get(key)
         if line is None or ordinal not in line.members:
             return
         line.members.remove(ordinal)
+        line.visible.discard(ordinal)
         if line.running == ordinal:
             line.running = None
         if not line.members:
             del self._lines[key]
         self._notify(line)
+
+    @staticmethod
+    def _ahead_visible(line: _Line, ordinal: int) -> bool:
+        at = bisect.bisect_left(line.members, ordinal)
+        return at > 0 and line.members[at - 1] in line.visible
 
     def _release(self, line: _Line) -> None:
         line.running = None
@@ -176,8 +206,9 @@ class Lines:
 
 
 class _Watched:
-    """The replier of a stored event: its first message also marks the row as answering (at
-    the same time, so no latency is added), after which a crash does not answer it again."""
+    """The replier of an event in line: its first message also marks it as answering (the
+    row, at the same time, so no latency is added; after that a crash does not answer it
+    again), and lets the next in line announce itself below it."""
 
     def __init__(self, inner: Replier, mark: Callable[[], Awaitable[None]]) -> None:
         self._inner = inner
@@ -238,12 +269,14 @@ class Inbox:
 
     # -- accepting and ordering -----------------------------------------------------------
 
-    async def accept(self, incoming: Incoming, route: Route) -> Ticket | None:
-        """Claim and store the event, and take its place in line; None when it was claimed
-        before. Without an event id, the place is taken in memory only."""
+    async def accept(
+        self, incoming: Incoming, route: Route, *, ordered: bool = True
+    ) -> Ticket | None:
+        """Claim and store the event, and take its place in line (when `ordered`); None when
+        it was claimed before. Without an event id, the place is taken in memory only."""
         if incoming.event_id is None:
             self._local += 1
-            ticket = Ticket(incoming.key, self._local)
+            ticket = Ticket(incoming.key, self._local, ordered=ordered)
         else:
             inbox_id = await self._store.enqueue(
                 incoming.key,
@@ -251,12 +284,14 @@ class Inbox:
                 owner=self.owner,
                 payload=encode(incoming, route),
                 line=line_number(incoming.key),
+                ordered=ordered,
             )
             if inbox_id is None:
                 log.debug("event %s already handled; ignoring the redelivery", incoming.event_id)
                 return None
-            ticket = Ticket(incoming.key, inbox_id, inbox_id)
-        self._lines.join(ticket.key, ticket.ordinal)
+            ticket = Ticket(incoming.key, inbox_id, inbox_id, ordered)
+        if ordered:
+            self._lines.join(ticket.key, ticket.ordinal)
         return ticket
 
     def release(self, ticket: Ticket) -> None:
@@ -264,19 +299,33 @@ class Inbox:
         self._lines.leave(ticket.key, ticket.ordinal)
 
     @asynccontextmanager
-    async def turn(self, ticket: Ticket, replier: Replier) -> AsyncIterator[Replier]:
+    async def turn(
+        self,
+        ticket: Ticket,
+        replier: Replier,
+        on_wait: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AsyncIterator[Replier]:
         """Wait for the ticket's turn, then hold it; the row is done when the block ends (a
-        cancellation while waiting leaves it for another process, or the next start)."""
+        cancellation while waiting leaves it for another process, or the next start).
+        `on_wait` is called once if it must wait, as soon as what it waits for shows, and says
+        whether it posted a notice."""
+
+        async def announce() -> None:
+            if on_wait is not None and await on_wait():
+                self._lines.show(ticket.key, ticket.ordinal)
+                if ticket.inbox_id is not None:
+                    await self._mark(ticket, ANNOUNCED)
+
+        if ticket.ordered:
+            try:
+                await self._lines.wait(
+                    ticket.key, ticket.ordinal, lambda: self._blocked(ticket), announce
+                )
+            except BaseException:
+                self.release(ticket)
+                raise
         try:
-            await self._lines.wait(ticket.key, ticket.ordinal, lambda: self._blocked(ticket))
-        except BaseException:
-            self.release(ticket)
-            raise
-        try:
-            if ticket.inbox_id is None:
-                yield replier
-            else:
-                yield _Watched(replier, lambda: self._mark(ticket, ANSWERING))
+            yield _Watched(replier, lambda: self._started(ticket))
         finally:
             try:
                 if ticket.inbox_id is not None:  # done before the next in line looks
@@ -284,10 +333,15 @@ class Inbox:
             finally:
                 self.release(ticket)
 
-    async def _blocked(self, ticket: Ticket) -> bool:
+    async def _blocked(self, ticket: Ticket) -> str | None:
         if self.alone or ticket.inbox_id is None:
-            return False
+            return None
         return await self._store.open_before(ticket.key, ticket.inbox_id)
+
+    async def _started(self, ticket: Ticket) -> None:
+        self._lines.show(ticket.key, ticket.ordinal)
+        if ticket.inbox_id is not None:
+            await self._mark(ticket, ANSWERING)
 
     async def _mark(self, ticket: Ticket, state: str) -> None:
         assert ticket.inbox_id is not None
@@ -359,11 +413,13 @@ class Inbox:
             )
             if rows:
                 log.warning("answering %d event(s) a stopped process left", len(rows))
-            decoded = [(inbox_id, *decode(payload)) for inbox_id, payload in rows]
-            for inbox_id, incoming, _ in decoded:  # all in line before any is answered
-                self._lines.join(incoming.key, inbox_id)
-            for inbox_id, incoming, route in decoded:
-                ticket = Ticket(incoming.key, inbox_id, inbox_id)
+            tickets = []
+            for inbox_id, payload, ordered in rows:  # all in line before any is answered
+                incoming, route = decode(payload)
+                tickets.append((Ticket(incoming.key, inbox_id, inbox_id, ordered), incoming, route))
+                if ordered:
+                    self._lines.join(incoming.key, inbox_id)
+            for ticket, incoming, route in tickets:
                 task = asyncio.create_task(self._answer(ticket, incoming, route))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

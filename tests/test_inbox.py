@@ -33,9 +33,11 @@ async def test_an_event_is_claimed_once_and_its_payload_round_trips(store: Store
     again = await store.enqueue(KEY, "E1", owner="b", payload=payload, line=7)
     assert first is not None and again is None
     assert decode(payload) == (incoming(1), {"channel": "C1", "thread_ts": "1.0"})
-    assert await store.open_before(KEY, first + 1)
+    assert await store.open_before(KEY, first + 1) == "waiting"
+    assert await store.set_inbox_state(first, "answering", owner="a")
+    assert await store.open_before(KEY, first + 1) == "answering"
     assert await store.set_inbox_state(first, "done", owner="a")
-    assert not await store.open_before(KEY, first + 1)
+    assert await store.open_before(KEY, first + 1) is None
 
 
 async def test_a_dead_process_s_events_go_to_exactly_one_taker(
@@ -57,9 +59,9 @@ async def test_a_dead_process_s_events_go_to_exactly_one_taker(
         )
     finally:
         await replica.close()
-    got = sorted(inbox_id for rows in taken for inbox_id, _ in rows)
+    got = sorted(inbox_id for rows in taken for inbox_id, _, _ in rows)
     assert got == ids[1:]  # each waiting row once; the one that had started is not answered twice
-    assert not await store.open_before(KEY, started + 1)  # closed
+    assert await store.open_before(KEY, started + 1) is None  # closed
 
 
 async def test_answered_events_are_forgotten_while_running(

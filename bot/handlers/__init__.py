@@ -23,6 +23,7 @@ def default_commands() -> list[CommandSpec]:
             options=("size",),
             uses_tokmodel=True,
             takes_files=True,
+            reads_history=False,
         ),
         CommandSpec(
             "tts",
@@ -31,6 +32,7 @@ def default_commands() -> list[CommandSpec]:
             media.tts,
             options=("voice",),
             uses_tokmodel=True,
+            reads_history=False,
         ),
         CommandSpec(
             "transcribe",
@@ -57,6 +59,7 @@ def default_commands() -> list[CommandSpec]:
             "/model [id]",
             channel.model,
             flags=("reset",),
+            reads_history=False,
         ),
         CommandSpec(
             "persona",
@@ -64,12 +67,14 @@ def default_commands() -> list[CommandSpec]:
             "/persona [text]",
             channel.persona,
             flags=("reset",),
+            reads_history=False,
         ),
         CommandSpec(
             "transcription",
             "show or (admins) set what happens to voice messages",
             "/transcription [off|transcribe|translate]",
             channel.transcription,
+            reads_history=False,
         ),
         CommandSpec(
             "usage",
@@ -77,6 +82,9 @@ def default_commands() -> list[CommandSpec]:
             "/usage",
             channel.usage,
             private_reply=True,
+            reads_history=False,
         ),
-        CommandSpec("help", "this list", "/help", channel.help_, private_reply=True),
+        CommandSpec(
+            "help", "this list", "/help", channel.help_, private_reply=True, reads_history=False
+        ),
     ]

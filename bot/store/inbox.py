@@ -12,9 +12,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bot.store.models import InboxRow, ProcessedEventRow, ProcessRow
 
 WAITING, ANSWERING, DONE = "waiting", "answering", "done"
+#: Waiting, with a notice on screen saying so: answered by a taker like a waiting row.
+ANNOUNCED = "announced"
+#: States of a row that has something on screen.
+VISIBLE = frozenset({ANSWERING, ANNOUNCED})
 
 _KEY = ("platform", "workspace", "channel", "thread")
-_COLUMNS = (*_KEY, "event_id", "owner", "state", "payload", "created_at")
+_COLUMNS = (*_KEY, "event_id", "owner", "state", "ordered", "payload", "created_at")
 
 #: PostgreSQL: the conversation's advisory lock is taken before the row gets its id, so rows of
 #: one conversation are committed in id order and a later row never sees an earlier one missing
@@ -50,9 +54,16 @@ SET_STATE = (
     .where(InboxRow.id == bindparam("inbox_id"), InboxRow.owner == bindparam("me"))
     .values(state=bindparam("new_state"))
 )
+#: The state of the nearest earlier open row of the conversation (that waits in line).
 OPEN_BEFORE = (
-    select(InboxRow.id)
-    .where(*_in_conversation(), InboxRow.id < bindparam("inbox_id"), InboxRow.state != DONE)
+    select(InboxRow.state)
+    .where(
+        *_in_conversation(),
+        InboxRow.id < bindparam("inbox_id"),
+        InboxRow.state != DONE,
+        InboxRow.ordered.is_(True),
+    )
+    .order_by(*(getattr(InboxRow, c).desc() for c in _KEY), InboxRow.id.desc())
     .limit(1)
 )
 ABANDON_STARTED = (
@@ -79,11 +90,11 @@ def take_over(platforms: tuple[str, ...]) -> Any:
         update(InboxRow)
         .where(
             InboxRow.owner == bindparam("dead"),
-            InboxRow.state == WAITING,
+            InboxRow.state.in_((WAITING, ANNOUNCED)),
             InboxRow.platform.in_(platforms),
         )
         .values(owner=bindparam("me"))
-        .returning(InboxRow.id, InboxRow.payload)
+        .returning(InboxRow.id, InboxRow.payload, InboxRow.ordered)
     )
 
 

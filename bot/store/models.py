@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Double,
     ForeignKey,
@@ -184,6 +185,8 @@ class InboxRow(Base):
     event_id: Mapped[str] = mapped_column(Name)
     owner: Mapped[str] = mapped_column(Name)
     state: Mapped[str] = mapped_column(String(16))
+    #: Runs in the conversation's order (reads its history); others never wait in line.
+    ordered: Mapped[bool] = mapped_column(Boolean)
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)
 

@@ -527,12 +527,20 @@ class Store:
     # -- inbox: claimed events, kept until answered -------------------------------------------
 
     async def enqueue(
-        self, key: ConversationKey, event_id: str, *, owner: str, payload: str, line: int
+        self,
+        key: ConversationKey,
+        event_id: str,
+        *,
+        owner: str,
+        payload: str,
+        line: int,
+        ordered: bool = True,
     ) -> int | None:
         """Claim a platform event and keep what answering it needs, in one statement: its inbox
         id (its place in the conversation's line), or None when the event was claimed before
         (a redelivery, or another replica's). `line` names the conversation for PostgreSQL's
-        advisory lock (any 64-bit number derived from the key)."""
+        advisory lock (any 64-bit number derived from the key); `ordered` rows are the ones
+        later rows of the conversation wait for."""
         row = {
             "platform": key.platform,
             "workspace": key.workspace,
@@ -541,6 +549,7 @@ class Store:
             "event_id": event_id,
             "owner": owner,
             "state": inbox.WAITING,
+            "ordered": ordered,
             "payload": payload,
             "created_at": time.time(),
             "line": line,
@@ -557,8 +566,9 @@ class Store:
         params = {"inbox_id": inbox_id, "me": owner, "new_state": state}
         return (await self._db.write(inbox.SET_STATE, params)).rowcount == 1
 
-    async def open_before(self, key: ConversationKey, inbox_id: int) -> bool:
-        """Whether an earlier row of the conversation is not done yet (any replica's)."""
+    async def open_before(self, key: ConversationKey, inbox_id: int) -> str | None:
+        """The state of the nearest earlier row of the conversation that is not done yet (any
+        replica's, among those that wait in line), or None."""
         params = {
             "platform": key.platform,
             "workspace": key.workspace,
@@ -567,7 +577,8 @@ class Store:
             "inbox_id": inbox_id,
         }
         async with self._db.reading() as conn:
-            return (await conn.execute(inbox.OPEN_BEFORE, params)).one_or_none() is not None
+            state = (await conn.execute(inbox.OPEN_BEFORE, params)).scalar_one_or_none()
+        return None if state is None else str(state)
 
     async def heartbeat(self, process: str, *, alive_after: float) -> tuple[int, int]:
         """Say `process` is alive; return how many other processes are known, and how many of
@@ -594,19 +605,19 @@ class Store:
 
     async def take_over(
         self, dead: str, *, owner: str, platforms: Sequence[str]
-    ) -> list[tuple[int, str]]:
+    ) -> list[tuple[int, str, bool]]:
         """A dead process's rows, in one transaction: those it had started answering are done
         (answering again would say it twice); those still waiting, for `platforms`, become
-        `owner`'s (id and payload, in id order). The dead process is forgotten once it has no
-        open rows left."""
-        mine: list[tuple[int, str]] = []
+        `owner`'s (id, payload and whether ordered, in id order). The dead process is
+        forgotten once it has no open rows left."""
+        mine: list[tuple[int, str, bool]] = []
         async with self._db.writing() as conn:
             await conn.execute(inbox.ABANDON_STARTED, {"dead": dead})
             if platforms:
                 rows = await conn.execute(
                     inbox.take_over(tuple(platforms)), {"dead": dead, "me": owner}
                 )
-                mine = sorted((int(r.id), str(r.payload)) for r in rows.all())
+                mine = sorted((int(r.id), str(r.payload), bool(r.ordered)) for r in rows.all())
             if (await conn.execute(inbox.STILL_OPEN, {"dead": dead})).scalar_one() == 0:
                 await conn.execute(inbox.FORGET_PROCESS, {"dead": dead})
         return mine

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("event_id", Name, nullable=False),
         sa.Column("owner", Name, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("ordered", sa.Boolean(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbox")),
