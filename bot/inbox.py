@@ -141,18 +141,24 @@ class Lines:
         ordinal: int,
         blocked: Callable[[], Awaitable[str | None]],
         on_wait: Callable[[], Awaitable[None]] | None = None,
+        ahead_shows: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         """Until it is this entry's turn and `blocked` (asked at that moment) names no earlier
         open row elsewhere (it returns that row's state). `on_wait` is awaited once, when the
         entry must wait and the one just ahead of it shows something (so what `on_wait` posts
-        lands below it)."""
+        lands below it; `ahead_shows` confirms it when other processes may hold rows in
+        between, and is asked again every POLL_SECONDS until it does)."""
         line = self._lines[key]
         while True:
             while not (line.running is None and line.members[0] == ordinal):
                 if on_wait is not None and self._ahead_visible(line, ordinal):
-                    told, on_wait = on_wait, None
-                    await told()
-                    continue  # the line may have moved meanwhile
+                    if ahead_shows is None or await ahead_shows():
+                        told, on_wait = on_wait, None
+                        await told()
+                        continue  # the line may have moved meanwhile
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(line.changed.wait(), POLL_SECONDS)
+                    continue
                 await line.changed.wait()
             line.running = ordinal  # nobody else starts while the database is asked
             try:
@@ -319,7 +325,11 @@ class Inbox:
         if ticket.ordered:
             try:
                 await self._lines.wait(
-                    ticket.key, ticket.ordinal, lambda: self._blocked(ticket), announce
+                    ticket.key,
+                    ticket.ordinal,
+                    lambda: self._blocked(ticket),
+                    announce,
+                    lambda: self._ahead_shows(ticket),
                 )
             except BaseException:
                 self.release(ticket)
@@ -337,6 +347,13 @@ class Inbox:
         if self.alone or ticket.inbox_id is None:
             return None
         return await self._store.open_before(ticket.key, ticket.inbox_id)
+
+    async def _ahead_shows(self, ticket: Ticket) -> bool:
+        """With other replicas, the row just ahead may be theirs: it must show something."""
+        if self.alone or ticket.inbox_id is None:
+            return True
+        ahead = await self._store.open_before(ticket.key, ticket.inbox_id)
+        return ahead is None or ahead in VISIBLE
 
     async def _started(self, ticket: Ticket) -> None:
         self._lines.show(ticket.key, ticket.ordinal)

@@ -169,7 +169,10 @@ async def test_two_replicas_answer_a_thread_in_order(
             texts = slack.texts(CHANNEL, thread_ts=thread)
             return len(texts) > FOLLOW_UPS and said(FOLLOW_UPS) in texts[-1]
 
-        await slack.wait_for(all_answered, timeout=60)
+        try:
+            await slack.wait_for(all_answered, timeout=60)
+        except TimeoutError:
+            raise AssertionError([t[:50] for t in slack.texts(CHANNEL, thread_ts=thread)]) from None
     finally:
         codes = await asyncio.gather(*(replica.stop() for replica in replicas))
     assert codes == [0, 0], replicas[0].logs() + replicas[1].logs()
@@ -194,7 +197,7 @@ async def test_two_replicas_answer_a_thread_in_order(
         saw_previous=saw_previous,
         replies=len(texts),
     )
-    assert in_order, order
+    assert in_order, [t[:45] for t in texts]
     assert saw_previous == FOLLOW_UPS and len(asked) == FOLLOW_UPS + 1
 
 
