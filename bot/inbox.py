@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 EVENT_MEMORY_SECONDS = 7 * 24 * 3600
 #: Seconds between two looks at the database while another replica answers an earlier event.
 POLL_SECONDS = 0.05
+#: A process alone marks the rows finished within this many seconds done in one statement.
+DONE_FLUSH_SECONDS = 0.05
 
 Route = Mapping[str, str]
 #: Rebuilds a stored event and a replier for it from its route (None: it cannot be answered).
@@ -271,6 +273,8 @@ class Inbox:
         self._recoverers: dict[str, Recoverer] = {}
         self._handle: Handler | None = None
         self._loop: asyncio.Task[None] | None = None
+        self._done: list[int] = []  # rows finished, not yet marked done (alone: batched)
+        self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- accepting and ordering -----------------------------------------------------------
@@ -319,7 +323,7 @@ class Inbox:
         async def announce() -> None:
             if on_wait is not None and await on_wait():
                 self._lines.show(ticket.key, ticket.ordinal)
-                if ticket.inbox_id is not None:
+                if ticket.inbox_id is not None and not self.alone:  # (only replicas read it)
                     await self._mark(ticket, ANNOUNCED)
 
         if ticket.ordered:
@@ -338,8 +342,8 @@ class Inbox:
             yield _Watched(replier, lambda: self._started(ticket))
         finally:
             try:
-                if ticket.inbox_id is not None:  # done before the next in line looks
-                    await asyncio.shield(self._mark(ticket, DONE))
+                if ticket.inbox_id is not None:
+                    await asyncio.shield(self._finish(ticket))
             finally:
                 self.release(ticket)
 
@@ -359,6 +363,27 @@ class Inbox:
         self._lines.show(ticket.key, ticket.ordinal)
         if ticket.inbox_id is not None:
             await self._mark(ticket, ANSWERING)
+
+    async def _finish(self, ticket: Ticket) -> None:
+        """The row is done: at once when other replicas may wait for it; alone, with the
+        rows that finish within DONE_FLUSH_SECONDS in one statement (a crash meanwhile leaves
+        them answering or waiting, and the restart closes or answers them)."""
+        assert ticket.inbox_id is not None
+        if not self.alone:
+            await self._mark(ticket, DONE)
+            return
+        self._done.append(ticket.inbox_id)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_done(DONE_FLUSH_SECONDS))
+
+    async def _flush_done(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        ids, self._done = self._done, []
+        if ids:
+            try:
+                await self._store.finish_inbox(ids, owner=self.owner)
+            except Exception:
+                log.warning("could not mark %d event(s) done", len(ids), exc_info=True)
 
     async def _mark(self, ticket: Ticket, state: str) -> None:
         assert ticket.inbox_id is not None
@@ -399,6 +424,11 @@ class Inbox:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self._flush_done(0)
         try:
             await self._store.leave(self.owner)
         except Exception:

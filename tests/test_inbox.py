@@ -14,6 +14,7 @@ from bot.inbox import decode, encode
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.store import Store
+from bot.store.database import WriterLock
 from bot.store.models import InboxRow, ProcessedEventRow
 from bot.tokmodel.fake import FakeTokModel
 from tests.conftest import API_KEY
@@ -89,3 +90,20 @@ async def test_answered_events_are_forgotten_while_running(
         async with asyncio.timeout(10):
             while await remaining():
                 await asyncio.sleep(0.05)
+
+
+async def test_sqlite_s_writer_takes_an_urgent_write_before_those_queued() -> None:
+    lock = WriterLock()
+    order: list[str] = []
+
+    async def write(name: str, urgent: bool = False) -> None:
+        async with lock.hold(urgent=urgent):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async with lock.hold():  # one statement running; three writers come meanwhile
+        tasks = [asyncio.create_task(write("a")), asyncio.create_task(write("b"))]
+        tasks.append(asyncio.create_task(write("ack", urgent=True)))
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert order == ["ack", "a", "b"]

@@ -83,8 +83,11 @@ class Database(Protocol):
         writers of this process queue for it here (SQLite has one writer at a time; its own
         busy handler would make them sleep and retry in steps of up to 100 ms)."""
 
-    async def write(self, stmt: ClauseElement, params: Params | None = None) -> Rows:
-        """One statement in a transaction of its own (as `writing`)."""
+    async def write(
+        self, stmt: ClauseElement, params: Params | None = None, *, urgent: bool = False
+    ) -> Rows:
+        """One statement in a transaction of its own (as `writing`). `urgent`: ahead of the
+        writers already queued (an event being acknowledged waits on it)."""
 
     async def close(self) -> None: ...
 
@@ -123,12 +126,55 @@ class EngineDatabase:
         async with self._write_lock, self.engine.begin() as conn:
             yield _EngineSession(conn)
 
-    async def write(self, stmt: ClauseElement, params: Params | None = None) -> Rows:
-        async with self.writing() as session:
+    async def write(
+        self, stmt: ClauseElement, params: Params | None = None, *, urgent: bool = False
+    ) -> Rows:
+        async with self.writing() as session:  # (PostgreSQL has no single writer to queue for)
             return await session.execute(stmt, params)
 
     async def close(self) -> None:
         pass  # the engine is the store's to dispose
+
+
+class WriterLock:
+    """SQLite's one writer, in arrival order, except that urgent writers go first: an event
+    is acknowledged only once it is stored, and must not queue behind a busy process's
+    answers (each waits for the one statement running, at most)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @asynccontextmanager
+    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        if self._held:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            line = self._urgent if urgent else self._normal
+            line.append(waiter)
+            try:
+                await waiter  # `_release` hands the lock over: it stays held
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                elif waiter in line:
+                    line.remove(waiter)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for line in (self._urgent, self._normal):
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False
 
 
 class _Compiled(NamedTuple):
@@ -206,7 +252,7 @@ class SqliteDatabase:
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
         self._open_lock = asyncio.Lock()
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriterLock()
         self._unfinished = False  # a transaction was begun and not yet committed or rolled back
 
     def compiled(self, stmt: ClauseElement, params: Params) -> _Compiled:
@@ -251,7 +297,7 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[Session]:
-        async with self._write_lock:
+        async with self._write_lock.hold():
             conn = await self._writer_connection()
             self._unfinished = True
             await conn.execute_fetchall("BEGIN IMMEDIATE")
@@ -264,8 +310,11 @@ class SqliteDatabase:
             await conn.execute_fetchall("COMMIT")
             self._unfinished = False
 
-    async def write(self, stmt: ClauseElement, params: Params | None = None) -> Rows:
-        async with self._write_lock:  # autocommit: SQLite makes the statement its transaction
+    async def write(
+        self, stmt: ClauseElement, params: Params | None = None, *, urgent: bool = False
+    ) -> Rows:
+        # Autocommit: SQLite makes the statement its transaction.
+        async with self._write_lock.hold(urgent=urgent):
             return await _SqliteSession(self, await self._writer_connection()).execute(stmt, params)
 
     async def _writer_connection(self) -> aiosqlite.Connection:

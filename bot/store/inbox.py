@@ -54,6 +54,11 @@ SET_STATE = (
     .where(InboxRow.id == bindparam("inbox_id"), InboxRow.owner == bindparam("me"))
     .values(state=bindparam("new_state"))
 )
+FINISH = (
+    update(InboxRow)
+    .where(InboxRow.id.in_(bindparam("ids", expanding=True)), InboxRow.owner == bindparam("me"))
+    .values(state=DONE)
+)
 #: The state of the nearest earlier open row of the conversation (that waits in line).
 OPEN_BEFORE = (
     select(InboxRow.state)

@@ -557,7 +557,7 @@ class Store:
         statement = inbox.enqueue(self.engine.dialect.name)
         if self.engine.dialect.name != "postgresql":
             del row["line"]
-        result = await self._db.write(statement, row)
+        result = await self._db.write(statement, row, urgent=True)
         found = result.scalar_one_or_none()
         return None if found is None else int(found)
 
@@ -565,6 +565,11 @@ class Store:
         """Move a row of ours to `state`; False when it is no longer ours (taken over)."""
         params = {"inbox_id": inbox_id, "me": owner, "new_state": state}
         return (await self._db.write(inbox.SET_STATE, params)).rowcount == 1
+
+    async def finish_inbox(self, inbox_ids: Sequence[int], *, owner: str) -> int:
+        """Mark rows of `owner` done, in one statement; return how many."""
+        params = {"ids": list(inbox_ids), "me": owner}
+        return (await self._db.write(inbox.FINISH, params)).rowcount
 
     async def open_before(self, key: ConversationKey, inbox_id: int) -> str | None:
         """The state of the nearest earlier row of the conversation that is not done yet (any
