@@ -54,11 +54,24 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
             figures[row["area"]].append(row["figures"])
         parts = []
         for crash in figures["crash"]:
-            parts.append(
-                f"{crash['clean_restarts']}/{crash['kills']} SIGKILL restarts clean, "
-                f"{crash['lost_turns']} lost turns, {crash['duplicates']} duplicates, "
-                f"{crash['interrupted']}/{crash['kills']} cut-off answers marked interrupted"
-            )
+            if "kills" in crash:
+                parts.append(
+                    f"{crash['clean_restarts']}/{crash['kills']} SIGKILL restarts clean, "
+                    f"{crash['lost_turns']} lost turns, {crash['duplicates']} duplicates, "
+                    f"{crash['interrupted']}/{crash['kills']} cut-off answers marked interrupted"
+                )
+            elif "mentions" in crash:
+                order = "in order" if crash["in_order"] else "OUT OF ORDER"
+                parts.append(
+                    "every acknowledged message answered once (SIGKILL right after the ack): "
+                    f"{crash['answered_once']}/{crash['mentions']}, {order}"
+                )
+            elif "command_once" in crash:
+                both = crash["command_once"] and crash["mention_once"]
+                parts.append(
+                    "Discord deferred command and message after a SIGKILL: "
+                    + ("each answered once" if both else "NOT each answered once")
+                )
         for load_ in figures["load"]:
             parts.append(
                 f"{load_['answered']}/{load_['messages']} messages answered, "
@@ -70,6 +83,12 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
                 parts.append(
                     f"two replicas: {replicas['answered_once']}/{replicas['events']} events "
                     "answered exactly once"
+                )
+            if "follow_ups" in replicas:
+                order = "in order" if replicas["in_order"] else "OUT OF ORDER"
+                parts.append(
+                    f"order across replicas: {order}, {replicas['saw_previous']}/"
+                    f"{replicas['follow_ups']} follow-ups with the answer before them"
                 )
         bad = figures["bad input"]
         if bad:
@@ -118,10 +137,15 @@ def render(rows: list[dict[str, Any]], exit_code: int) -> str:
         "- **crash**: `tokbot run` (Slack HTTP mode) is a separate process forked from a "
         "pre-imported fork server; it is SIGKILLed while an answer streams (before the first "
         "edit, or after it), restarted, and Slack's redelivery of the killed event is sent to "
-        "the new process. The database is then read directly.",
+        "the new process. The database is then read directly. For the acknowledged-message "
+        "rows it is SIGKILLed the instant the last event is acknowledged (Slack: the fake "
+        "Slack's `users.info` is made slow, so the process provably got no further; Discord: "
+        "once TokModel is asked, with TokModel slow), restarted, and nothing is redelivered.",
         "- **replicas**: two `tokbot run` processes (forked the same way) on one database; each "
         "event is posted to both at once. `TOKBOT_STALE_ANSWER_SECONDS` keeps a starting replica "
-        "from marking the other's live answer interrupted.",
+        "from marking the other's live answer interrupted. For the order row, mentions go into "
+        "one thread one after another (each acknowledged by both before the next) while the "
+        "answers before them stream; the stand-in's requests show what each follow-up saw.",
         "- **load**: 100 channels send their 10 `/ask` each in order (each acknowledged before "
         "the next), all channels at once, to a forked `tokbot run` process over loopback.",
         "- **shutdown**: a forked `tokbot run`, sent SIGTERM while an answer streams "
@@ -133,17 +157,20 @@ def render(rows: list[dict[str, Any]], exit_code: int) -> str:
         "",
         "## Known limits",
         "",
-        "- A Slack event is acknowledged before its user turn is stored (Slack wants the ack "
-        "within 3 s): a SIGKILL in the few milliseconds between the two loses that turn. The "
-        "crash test kills once the answer has started, when the turn is stored.",
-        "- An event claimed by a process that then dies is not answered on Slack's redelivery "
-        "(at most one reply per event); its user turn is kept and its answer marked interrupted, "
-        "so the person sees the cut-off answer and can ask again.",
+        "- An event is stored before it is acknowledged, and marked as answering when its "
+        "first message goes out (at the same time, not before). A SIGKILL between that "
+        "message and the mark (a millisecond or so) answers the event again after the "
+        "restart; one after the mark never does (the answer is marked interrupted instead).",
+        "- A slash command recovered after a crash is answered in its channel, publicly (its "
+        "interaction token or `response_url` was not kept), and the platform's own "
+        '"thinking…" for it stays until the platform expires it.',
+        "- Attachments of a recovered Discord message are not fetched again (the attachment "
+        "object was not kept): the person is told the file could not be fetched.",
         "- Partial text is saved at most once a second (with the streamed edits), so an answer "
         "killed before its first edit is kept empty and marked interrupted.",
-        "- Order within a conversation is taken when the core receives a command. Slack slash "
-        "commands reach it in arrival order; a mention first looks its author up (`users.info`, "
-        "cached), so two mentions sent within that look-up in one thread may swap.",
+        "- Order within a conversation is the order in which the events were stored, before "
+        "any network call. Two messages sent within a few milliseconds to different replicas "
+        "are ordered by whichever stored first, not by the platform's timestamps.",
         "- The SIGTERM test covers an answer that finishes within the drain (10 s). Answers "
         "still running after it are cancelled and stored as interrupted by the answer's own "
         "clean-up; no reliability test waits out the drain to check that row.",
