@@ -119,9 +119,10 @@ class Core:
             self._count(incoming, "duplicate", started)
         return ticket
 
-    def release(self, ticket: Ticket) -> None:
-        """An accepted event the adapter could not hand over after all (its row is kept)."""
-        self.inbox.release(ticket)
+    def release(self, ticket: Ticket, *, failed: bool = False) -> None:
+        """An accepted event the adapter will not hand over after all: stopping (its row is
+        kept, for the restart or a replica), or `failed` (closed, so it holds up nobody)."""
+        self.inbox.release(ticket, close=failed)
 
     async def handle(
         self, incoming: Incoming, replier: Replier, ticket: Ticket | None = None

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 EVENT_MEMORY_SECONDS = 7 * 24 * 3600
 #: Seconds between two looks at the database while another replica answers an earlier event.
 POLL_SECONDS = 0.05
+#: Longest wait for another replica's earlier event of the conversation (a lost row must not
+#: hold a conversation up for good; a real queue of answers is far shorter).
+STUCK_SECONDS = 900.0
 #: A process alone marks the rows finished within this many seconds done in one statement.
 DONE_FLUSH_SECONDS = 0.05
 
@@ -151,6 +154,7 @@ class Lines:
         lands below it; `ahead_shows` confirms it when other processes may hold rows in
         between, and is asked again every POLL_SECONDS until it does)."""
         line = self._lines[key]
+        since = time.monotonic()
         while True:
             while not (line.running is None and line.members[0] == ordinal):
                 if on_wait is not None and self._ahead_visible(line, ordinal):
@@ -169,6 +173,10 @@ class Lines:
                 self._release(line)
                 raise
             if ahead is None:
+                return
+            if time.monotonic() - since > STUCK_SECONDS:
+                # Better an answer out of order than a conversation stuck for good.
+                log.warning("gave up waiting for an earlier event of the conversation (%s)", ahead)
                 return
             self._release(line)
             if on_wait is not None and ahead in VISIBLE:
@@ -304,9 +312,14 @@ class Inbox:
             self._lines.join(ticket.key, ticket.ordinal)
         return ticket
 
-    def release(self, ticket: Ticket) -> None:
-        """Give up a place that will not be used (the row stays for a later taker)."""
+    def release(self, ticket: Ticket, *, close: bool = False) -> None:
+        """Give up a place that will not be used: the row stays for a later taker, or with
+        `close`, is done (nothing will answer it; later rows must not wait for it)."""
         self._lines.leave(ticket.key, ticket.ordinal)
+        if close and ticket.inbox_id is not None:
+            task = asyncio.create_task(self._mark(ticket, DONE))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     @asynccontextmanager
     async def turn(

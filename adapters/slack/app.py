@@ -176,8 +176,11 @@ class SlackBot:
             replier = self._replier(
                 incoming, thread_ts=None, response_url=command.get("response_url")
             )
-        except BaseException:
+        except asyncio.CancelledError:  # stopping: the row is answered after the restart
             self._core.release(ticket)
+            raise
+        except Exception:
+            self._core.release(ticket, failed=True)
             raise
         await self._core.handle(incoming, replier, ticket)
 
@@ -201,8 +204,11 @@ class SlackBot:
                     bot_id=context.bot_id,
                 )
             replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
-        except BaseException:
+        except asyncio.CancelledError:  # stopping: the row is answered after the restart
             self._core.release(ticket)
+            raise
+        except Exception:
+            self._core.release(ticket, failed=True)
             raise
         await self._core.handle(incoming, replier, ticket)
 
