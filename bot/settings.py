@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokbot.db"
 
@@ -112,7 +113,8 @@ class Settings(BaseSettings):
             self.slack_app_token,
             self.discord_token,
         )
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        return found + database_passwords(self.database_url)
 
     @property
     def slack_enabled(self) -> bool:
@@ -127,6 +129,18 @@ class Settings(BaseSettings):
         """Shard ids this process runs (DISCORD_SHARD_IDS, comma-separated), or None for all."""
         ids = [int(p) for p in self.discord_shard_ids.replace(" ", "").split(",") if p]
         return ids or None
+
+
+def database_passwords(url: str) -> list[str]:
+    """DATABASE_URL's password as written (percent-encoded or not) and decoded."""
+    try:
+        password = make_url(url).password
+    except Exception:  # not a URL: the store says so; nothing to hide
+        return []
+    if not password:
+        return []
+    written = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    return [p for p in {str(password), written} if p]
 
 
 def load_settings(
