@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from bot.store.urls import async_database_url
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokbot.db"
 
 
@@ -33,6 +35,8 @@ class Settings(BaseSettings):
 
     # storage
     database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    #: `tokbot run` retries a database that refuses connections (still starting) this long.
+    database_wait_seconds: float = Field(default=30.0, alias="TOKBOT_DATABASE_WAIT_SECONDS", ge=0)
 
     # models
     chat_model: str = Field(default="openai/gpt-4o-mini", alias="TOKBOT_CHAT_MODEL")
@@ -81,6 +85,11 @@ class Settings(BaseSettings):
     # logging
     log_level: str = Field(default="INFO", alias="TOKBOT_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", alias="TOKBOT_LOG_FORMAT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
 
     @field_validator("tokmodel_base_url")
     @classmethod
@@ -155,5 +164,6 @@ def load_settings(
         problems = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err.get("loc", ())) or "setting"
-            problems.append(f"{name}: {err.get('msg')}")
+            # A validator's own message is the whole story: drop pydantic's prefix.
+            problems.append(f"{name}: {err.get('msg', '').removeprefix('Value error, ')}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
