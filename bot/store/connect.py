@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import URL, make_url
 
 log = logging.getLogger(__name__)
