@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -15,6 +17,7 @@ import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
+from adapters.cli import build_parser
 from tests.db import POSTGRES_URL_VARIABLE, reset_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,3 +217,50 @@ async def test_a_database_still_starting_is_waited_for_and_said_once(tmp_path: P
             server.close()
     assert process.returncode == 0, err.decode()
     assert b"newest revision" in out and b"not answering" not in err  # said once
+
+
+# -- the command line itself ------------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    result = _tokbot(tmp_path, "--version")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"tokbot \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_each_subcommand_describes_itself_and_its_options() -> None:
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    subparsers = dict(commands.choices)
+    subparsers.update(subparsers["db"]._actions[-1].choices)  # db upgrade
+    for name, sub in subparsers.items():
+        assert sub.description, f"`tokbot {name} --help` says nothing about what it does"
+        for action in sub._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"`tokbot {name}`: {action.option_strings} has no help"
+
+
+def test_run_help_describes_it(tmp_path: Path) -> None:
+    result = _tokbot(tmp_path, "run", "--help")
+    assert result.returncode == 0 and "Migrate the database" in result.stdout
+
+
+def test_doctor_creates_no_database_file(tmp_path: Path) -> None:
+    result = _tokbot(tmp_path, "doctor", DATABASE_URL="sqlite:///data/fresh.db")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+    assert "data/fresh.db does not exist yet" in result.stdout
+    assert "tokbot db upgrade" in result.stdout
+
+
+@pytest.mark.parametrize("client_id", ["abc", "12345", "1234567890123456789012", "-1"])
+def test_discord_invite_checks_the_client_id(tmp_path: Path, client_id: str) -> None:
+    result = _tokbot(tmp_path, "discord-invite", "--client-id", client_id)
+    line = _one_line_error(result)
+    assert "--client-id" in line and "17 to 20 digits" in line
+
+
+def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
+    result = _tokbot(tmp_path, "discord-invite", "--client-id", "123456789012345678")
+    assert result.returncode == 0, result.stderr
+    assert "client_id=123456789012345678" in result.stdout
