@@ -91,7 +91,7 @@ async def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
         "adapters.cli",
         "discord-invite",
         "--client-id",
-        "1234",
+        "123456789012345678",
         cwd=tmp_path,
         env=_env(tmp_path),
         stdout=asyncio.subprocess.PIPE,
@@ -102,7 +102,7 @@ async def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
     query = parse_qs(url.query)
     assert url.netloc == "discord.com" and url.path == "/oauth2/authorize"
     assert query == {
-        "client_id": ["1234"],
+        "client_id": ["123456789012345678"],
         "scope": ["bot applications.commands"],
         "permissions": [str(PERMISSIONS)],
     }
