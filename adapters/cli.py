@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from adapters.base import Adapter
 from adapters.web import WebServer
@@ -212,6 +213,7 @@ async def _run(settings: Settings) -> int:
             adapters.append(DiscordAdapter(core, settings))
         for adapter in adapters:
             web.add_health_check(adapter.name, adapter.healthy)
+        signals = _Signals()
         await web.start()
         try:
             for adapter in adapters:
@@ -221,7 +223,8 @@ async def _run(settings: Settings) -> int:
             # Everything loaded so far lives as long as the process: keep it out of the
             # garbage collector's full passes, which otherwise pause every ack (bench/: p99).
             gc.freeze()
-            await _until_stopped()
+            await signals.first.wait()
+            await _drain(adapters, settings.drain_seconds, signals)
         finally:
             for adapter in reversed(adapters):
                 await adapter.stop()
@@ -250,6 +253,42 @@ def _database_check(core: Core) -> Callable[[], Awaitable[bool]]:
         return True
 
     return check
+
+
+class _Signals:
+    """SIGINT and SIGTERM: the first asks to stop, a second to stop at once."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.again = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, self._received)
+
+    def _received(self) -> None:
+        (self.again if self.first.is_set() else self.first).set()
+
+
+async def _drain(adapters: Sequence[Adapter], seconds: float, signals: _Signals) -> None:
+    """One deadline for the whole process: every adapter's answers in flight get `seconds` to
+    finish, then are cut off; a second signal cuts them off at once."""
+    log.info(
+        "stopping: answers in flight get up to %g s to finish (TOKBOT_DRAIN_SECONDS); "
+        "Ctrl-C again stops at once",
+        seconds,
+    )
+    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(seconds) for a in adapters))
+    again: asyncio.Future[Any] = asyncio.ensure_future(signals.again.wait())
+    try:
+        await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            log.warning("stopping at once: answers still in flight are cut off")
+            drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+    finally:
+        again.cancel()
 
 
 async def _until_stopped() -> None:

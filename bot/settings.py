@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     #: with replicas set it above the longest answer, so live answers of others are left alone.
     stale_answer_seconds: float = Field(default=0.0, alias="TOKBOT_STALE_ANSWER_SECONDS", ge=0)
     admin_user_ids: str = Field(default="", alias="TOKBOT_ADMIN_USER_IDS")
+    #: At shutdown, answers in flight get this long (one deadline for the whole process), then
+    #: are cut off. Docker kills 10 s after SIGTERM; the cut-off marks take up to 2 s more.
+    drain_seconds: float = Field(default=7.0, alias="TOKBOT_DRAIN_SECONDS", ge=0)
 
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")

@@ -19,6 +19,7 @@ from adapters.discord.replier import (
     LateCommandReplier,
     MessageReplier,
 )
+from adapters.drain import drain_tasks
 from bot.core import Core
 from bot.domain import Incoming
 from bot.logs import new_request_id
@@ -90,6 +91,9 @@ class TokbotClient(discord.AutoShardedClient):
         task = asyncio.create_task(_with_request_id(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        await drain_tasks(self._tasks, timeout)
 
     async def close(self) -> None:
         tasks = list(self._tasks)

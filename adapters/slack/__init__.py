@@ -71,6 +71,7 @@ class SlackAdapter:
         )
         self._socket: AsyncSocketModeHandler | None = None
         self._started = False
+        self._drained = False
         if not self.socket_mode and web is not None:
             web.app.router.add_post(EVENTS_PATH, self._events)
 
@@ -109,14 +110,25 @@ class SlackAdapter:
             log.info("Slack: HTTP mode, Events API at %s", EVENTS_PATH)
         self._started = True
 
+    async def drain(self, timeout: float) -> None:
+        """No new work (HTTP mode answers 503, so Slack retries; Socket Mode disconnects, so
+        Slack delivers elsewhere or later), then let the answers in flight finish."""
+        self._drained = True
+        await self._close_socket()
+        await self.bot.drain(timeout)
+
     async def stop(self) -> None:
         self._started = False
-        if self._socket is not None:
-            await self._socket.close_async()  # type: ignore[no-untyped-call]
-            self._socket = None
-        await self.bot.drain(self._drain_timeout)
+        await self._close_socket()
+        # After `drain`, whatever is left is cancelled at once.
+        await self.bot.drain(0 if self._drained else self._drain_timeout)
         if not self._session.closed:
             await self._session.close()
+
+    async def _close_socket(self) -> None:
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            await socket.close_async()  # type: ignore[no-untyped-call]
 
     async def healthy(self) -> bool:
         if not self._started:

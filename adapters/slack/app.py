@@ -18,6 +18,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.drain import drain_tasks
 from adapters.slack import translate
 from adapters.slack.replier import SlackReplier
 from adapters.slack.thread import SlackThread
@@ -224,15 +225,10 @@ class SlackBot:
         return len(self._tasks)
 
     async def drain(self, timeout: float) -> None:
-        """Let answers in progress finish for up to `timeout` seconds, then cancel the rest."""
+        """Let answers in progress finish for up to `timeout` seconds, then cancel the rest
+        (at once when this is cancelled: a second Ctrl-C)."""
         self.closing = True
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await drain_tasks(self._tasks, timeout)
 
 
 def _with_slash(url: str) -> str:
