@@ -12,12 +12,13 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter
 from adapters.web import WebServer
 from bot.core import Core
-from bot.logs import configure_logging
+from bot.logs import configure_logging, log_to_file
 from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store
 from bot.settings import Settings, SettingsError, load_settings
 from bot.tokmodel.fake import FakeTokModel
@@ -123,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.log_level, settings.secrets(), json_format=settings.log_format == "json"
     )
+    console_log = _console_log_file(args, settings)
+    if console_log is not None:
+        log_to_file(console_log)
     try:
         return asyncio.run(_dispatch(args, settings))
     except SettingsError as exc:
@@ -134,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "console":
-        return await _console(settings, offline=args.offline)
+        log_file = _console_log_file(args, settings)
+        return await _console(settings, offline=args.offline, log_file=log_file)
     if args.command == "fake-tokmodel":
         return await _fake_tokmodel(settings, args)
     if args.command == "db":
@@ -167,14 +172,22 @@ async def _endpoint(settings: Settings, *, offline: bool) -> AsyncIterator[TokMo
         yield TokModelEndpoint(settings.tokmodel_base_url, settings.api_key())
 
 
-async def _console(settings: Settings, *, offline: bool) -> int:
+def _console_log_file(args: argparse.Namespace, settings: Settings) -> Path | None:
+    """At a terminal the console's answers stream on the screen, so log lines go to a file
+    (named in its banner) and none lands inside an answer. Piped, they stay on stderr."""
+    if args.command != "console" or not sys.stdin.isatty():
+        return None
+    return settings.output_dir / "console.log"
+
+
+async def _console(settings: Settings, *, offline: bool, log_file: Path | None = None) -> int:
     from adapters.console.adapter import ConsoleAdapter
 
     async with (
         _endpoint(settings, offline=offline) as endpoint,
         open_core(settings, endpoint) as core,
     ):
-        await ConsoleAdapter(core, output_dir=settings.output_dir).run()
+        await ConsoleAdapter(core, output_dir=settings.output_dir, log_file=log_file).run()
     return 0
 
 

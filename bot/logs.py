@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
+from pathlib import Path
 
 REDACTED = "[redacted]"
 
@@ -108,3 +109,12 @@ def configure_logging(level: str, secrets: Iterable[str], *, json_format: bool =
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Alembic narrates every start-up at INFO; only its problems matter to an operator.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+
+
+def log_to_file(path: Path) -> None:
+    """Write the configured log lines to `path` (appending) instead of stderr."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: tail -f works
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
