@@ -61,6 +61,8 @@ class Incoming:
     attachments: tuple[Attachment, ...] = ()
     message_id: str | None = None
     event_id: str | None = None
+    #: Sent as a slash command (its errors are private replies, like its refusals).
+    slash: bool = False
     raw: Any = field(default=None, compare=False, repr=False)
 
 
@@ -72,6 +74,18 @@ class OutgoingFile:
     title: str | None = None
 
 
+@dataclass(frozen=True)
+class PlatformHelp:
+    """What `/help` says a platform offers; its adapter knows, the core words it."""
+
+    #: Commands people can type as slash commands there (None: every command).
+    slash_commands: frozenset[str] | None = None
+    #: How else people talk to the bot there (mentions, DMs, attaching files), in one line.
+    addressing: str = ""
+    #: Voice messages and audio uploads are transcribed without a command.
+    voice_messages: bool = True
+
+
 class Replier(Protocol):
     """What an adapter gives the core for one conversation: how to speak back in it."""
 
@@ -81,9 +95,13 @@ class Replier(Protocol):
     edit_interval: float
     #: Shown at once while an answer is being prepared (None: show nothing until text arrives).
     stream_placeholder: str | None
+    #: What this platform offers, for /help.
+    platform_help: PlatformHelp
 
-    async def post(self, text: str) -> str:
-        """Send a new message; return its id (used by `edit`)."""
+    async def post(self, text: str, *, private: bool = False) -> str:
+        """Send a new message; return its id (used by `edit`). `private`: only the asker should
+        see it (an ephemeral message where the platform has them; its id may be "", it is never
+        edited)."""
         ...
 
     async def edit(self, message_id: str, text: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile
+from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 
@@ -15,17 +15,21 @@ class RecordingReplier:
     max_message_length: int = 2000
     edit_interval: float = 0.0
     stream_placeholder: str | None = "…"
+    platform_help: PlatformHelp = field(default_factory=PlatformHelp)
     files: dict[str, bytes] = field(default_factory=dict)  # attachment url -> bytes
     messages: dict[str, str] = field(default_factory=dict)  # id -> current text
     order: list[str] = field(default_factory=list)
+    private: set[str] = field(default_factory=set)  # ids of messages only the asker sees
     edits: int = 0
     uploads: list[OutgoingFile] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         message_id = f"m{next(self._ids)}"
         self.messages[message_id] = text
         self.order.append(message_id)
+        if private:
+            self.private.add(message_id)
         return message_id
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -66,6 +70,7 @@ def message(
     attachments: tuple[Attachment, ...] = (),
     options: dict[str, str] | None = None,
     event_id: str | None = None,
+    slash: bool = False,
 ) -> Incoming:
     return Incoming(
         key=key,
@@ -73,6 +78,7 @@ def message(
         command=command,
         text=text,
         options=options or {},
+        slash=slash,
         attachments=attachments,
         event_id=event_id,
     )

@@ -75,3 +75,11 @@ def test_compose_publishes_the_port_on_loopback_only() -> None:
         for port in service.get("ports", []):
             # "HOST:PORT:CONTAINER_PORT"; without a host address Docker binds every interface.
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to the network"
+
+
+def test_slack_help_names_the_slash_commands_the_manifest_declares() -> None:
+    from adapters.slack.replier import SLASH_COMMANDS
+
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    declared = {c["command"].lstrip("/") for c in manifest["features"]["slash_commands"]}
+    assert declared == SLASH_COMMANDS

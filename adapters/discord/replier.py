@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile
+from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,12 @@ MAX_MESSAGE_LENGTH = 2000
 EDIT_INTERVAL = 1.0
 #: Without mentions parsed, model output saying "@everyone" pings nobody.
 NO_MENTIONS = discord.AllowedMentions.none()
+HELP = PlatformHelp(
+    addressing=(
+        "Mention me, DM me or reply to me to ask. Start with a command to run it, e.g. "
+        "`@tokbot imagine make it blue` with a picture attached."
+    ),
+)
 
 
 def _too_big(file: OutgoingFile, limit: int) -> UserError:
@@ -63,6 +69,7 @@ class InteractionReplier:
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None  # Discord already shows "tokbot is thinking…"
+    platform_help = HELP
 
     def __init__(
         self,
@@ -90,7 +97,7 @@ class InteractionReplier:
                 self._late = self._fallback()
         return self._late
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         if (late := await self._refused()) is not None:
             return await late.post(text)
         if self._original_id is None:
@@ -139,6 +146,7 @@ class _ChannelReplier:
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None
+    platform_help = HELP
 
     def __init__(self) -> None:
         self._sent: dict[str, discord.Message] = {}
@@ -191,7 +199,7 @@ class MessageReplier(_ChannelReplier):
             return []
         return found[::-1]
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         if not self._sent:
             sent = await self._message.reply(text, allowed_mentions=NO_MENTIONS)
         else:
@@ -225,7 +233,7 @@ class LateCommandReplier(_ChannelReplier):
             preface, self._preface = self._preface, None
             await self._channel.send(preface, allowed_mentions=NO_MENTIONS)
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         await self._introduce()
         return self._keep(await self._channel.send(text, allowed_mentions=NO_MENTIONS))
 

@@ -47,6 +47,7 @@ def default_commands() -> list[CommandSpec]:
             "(voice message)",
             media.voice,
             uses_tokmodel=True,
+            wanted=media.voice_wanted,
             hidden=True,
         ),
         CommandSpec("forget", "start a fresh context here", "/forget", chat.forget),
@@ -71,7 +72,11 @@ def default_commands() -> list[CommandSpec]:
             channel.transcription,
         ),
         CommandSpec(
-            "usage", "requests and tokens, yours and this channel's", "/usage", channel.usage
+            "usage",
+            "requests and tokens, yours and this channel's",
+            "/usage",
+            channel.usage,
+            private_reply=True,
         ),
-        CommandSpec("help", "this list", "/help", channel.help_),
+        CommandSpec("help", "this list", "/help", channel.help_, private_reply=True),
     ]
