@@ -147,6 +147,7 @@ async def test_a_plain_postgres_url_uses_the_async_driver(tmp_path: Path, scheme
         ("mysql://bot:pw@db/tokbot", "SQLite or PostgreSQL"),
         ("tokbot.db", "not a database URL"),
         ("sqlite:////proc/no-such-dir/tokbot.db", "cannot open the SQLite database"),
+        ("sqlite:///{not_sqlite}", "is not a SQLite database"),
         ("postgresql://bot:pw-secret@127.0.0.1:{port}/tokbot", "start it, or fix the host"),
         ("postgresql://bot:pw-secret@no-such-host.invalid/tokbot", "fix the host"),
     ],
@@ -154,7 +155,8 @@ async def test_a_plain_postgres_url_uses_the_async_driver(tmp_path: Path, scheme
 def test_a_database_that_cannot_be_used_is_one_line_with_the_fix(
     tmp_path: Path, url: str, expected: str
 ) -> None:
-    url = url.format(port=_free_port())  # nothing listens there
+    (tmp_path / "notes.txt").write_text("not a database, " * 100)
+    url = url.format(port=_free_port(), not_sqlite=tmp_path / "notes.txt")  # nothing listens there
     for command in (["db", "upgrade"], ["console", "--offline"]):
         result = _tokbot(tmp_path, *command, DATABASE_URL=url, TOKBOT_DATABASE_WAIT_SECONDS="0")
         line = _one_line_error(result)

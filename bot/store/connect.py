@@ -48,11 +48,13 @@ def describe(exc: BaseException, database_url: str) -> str | None:
     url = make_url(database_url)
     for link in _chain(exc):
         if url.get_backend_name() == "sqlite":
-            if isinstance(link, OSError | sqlite3.OperationalError):
+            if isinstance(link, OSError) or _cannot_open_sqlite(link):
                 return (
                     f"cannot open the SQLite database {url.database}: {link}: fix the path in "
                     "DATABASE_URL, or make its folder writable"
                 )
+            if isinstance(link, sqlite3.DatabaseError) and "not a database" in str(link):
+                return f"{url.database} is not a SQLite database: fix the path in DATABASE_URL"
             continue
         if isinstance(link, asyncpg.InvalidCatalogNameError):
             return (
@@ -77,6 +79,15 @@ def describe(exc: BaseException, database_url: str) -> str | None:
                 "host and port in DATABASE_URL"
             )
     return None
+
+
+def _cannot_open_sqlite(exc: BaseException) -> bool:
+    # SQLite's own words (sqlite3_errstr: SQLITE_CANTOPEN, SQLITE_READONLY); other operational
+    # errors (a migration's SQL) are not about reaching the file.
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "unable to open database file" in text or "readonly database" in text
+    )
 
 
 async def wait_until_reachable(
