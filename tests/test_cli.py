@@ -156,7 +156,8 @@ def test_a_database_that_cannot_be_used_is_one_line_with_the_fix(
     tmp_path: Path, url: str, expected: str
 ) -> None:
     (tmp_path / "notes.txt").write_text("not a database, " * 100)
-    url = url.format(port=_free_port(), not_sqlite=tmp_path / "notes.txt")  # nothing listens there
+    # The port: nothing listens there.
+    url = url.format(port=_free_port(), not_sqlite=tmp_path / "notes.txt")
     for command in (["db", "upgrade"], ["console", "--offline"]):
         result = _tokbot(tmp_path, *command, DATABASE_URL=url, TOKBOT_DATABASE_WAIT_SECONDS="0")
         line = _one_line_error(result)
