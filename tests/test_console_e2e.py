@@ -197,6 +197,10 @@ class Terminal:
         args = [sys.executable, "-m", "adapters.cli", "console"] + ([] if fake else ["--offline"])
         pid, master = pty.fork()
         if pid == 0:  # the child: the pty is its controlling terminal, as in a shell
+            # A shell starts a job with Ctrl-C's signal at its default; an ignored signal would
+            # stay ignored across exec (whatever this test process inherited or set).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.chdir(tmp_path)
             os.execve(sys.executable, args, environment)
         # 24 rows of 100 columns, so readline knows where lines wrap.
