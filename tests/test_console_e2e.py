@@ -217,7 +217,7 @@ class Terminal:
         self.screen += data.decode(errors="replace")
         self._changed.set()
 
-    async def expect(self, text: str, start: int = 0, timeout: float = 20.0) -> int:
+    async def expect(self, text: str, start: int = 0, timeout: float = 30.0) -> int:
         """Wait until `text` is on screen after position `start`; return where it ends."""
         try:
             async with asyncio.timeout(timeout):
@@ -237,7 +237,7 @@ class Terminal:
         for start in range(0, len(data), 512):
             os.write(self.master, data[start : start + 512])
 
-    async def exited(self, timeout: float = 10.0) -> int:
+    async def exited(self, timeout: float = 30.0) -> int:
         async with asyncio.timeout(timeout):
             while True:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
