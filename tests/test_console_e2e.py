@@ -11,6 +11,7 @@ import signal
 import struct
 import sys
 import termios
+import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -238,13 +239,12 @@ class Terminal:
             os.write(self.master, data[start : start + 512])
 
     async def exited(self, timeout: float = 30.0) -> int:
-        async with asyncio.timeout(timeout):
-            while True:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.code = os.waitstatus_to_exitcode(status)
-                    return self.code
-                await asyncio.sleep(0.05)
+        deadline = time.monotonic() + timeout
+        while not (ended := os.waitpid(self.pid, os.WNOHANG))[0]:
+            assert time.monotonic() < deadline, f"still running; the screen:\n{self.screen}"
+            await asyncio.sleep(0.05)
+        self.code = os.waitstatus_to_exitcode(ended[1])
+        return self.code
 
     async def close(self) -> None:
         if self.code is None:
