@@ -226,11 +226,12 @@ async def _run(settings: Settings) -> int:
             adapters.append(DiscordAdapter(core, settings))
         for adapter in adapters:
             web.add_health_check(adapter.name, adapter.healthy)
-        signals = _Signals()
         await web.start()
         try:
             for adapter in adapters:
                 await adapter.start()
+            # From here on (before: Ctrl-C interrupts the start-up itself), stop gracefully.
+            signals = _Signals()
             names = ", ".join(adapter.name for adapter in adapters)
             print(f"tokbot is running ({names}); web server on port {web.port}", flush=True)
             # Everything loaded so far lives as long as the process: keep it out of the

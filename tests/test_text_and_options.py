@@ -101,5 +101,8 @@ def test_redactor_scrubs_messages_and_tracebacks() -> None:
             "x", logging.ERROR, "f", 1, "key=%s", ("sk-secret-1234",), sys.exc_info()
         )
     redactor.filter(record)
-    assert "sk-secret-1234" not in record.getMessage()
-    assert "[redacted]" in record.getMessage() and "ValueError" in record.getMessage()
+    assert record.getMessage() == "key=[redacted]"
+    # The traceback is kept, redacted, where formatters print it from (not in the message).
+    assert record.exc_info is None and record.exc_text is not None
+    assert "sk-secret-1234" not in record.exc_text
+    assert "[redacted]" in record.exc_text and "ValueError" in record.exc_text
