@@ -695,8 +695,16 @@ async def _serve(host: str, port: int, app_url: str | None) -> None:
 async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
     """Send each stdin line to the app: `/command text` as a slash command, anything else as a
     message that mentions the bot."""
-    print(f"Type `/command text` or a message for the bot; each is sent to {app_url}", flush=True)
-    while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+    print(
+        f"Type `/command text` or a message for the bot; each is sent to {app_url}. "
+        "Ctrl-D quits.",
+        flush=True,
+    )
+    # readline returns "" only at end of input (Ctrl-D); an empty line is "\n" and is skipped.
+    while raw := await asyncio.to_thread(sys.stdin.readline):
+        line = raw.strip()
+        if not line:
+            continue
         if line.startswith("/"):
             command, _, text = line.partition(" ")
             status, _ = await fake.post_command(app_url, fake.command_payload(command, text))
