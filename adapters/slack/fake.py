@@ -696,8 +696,7 @@ async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
     """Send each stdin line to the app: `/command text` as a slash command, anything else as a
     message that mentions the bot."""
     print(
-        f"Type `/command text` or a message for the bot; each is sent to {app_url}. "
-        "Ctrl-D quits.",
+        f"Type `/command text` or a message for the bot; each is sent to {app_url}. Ctrl-D quits.",
         flush=True,
     )
     # readline returns "" only at end of input (Ctrl-D); an empty line is "\n" and is skipped.
