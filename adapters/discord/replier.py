@@ -90,7 +90,7 @@ class InteractionReplier:
                 self._late = self._fallback()
         return self._late
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         if (late := await self._refused()) is not None:
             return await late.post(text)
         if self._original_id is None:
@@ -191,7 +191,7 @@ class MessageReplier(_ChannelReplier):
             return []
         return found[::-1]
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         if not self._sent:
             sent = await self._message.reply(text, allowed_mentions=NO_MENTIONS)
         else:
@@ -225,7 +225,7 @@ class LateCommandReplier(_ChannelReplier):
             preface, self._preface = self._preface, None
             await self._channel.send(preface, allowed_mentions=NO_MENTIONS)
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         await self._introduce()
         return self._keep(await self._channel.send(text, allowed_mentions=NO_MENTIONS))
 
