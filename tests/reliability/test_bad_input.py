@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import time
 import wave
 from collections.abc import Awaitable, Callable
@@ -404,7 +405,11 @@ def test_split_message_keeps_everything_within_the_limit(text: str, limit: int) 
 @given(st.text(alphabet=st.sampled_from("<>!&@^|#*_ abcU0123\n"), max_size=80) | st.text())
 def test_slack_text_can_never_mention_anyone(text: str) -> None:
     shown = slack_translate.to_slack(text)
-    assert "<" not in shown and ">" not in shown  # no <!channel>, <!here>, <@U…>, <!subteam^…>
+    # No <!channel>, <!here>, <@U…>, <!subteam^…>: the only `<…>` are web links, the only other
+    # `>` a quote's (tests/slack/test_mrkdwn.py has the converter's own cases).
+    rest = re.sub(r"<(?:https?://|mailto:)[^<>|\s]+(?:\|[^<>]*)?>", "", shown)
+    rest = "\n".join(line.removeprefix(">") for line in rest.split("\n"))
+    assert "<" not in rest and ">" not in rest
 
 
 @given(st.text(), st.integers(min_value=1, max_value=2**63 - 1))

@@ -58,7 +58,7 @@ async def test_model_and_persona_need_an_admin_to_change(bot: Bot) -> None:
     await bot.command("/persona", "You are a pirate.", user_id=BOB)  # TOKBOT_ADMIN_USER_IDS
     assert "Persona updated" in (await bot.replies(4))[-1]
     await bot.command("/persona")
-    assert "&gt; You are a pirate." in (await bot.replies(5))[-1]
+    assert "\n> You are a pirate." in (await bot.replies(5))[-1]  # a quote, as mrkdwn
     await bot.command("/transcription", "translate", user_id=ALICE)
     assert "Only admins" in (await bot.replies(6))[-1]
     await bot.command("/transcription", "translate", user_id=ADA)
