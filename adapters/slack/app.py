@@ -83,8 +83,10 @@ class SlackBot:
     # -- listeners: ack first, work in the background ---------------------------------------
 
     async def _on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        # in_channel: everyone sees the command that the answer below replies to.
-        await ack(response_type="in_channel")
+        # in_channel: everyone sees the command that the answer below replies to; a command
+        # answered privately (or unknown: refused privately) stays private too.
+        spec = self._core.registry.get(translate.command_name(str(command.get("command", ""))))
+        await ack(response_type="ephemeral" if spec is None or spec.private_reply else "in_channel")
         self._spawn(self._run_command(command))
 
     async def _on_mention(
@@ -196,6 +198,7 @@ class SlackBot:
             edit_interval=self._edit_interval,
             response_url=response_url or None,
             thread=thread,
+            user_id=incoming.author.id,
         )
 
     # -- background tasks ----------------------------------------------------------------------

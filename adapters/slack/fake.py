@@ -74,6 +74,18 @@ class Message:
 
 
 @dataclass
+class Ephemeral:
+    """A message only `user` sees: chat.postEphemeral, or an ephemeral response to a command's
+    response_url (`via`: "api" or "response_url")."""
+
+    channel: str
+    user: str
+    text: str
+    via: str
+    thread_ts: str | None = None
+
+
+@dataclass
 class Upload:
     """A file shared with files.completeUploadExternal."""
 
@@ -121,6 +133,9 @@ class FakeSlack:
         self._rate_limited: dict[str, list[int]] = {}  # method -> [calls left, Retry-After]
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
+        #: Private messages, apart from `messages` (which everyone in a channel sees).
+        self.ephemeral: list[Ephemeral] = []
+        self._commands: dict[str, tuple[str, str, int]] = {}  # response_url n: user, channel, uses
         self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
         self.users: dict[str, SlackUser] = {}
         self.echo = False  # print the app's messages as they change (manual use)
@@ -212,6 +227,10 @@ class FakeSlack:
             and (thread_ts is None or m.thread_ts == thread_ts)
         ]
 
+    def private_texts(self, user: str | None = None) -> list[str]:
+        """What was shown only to `user` (or to anyone privately), oldest first."""
+        return [e.text for e in self.ephemeral if user is None or e.user == user]
+
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until `condition()` holds (checked after every recorded change)."""
         deadline = time.monotonic() + timeout
@@ -243,6 +262,7 @@ class FakeSlack:
         channel_id: str = "C0GENERAL",
     ) -> dict[str, str]:
         n = next(self._ids)
+        self._commands[str(n)] = (user_id, channel_id, 0)
         return {
             "token": "legacy-verification-token",
             "team_id": self.team_id,
@@ -464,6 +484,30 @@ class FakeSlack:
         message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts}
         return _ok(channel=channel, ts=ts, message=message | {"text": text})
 
+    async def _m_chat_postEphemeral(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        """Errors as documented for chat.postEphemeral (docs.slack.dev/reference/methods/
+        chat.postEphemeral): the recipient must be a member (here: a known user)."""
+        channel, user = str(args.get("channel") or ""), str(args.get("user") or "")
+        text = str(args.get("text") or "")
+        if not channel:
+            return _error("channel_not_found")
+        if channel in self.not_in_channel and channel not in self.public_only:
+            return _error("not_in_channel")
+        if user not in self.users:
+            return _error("user_not_in_channel")
+        if not text:
+            return _error("no_text")
+        if len(text) > MAX_TEXT:
+            return _error("msg_too_long")
+        thread = args.get("thread_ts") or None
+        self.ephemeral.append(
+            Ephemeral(channel, user, text, "api", str(thread) if thread else None)
+        )
+        n = next(self._ids)
+        return _ok(message_ts=f"{1_700_000_000 + n}.{n:06d}")
+
     async def _m_chat_update(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         channel, ts, text = (str(args.get(k) or "") for k in ("channel", "ts", "text"))
         target = next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
@@ -622,7 +666,22 @@ class FakeSlack:
         return web.Response(body=data, content_type=str(obj["mimetype"]))
 
     async def _response_url(self, request: web.Request) -> web.Response:
-        self.responses.append(await request.json())
+        """A command's response_url: up to 5 responses within 30 minutes of the command
+        (api.slack.com/interactivity/handling#message_responses; the body of the refusal past
+        that is not documented, so 404 `used_url` here). Ephemeral unless `in_channel`."""
+        n = request.match_info["n"]
+        if n not in self._commands:
+            return web.Response(status=404, text="invalid_url")
+        user, channel, uses = self._commands[n]
+        if uses >= 5:
+            return web.Response(status=404, text="used_url")
+        body = await request.json()
+        if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+            return web.Response(status=400, text="no_text")
+        self._commands[n] = (user, channel, uses + 1)
+        self.responses.append(body)
+        if body.get("response_type", "ephemeral") == "ephemeral":
+            self.ephemeral.append(Ephemeral(channel, user, str(body.get("text")), "response_url"))
         self._changed_now()
         return web.Response(text="ok")
 

@@ -78,14 +78,14 @@ def to_mrkdwn(markdown: str) -> str:
     return "\n".join(out)
 
 
-def _line(line: str) -> str:
+def _line(line: str, *, quoted: bool = False) -> str:
     if heading := _HEADING.match(line):
         title = heading.group(1).replace("**", "").replace("__", "").strip()
         return f"*{_inline(title)}*" if title else ""
     if bullet := _BULLET.match(line):
         return f"{bullet.group(1)}• {_inline(bullet.group(2))}"
-    if quote := _QUOTE.match(line):
-        return f"> {_line(quote.group(1))}" if quote.group(1).strip() else ">"
+    if not quoted and (quote := _QUOTE.match(line)):  # one level: Slack has no nested quotes
+        return f"> {_line(quote.group(1), quoted=True)}" if quote.group(1).strip() else ">"
     return _inline(line)
 
 

@@ -134,6 +134,7 @@ def from_command(command: Mapping[str, Any], author: Author) -> Incoming:
         text=unescape(str(command.get("text") or "")),
         # Slack doesn't retry commands, but a Socket Mode envelope may be redelivered.
         event_id=f"command:{trigger}" if trigger else None,
+        slash=True,
     )
 
 

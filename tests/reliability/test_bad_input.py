@@ -213,7 +213,7 @@ async def test_bad_slack_input_gets_a_clear_reply_or_a_4xx(
     async with running(settings, slack, fake) as bot:
         for case in SLACK_CASES:
             caplog.clear()
-            before = len(slack.messages)
+            before = len(slack.messages) + len(slack.ephemeral)  # public and private replies
             try:
                 status = await asyncio.wait_for(case.send(bot), 10)
             except TimeoutError:
@@ -222,11 +222,13 @@ async def test_bad_slack_input_gets_a_clear_reply_or_a_4xx(
             await until(
                 lambda before=before, case=case: (
                     bot.adapter.bot.busy == 0
-                    and (case.expect != REPLY or len(slack.messages) > before)
+                    and (
+                        case.expect != REPLY or len(slack.messages) + len(slack.ephemeral) > before
+                    )
                 ),
                 timeout=5,
             )
-            replies = len(slack.messages) - before
+            replies = len(slack.messages) + len(slack.ephemeral) - before
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             if status >= 500 or errors:
                 got = f"crash ({status}, {[r.getMessage()[:80] for r in errors]})"

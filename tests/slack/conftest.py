@@ -53,6 +53,13 @@ class Bot:
         )
         return self.slack.texts(channel, **kwargs)
 
+    async def private_replies(self, count: int, user: str = ALICE) -> list[str]:
+        """Wait until `user` was shown `count` private messages and no work is left."""
+        await self.slack.wait_for(
+            lambda: len(self.slack.private_texts(user)) >= count and self.adapter.bot.busy == 0
+        )
+        return self.slack.private_texts(user)
+
 
 @pytest.fixture
 async def slack() -> AsyncIterator[FakeSlack]:

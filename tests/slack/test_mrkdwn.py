@@ -32,6 +32,7 @@ CASES = [
     ("1. first\n2. second", "1. first\n2. second"),
     ("> quoted **b**", "> quoted *b*"),
     (">", ">"),
+    (">> nested", "> &gt; nested"),
     # links
     ("[docs](https://example.com/a?b=1&c=2)", "<https://example.com/a?b=1&amp;c=2|docs>"),
     ("[](https://example.com)", "<https://example.com>"),
