@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import translate
+from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
 from adapters.slack.replier import SlackReplier
 from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
@@ -44,6 +45,8 @@ class SlackBot:
         api_url: str,
         session: aiohttp.ClientSession,
         edit_interval: float = 1.0,
+        edits_per_minute: int = SLACK_UPDATES_PER_MINUTE,
+        edit_window: float = 60.0,
     ) -> None:
         self._core = core
         self._token = token
@@ -54,13 +57,15 @@ class SlackBot:
             base_url=_with_slash(api_url),
             session=session,
             # Slack answers a burst (chat.update is ~50 a minute per workspace) with 429 and
-            # Retry-After: wait and retry, so a busy workspace still sees every final answer.
+            # Retry-After: wait and retry, so a busy workspace still sees every final answer
+            # (the edit budget keeps chat.update under the limit; this covers the rest).
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ],
         )
         self.users = UserDirectory(self.client)
+        self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
@@ -199,6 +204,7 @@ class SlackBot:
             response_url=response_url or None,
             thread=thread,
             user_id=incoming.author.id,
+            budget=self._budgets.get(incoming.key.workspace),
         )
 
     # -- background tasks ----------------------------------------------------------------------

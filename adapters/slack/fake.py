@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -131,6 +133,12 @@ class FakeSlack:
         #: People's messages, as `message_event` made them (conversations.replies reads them).
         self.people_messages: list[dict[str, Any]] = []
         self._rate_limited: dict[str, list[int]] = {}  # method -> [calls left, Retry-After]
+        #: chat.update calls allowed per window (seconds), as Slack's Tier 3 ("50+ per minute"
+        #: per workspace, docs.slack.dev/reference/methods/chat.update); past it, 429 with
+        #: Retry-After. None: no limit (loads beyond one workspace's, on purpose).
+        self.update_limit: tuple[int, float] | None = (50, 60.0)
+        self._updates: collections.deque[float] = collections.deque()
+        self.update_refusals = 0  # chat.update calls answered 429 by that limit
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         #: Private messages, apart from `messages` (which everyone in a channel sees).
@@ -446,12 +454,31 @@ class FakeSlack:
             response.set_status(429)
             response.headers["Retry-After"] = str(limited[1])
             return response
+        if method == "chat.update" and (wait := self._update_wait()) is not None:
+            self.update_refusals += 1
+            response = _error("ratelimited")
+            response.set_status(429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")
         result: web.Response = await handler(request, args)
         self._changed_now()
         return result
+
+    def _update_wait(self) -> int | None:
+        """Whole seconds until one more chat.update is allowed (None: now; counted)."""
+        if self.update_limit is None:
+            return None
+        allowed, window = self.update_limit
+        now = time.monotonic()
+        while self._updates and self._updates[0] <= now - window:
+            self._updates.popleft()
+        if len(self._updates) >= allowed:
+            return max(1, math.ceil(self._updates[0] + window - now))
+        self._updates.append(now)
+        return None
 
     async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         response = _ok(
@@ -730,9 +757,11 @@ async def _post(url: str, body: str, headers: Mapping[str, str]) -> tuple[int, s
         return response.status, await response.text()
 
 
-async def _serve(host: str, port: int, app_url: str | None) -> None:
+async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) -> None:
     fake = FakeSlack()
     fake.echo = True
+    if not update_limit:
+        fake.update_limit = None
     fake.add_user("U0ALICE", "alice", is_admin=True)  # the person typing at the terminal
     url = await fake.start(host, port)
     print(
@@ -782,9 +811,14 @@ def main() -> None:
         default=None,
         help="tokbot's /slack/events URL: then each line on stdin is sent to it, signed",
     )
+    parser.add_argument(
+        "--no-update-limit",
+        action="store_true",
+        help="don't enforce Slack's chat.update limit (50 a minute): for load tests",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.app_url))
+        asyncio.run(_serve(args.host, args.port, args.app_url, not args.no_update_limit))
 
 
 if __name__ == "__main__":

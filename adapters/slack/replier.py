@@ -12,6 +12,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.budget import EditBudget
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
 from bot.domain import Attachment, EarlierMessage, OutgoingFile
@@ -57,6 +58,7 @@ class SlackReplier:
         response_url: str | None = None,
         thread: SlackThread | None = None,
         user_id: str | None = None,
+        budget: EditBudget | None = None,
     ) -> None:
         self._client = client
         self._session = session
@@ -68,6 +70,8 @@ class SlackReplier:
         self.response_url = response_url
         #: The asker: who sees a private reply (chat.postEphemeral).
         self.user_id = user_id or None
+        #: The workspace's chat.update budget, shared with every answer streaming there.
+        self._budget = budget
         self._thread = thread
         #: `bot.domain.ThreadReader`: the mention replies in a thread people started before.
         self.in_existing_thread = thread is not None
@@ -136,6 +140,8 @@ class SlackReplier:
         return True
 
     async def edit(self, message_id: str, text: str) -> None:
+        if self._budget is not None:
+            await self._budget.take()  # busy workspace: wait, so this edit is never refused
         await self._client.chat_update(channel=self.channel, ts=message_id, text=to_slack(text))
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
