@@ -6,7 +6,8 @@ The gateway says HELLO, acknowledges heartbeats, answers IDENTIFY with READY and
 and answers RESUME by replaying what the session missed, then RESUMED. The REST API serves
 `GET /gateway/bot`, `users/@me`, `oauth2/applications/@me`, command sync, interaction callbacks,
 webhook follow-ups and `@original` edits, channel messages (JSON or multipart with files) and CDN
-downloads. Every REST call is recorded (`calls`) and every message kept as a user would see it
+downloads. Content over 2,000 characters is refused as Discord refuses it (400, 50035).
+Every REST call is recorded (`calls`) and every message kept as a user would see it
 (`messages`). Tests inject events with `dispatch`, `interaction` and `message`.
 
 Run `python -m adapters.discord.fake --port 8098` for a manual try.
@@ -42,6 +43,9 @@ DEFAULT_SIZE_LIMIT: Final = 10 * 1024 * 1024
 INTERACTION_ACK_WINDOW: Final = 3.0
 #: Seconds an interaction's token works for follow-ups and edits (then: 50027).
 INTERACTION_TOKEN_LIFETIME: Final = 15 * 60.0
+#: A message's `content` limit. Discord's API is Python and counts code points, as `len` does
+#: (Discord staff in discord-api-docs issue #1315); more is refused with 50035 (see `_too_long`).
+MAX_CONTENT_LENGTH: Final = 2000
 
 JSONDict = dict[str, Any]
 
@@ -55,6 +59,31 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
     )
+
+
+def _too_long(body: Any) -> web.Response | None:
+    """Discord's answer to an over-long `content`: 400, code 50035 "Invalid Form Body", with the
+    offending field nested in `errors` (the "Example JSON Error Response" in Discord's docs,
+    topics/opcodes-and-status-codes; discord.py's `HTTPException` flattens it into "In content:
+    Must be 2000 or fewer in length."). An interaction callback nests it under `data`."""
+    if not isinstance(body, dict):
+        return None
+    nested = body.get("data")
+    where: list[str] = ["data", "content"] if isinstance(nested, dict) else ["content"]
+    content = (nested if isinstance(nested, dict) else body).get("content")
+    if not isinstance(content, str) or len(content) <= MAX_CONTENT_LENGTH:
+        return None
+    error: JSONDict = {
+        "_errors": [
+            {
+                "code": "BASE_TYPE_MAX_LENGTH",
+                "message": f"Must be {MAX_CONTENT_LENGTH} or fewer in length.",
+            }
+        ]
+    }
+    for key in reversed(where):
+        error = {key: error}
+    return _json({"message": "Invalid Form Body", "code": 50035, "errors": error}, 400)
 
 
 @dataclass
@@ -562,7 +591,7 @@ class FakeDiscord:
             if not path.startswith(("/webhooks/", "/interactions/")):
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
         try:
-            return await self._route(call)
+            return _too_long(call.json) or await self._route(call)
         finally:
             async with self._changed:
                 self._changed.notify_all()

@@ -13,6 +13,7 @@ import discord
 
 from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile
 from bot.errors import UserError
+from bot.text import split_message
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,17 @@ MAX_MESSAGE_LENGTH = 2000
 EDIT_INTERVAL = 1.0
 #: Without mentions parsed, model output saying "@everyone" pings nobody.
 NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def fit(text: str) -> list[str]:
+    """`text` as messages Discord accepts: 2,000 characters at most (Discord's limit for
+    `content`, counted in code points), split at paragraph, line or word breaks."""
+    return split_message(text, MAX_MESSAGE_LENGTH)
+
+
+def shortened(text: str) -> str:
+    """`text` cut to Discord's limit with a visible "…", where one message must hold it."""
+    return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 1] + "…"
 
 
 def _too_big(file: OutgoingFile, limit: int) -> UserError:
@@ -91,8 +103,13 @@ class InteractionReplier:
         return self._late
 
     async def post(self, text: str) -> str:
+        """Long text continues in follow-ups; the first message's id is returned."""
         if (late := await self._refused()) is not None:
             return await late.post(text)
+        ids = [await self._send(piece) for piece in fit(text)]
+        return ids[0]
+
+    async def _send(self, text: str) -> str:
         if self._original_id is None:
             message = await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
@@ -105,6 +122,7 @@ class InteractionReplier:
     async def edit(self, message_id: str, text: str) -> None:
         if (late := await self._refused()) is not None:
             return await late.edit(message_id, text)
+        text = shortened(text)
         if message_id == self._original_id:
             await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
@@ -118,15 +136,18 @@ class InteractionReplier:
         if (late := await self._refused()) is not None:
             return await late.upload(file, comment)
         item = _as_file(file, self._interaction.filesize_limit)
+        first, *rest = fit(comment or "")
         if self._original_id is None:
             message = await self._interaction.edit_original_response(
-                content=comment or "", attachments=[item], allowed_mentions=NO_MENTIONS
+                content=first, attachments=[item], allowed_mentions=NO_MENTIONS
             )
             self._original_id = str(message.id)
-            return
-        await self._interaction.followup.send(
-            comment or "", file=item, wait=True, allowed_mentions=NO_MENTIONS
-        )
+        else:
+            await self._interaction.followup.send(
+                first, file=item, wait=True, allowed_mentions=NO_MENTIONS
+            )
+        for piece in rest:
+            await self._send(piece)
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await download(attachment, max_bytes)
@@ -149,7 +170,27 @@ class _ChannelReplier:
 
     async def edit(self, message_id: str, text: str) -> None:
         sent = self._sent[message_id]
-        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
+        self._sent[message_id] = await sent.edit(
+            content=shortened(text), allowed_mentions=NO_MENTIONS
+        )
+
+    async def post(self, text: str) -> str:
+        """Long text continues in further messages; the first message's id is returned."""
+        ids = [self._keep(await self._send(piece)) for piece in fit(text)]
+        return ids[0]
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        item = _as_file(file, self._filesize_limit())
+        first, *rest = fit(comment or "")
+        self._keep(await self._send(first or None, file=item))
+        for piece in rest:
+            self._keep(await self._send(piece))
+
+    def _filesize_limit(self) -> int:
+        raise NotImplementedError
+
+    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+        raise NotImplementedError
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await download(attachment, max_bytes)
@@ -191,22 +232,16 @@ class MessageReplier(_ChannelReplier):
             return []
         return found[::-1]
 
-    async def post(self, text: str) -> str:
-        if not self._sent:
-            sent = await self._message.reply(text, allowed_mentions=NO_MENTIONS)
-        else:
-            sent = await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
-        return self._keep(sent)
-
-    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+    def _filesize_limit(self) -> int:
         guild = self._message.guild
-        limit = guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-        item = _as_file(file, limit)
-        self._keep(
-            await self._message.channel.send(
-                comment or None, file=item, allowed_mentions=NO_MENTIONS
-            )
-        )
+        return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+        if file is not None:  # a file goes to the channel, as it always has
+            return await self._message.channel.send(text, file=file, allowed_mentions=NO_MENTIONS)
+        if not self._sent:
+            return await self._message.reply(text, allowed_mentions=NO_MENTIONS)
+        return await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
 
 
 class LateCommandReplier(_ChannelReplier):
@@ -218,20 +253,18 @@ class LateCommandReplier(_ChannelReplier):
         super().__init__()
         self._channel = channel
         self._preface: str | None = preface
-        self._filesize_limit = filesize_limit
+        self._file_limit = filesize_limit
 
     async def _introduce(self) -> None:
         if self._preface is not None:
             preface, self._preface = self._preface, None
             await self._channel.send(preface, allowed_mentions=NO_MENTIONS)
 
-    async def post(self, text: str) -> str:
-        await self._introduce()
-        return self._keep(await self._channel.send(text, allowed_mentions=NO_MENTIONS))
+    def _filesize_limit(self) -> int:
+        return self._file_limit
 
-    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
-        item = _as_file(file, self._filesize_limit)
+    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
         await self._introduce()
-        self._keep(
-            await self._channel.send(comment or None, file=item, allowed_mentions=NO_MENTIONS)
-        )
+        if file is None:
+            return await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+        return await self._channel.send(text, file=file, allowed_mentions=NO_MENTIONS)
