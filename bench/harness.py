@@ -160,7 +160,7 @@ class TimedReplier:
             self.first_text_at = now
         self.last_change_at = now
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         self._seen(text)
         return str(next(self._ids))
 

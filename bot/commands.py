@@ -34,9 +34,10 @@ class Invocation:
     def author(self) -> Author:
         return self.incoming.author
 
-    async def reply(self, text: str) -> str:
-        """Post a message, with secrets scrubbed (never a key in a reply)."""
-        return await self.replier.post(self.core.scrub(text))
+    async def reply(self, text: str, *, private: bool = False) -> str:
+        """Post a message, with secrets scrubbed (never a key in a reply); `private`: only the
+        asker sees it, where the platform can do that."""
+        return await self.replier.post(self.core.scrub(text), private=private)
 
     def tokmodel_failed(self, exc: TokModelError) -> None:
         """A TokModel failure this handler has already explained to the user."""
@@ -66,6 +67,9 @@ class CommandSpec:
     #: Works on attached files: a message with files may name it without the slash (see
     #: `Core.route_mention`).
     takes_files: bool = False
+    #: Answered privately to the asker (its reply concerns only them), so an adapter that must
+    #: choose in advance (Discord's deferral) can.
+    private_reply: bool = False
     aliases: tuple[str, ...] = field(default=())
 
 

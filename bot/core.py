@@ -43,13 +43,13 @@ class Core:
         self.registry = registry or CommandRegistry(default_commands())
         self.metrics = metrics or Metrics()
         self._arrival_order = KeyedLocks()
-        self._redactor = SecretRedactor(settings.secrets())
+        self.redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
 
     # -- helpers for handlers -------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
-        return self._redactor.redact(text)
+        return self.redactor.redact(text)
 
     def is_admin(self, author: Author) -> bool:
         return author.is_admin or author.id in self.settings.admin_ids
@@ -123,12 +123,12 @@ class Core:
             assert spec is not None  # _prepare checked it
             await spec.handler(invocation)
             return invocation.outcome
-        except UserError as exc:
-            await self._safe_post(replier, str(exc))
+        except UserError as exc:  # a refusal concerns only the asker
+            await self._safe_post(replier, str(exc), private=True)
             return "refused"
         except TokModelError as exc:
             self.note_tokmodel_failure(exc)
-            await self._safe_post(replier, describe_tokmodel_error(exc))
+            await self._safe_post(replier, describe_tokmodel_error(exc), private=incoming.slash)
             return "tokmodel_error"
         except Exception:
             log.exception("command /%s failed (reference %s)", incoming.command, reference)
@@ -136,6 +136,7 @@ class Core:
                 replier,
                 f"😵 Sorry, something went wrong on my side (reference {reference}). "
                 "Your message is saved; please try again.",
+                private=incoming.slash,
             )
             return "bug"
 
@@ -179,8 +180,8 @@ class Core:
             return incoming.text.strip(), dict(incoming.options)
         return parse_options(incoming.text, spec.options, command=spec.name, flags=spec.flags)
 
-    async def _safe_post(self, replier: Replier, text: str) -> None:
+    async def _safe_post(self, replier: Replier, text: str, *, private: bool) -> None:
         try:
-            await replier.post(self.scrub(text))
+            await replier.post(self.scrub(text), private=private)
         except Exception:
             log.exception("could not deliver a reply")

@@ -61,6 +61,8 @@ class Incoming:
     attachments: tuple[Attachment, ...] = ()
     message_id: str | None = None
     event_id: str | None = None
+    #: Sent as a slash command (its errors are private replies, like its refusals).
+    slash: bool = False
     raw: Any = field(default=None, compare=False, repr=False)
 
 
@@ -82,8 +84,10 @@ class Replier(Protocol):
     #: Shown at once while an answer is being prepared (None: show nothing until text arrives).
     stream_placeholder: str | None
 
-    async def post(self, text: str) -> str:
-        """Send a new message; return its id (used by `edit`)."""
+    async def post(self, text: str, *, private: bool = False) -> str:
+        """Send a new message; return its id (used by `edit`). `private`: only the asker should
+        see it (an ephemeral message where the platform has them; its id may be "", it is never
+        edited)."""
         ...
 
     async def edit(self, message_id: str, text: str) -> None:

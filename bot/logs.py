@@ -65,6 +65,19 @@ class SecretRedactor(logging.Filter):
                 text = text.replace(secret, REDACTED)
         return text
 
+    def redact_unfinished(self, text: str) -> str:
+        """`redact` for text that is still growing (a streamed answer): also holds back a tail
+        that could be the start of a secret, so no piece of one is ever shown."""
+        text = self.redact(text)
+        held = 0
+        for secret in self._secrets:
+            tail = text[-(len(secret) - 1) :] if len(secret) > 1 else ""
+            for start, char in enumerate(tail):
+                if char == secret[0] and secret.startswith(tail[start:]):
+                    held = max(held, len(tail) - start)
+                    break
+        return text[: len(text) - held]
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True

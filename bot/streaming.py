@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.domain import Replier
+from bot.logs import SecretRedactor
 from bot.text import split_message
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,10 @@ class StreamRenderer:
 
     Edits run in a background task so a slow platform never stalls reading the stream, and the
     first text shows within one interval of arriving even if nothing follows it.
+
+    Secrets are scrubbed from the whole text, never piece by piece (a model streams a key a few
+    characters at a time), and while the answer grows, a tail that could be the start of a
+    secret is held back until the next piece shows whether it is one.
     """
 
     def __init__(
@@ -30,8 +35,13 @@ class StreamRenderer:
         interval: float,
         on_shown: Callable[[str], Awaitable[None]] | None = None,
         shown_interval: float = 1.0,
+        redactor: SecretRedactor | None = None,
+        notice: tuple[str, str] | None = None,
     ) -> None:
         self._replier = replier
+        self._redactor = redactor or SecretRedactor(())
+        # A message already posted (id, text), e.g. "⏳ waiting": the answer replaces it.
+        self._notice = notice
         # Told the visible text at most every `shown_interval` s (to save it against a crash).
         self._on_shown = on_shown
         self._shown_interval = shown_interval
@@ -39,7 +49,8 @@ class StreamRenderer:
         self._placeholder = placeholder
         self._interval = interval
         self._limit = max(1, replier.max_message_length)
-        self._text = ""
+        self._raw = ""  # what TokModel sent, unscrubbed: never shown or stored as it is
+        self._text = ""  # what may be shown: scrubbed (and, until finished, held back)
         self._frozen: list[str] = []  # ids of full messages, never edited again
         self._open: tuple[str, str] | None = None  # the message being edited: id, shown text
         self._shown_upto = 0  # characters of _text held by the frozen messages
@@ -50,25 +61,37 @@ class StreamRenderer:
 
     @property
     def text(self) -> str:
+        """The answer so far as it may be shown or stored."""
         return self._text
+
+    @property
+    def answer(self) -> str:
+        """The whole answer received, scrubbed (call when the stream has ended)."""
+        return self._redactor.redact(self._raw)
 
     @property
     def message_ids(self) -> list[str]:
         return [*self._frozen, *([self._open[0]] if self._open else [])]
 
     async def start(self) -> None:
-        if self._placeholder is not None:
+        if self._notice is not None:
+            self._open = self._notice
+            self._last_edit = time.monotonic()
+        elif self._placeholder is not None:
             self._open = (await self._replier.post(self._placeholder), self._placeholder)
             self._last_edit = time.monotonic()
         self._flusher = asyncio.create_task(self._flush_loop())
 
     def feed(self, delta: str) -> None:
         if delta:
-            self._text += delta
+            self._raw += delta
+            self._text = self._redactor.redact_unfinished(self._raw)
             self._dirty.set()
 
-    async def finish(self, suffix: str = "") -> None:
-        """Stop the background edits and show the whole text (plus `suffix`) for good."""
+    async def finish(self, suffix: str = "", *, complete: bool = True) -> None:
+        """Stop the background edits and show the whole text (plus `suffix`) for good;
+        `complete=False`: the stream broke off, so a tail that may be part of a secret stays
+        held back."""
         if self._flusher is not None:
             # Holding the lock, the flusher is never cancelled half-way through a post (the
             # message would exist but its id be lost, and the final render post it again).
@@ -77,7 +100,8 @@ class StreamRenderer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
-        self._text += suffix
+        shown = self.answer if complete else self._redactor.redact_unfinished(self._raw)
+        self._text = shown + suffix
         if not self._text.strip():
             self._text = "…"  # platforms refuse empty messages
         await self._render()

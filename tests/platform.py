@@ -18,14 +18,17 @@ class RecordingReplier:
     files: dict[str, bytes] = field(default_factory=dict)  # attachment url -> bytes
     messages: dict[str, str] = field(default_factory=dict)  # id -> current text
     order: list[str] = field(default_factory=list)
+    private: set[str] = field(default_factory=set)  # ids of messages only the asker sees
     edits: int = 0
     uploads: list[OutgoingFile] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         message_id = f"m{next(self._ids)}"
         self.messages[message_id] = text
         self.order.append(message_id)
+        if private:
+            self.private.add(message_id)
         return message_id
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -66,6 +69,7 @@ def message(
     attachments: tuple[Attachment, ...] = (),
     options: dict[str, str] | None = None,
     event_id: str | None = None,
+    slash: bool = False,
 ) -> Incoming:
     return Incoming(
         key=key,
@@ -73,6 +77,7 @@ def message(
         command=command,
         text=text,
         options=options or {},
+        slash=slash,
         attachments=attachments,
         event_id=event_id,
     )

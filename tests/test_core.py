@@ -9,7 +9,15 @@ from collections.abc import Callable
 import pytest
 
 from bot.core import Core
-from bot.domain import Attachment, Author, ConversationKey, TurnKind, TurnRole, TurnStatus
+from bot.domain import (
+    Attachment,
+    Author,
+    ConversationKey,
+    Incoming,
+    TurnKind,
+    TurnRole,
+    TurnStatus,
+)
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.tokmodel.fake import FakeTokModel, Fault
@@ -463,3 +471,48 @@ async def test_a_long_history_is_read_in_pages_up_to_the_budget(
     assert 100 < len(users) < 151 and users[-1] == "Alice: summarise"
     assert users[-2].startswith("Alice: note 149")
     assert sum(len(m["content"]) // 4 + 1 for m in sent) <= 2000
+
+
+async def test_replies_that_concern_only_the_asker_are_private(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_RATE_LIMIT_PER_MINUTE="2")  # the empty /ask counts too
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+
+        async def private(incoming: Incoming) -> bool:
+            before = len(replier.order)
+            await core.handle(incoming, replier)
+            (new,) = replier.order[before:]
+            return new in replier.private
+
+        assert await private(message("help"))
+        assert await private(message("usage"))
+        assert await private(message("ask", ""))  # refusal: nothing asked
+        assert await private(message("nonsense"))  # unknown command
+        assert await private(message("persona", "be terse"))  # admin-only
+        assert not await private(message("ask", "a question"))  # answers stay public
+        assert await private(message("ask", "too quick"))  # rate limited
+
+    class BrokenUpload(RecordingReplier):
+        async def upload(self, file: object, comment: str | None = None) -> None:
+            raise RuntimeError("disk on fire")
+
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        for slash in (True, False):
+            broken = BrokenUpload()
+            await core.handle(message("tts", "hi", author=ADMIN, slash=slash), broken)
+            apology = broken.order[-1]
+            assert "went wrong" in broken.messages[apology]
+            # A slash command's error is private; a mention's stays in its thread.
+            assert (apology in broken.private) is slash
+
+
+async def test_a_secret_streamed_in_small_pieces_is_scrubbed_as_a_whole(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.chunk_chars = 3  # real models split words: no piece holds the whole key
+    fake.set_reply(f"the key is {API_KEY}, keep it safe")
+    await core.handle(message("ask", "leak it"), replier)
+    assert API_KEY not in replier.last and "[redacted]" in replier.last
+    stored = [t.content for t in await core.store.history(KEY)]
+    assert not any(API_KEY in text for text in stored)

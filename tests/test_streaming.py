@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.logs import SecretRedactor
 from bot.streaming import StreamRenderer
 from tests.platform import RecordingReplier
 
@@ -53,8 +54,8 @@ async def test_an_empty_stream_still_shows_something() -> None:
 
 async def test_finishing_during_a_slow_first_post_does_not_post_twice() -> None:
     class SlowReplier(RecordingReplier):
-        async def post(self, text: str) -> str:
-            message_id = await super().post(text)  # the platform has it...
+        async def post(self, text: str, *, private: bool = False) -> str:
+            message_id = await super().post(text, private=private)  # the platform has it...
             await asyncio.sleep(0.1)  # ...but its answer is still on the way
             return message_id
 
@@ -66,3 +67,58 @@ async def test_finishing_during_a_slow_first_post_does_not_post_twice() -> None:
     renderer.feed(", and the rest")
     await renderer.finish()
     assert replier.texts == ["first words, and the rest"]
+
+
+SECRET = "sk-live-abcdefghijklmnop"
+
+
+class EveryTextReplier(RecordingReplier):
+    """Keeps every text ever shown (posts and edits), not only the latest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    async def post(self, text: str, *, private: bool = False) -> str:
+        self.seen.append(text)
+        return await super().post(text, private=private)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.seen.append(text)
+        await super().edit(message_id, text)
+
+
+async def test_no_piece_of_a_secret_streamed_in_small_chunks_is_ever_shown() -> None:
+    replier = EveryTextReplier()
+    renderer = StreamRenderer(
+        replier, placeholder=None, interval=0, redactor=SecretRedactor([SECRET])
+    )
+    await renderer.start()
+    answer = f"the key is {SECRET}, keep it"
+    for start in range(0, len(answer), 3):
+        renderer.feed(answer[start : start + 3])
+        await asyncio.sleep(0.01)  # let the flusher show each stage
+    await renderer.finish()
+    assert replier.last == "the key is [redacted], keep it"
+    assert len(replier.seen) > 5
+    assert not any(SECRET[:3] in text for text in replier.seen)
+
+
+async def test_an_answer_cut_off_inside_a_secret_shows_no_part_of_it() -> None:
+    replier = EveryTextReplier()
+    renderer = StreamRenderer(
+        replier, placeholder=None, interval=0, redactor=SecretRedactor([SECRET])
+    )
+    await renderer.start()
+    renderer.feed("the key is " + SECRET[:10])
+    await renderer.finish(" (cut off)", complete=False)
+    assert replier.last == "the key is  (cut off)"
+    assert renderer.text == "the key is  (cut off)"
+
+
+def test_redact_unfinished_holds_back_only_what_could_start_a_secret() -> None:
+    redactor = SecretRedactor([SECRET])
+    assert redactor.redact_unfinished("so sk-li") == "so "
+    assert redactor.redact_unfinished("so sk-x") == "so sk-x"
+    assert redactor.redact_unfinished(f"a {SECRET} b s") == "a [redacted] b "
+    assert redactor.redact_unfinished("plain") == "plain"

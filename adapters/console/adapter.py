@@ -38,7 +38,8 @@ class ConsoleReplier:
         self._ids = itertools.count(1)
         self._line_open = False
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
+        # One person at the terminal: every reply is private already.
         self.end_line()
         self._write(BOT + text)
         message_id = str(next(self._ids))

@@ -102,7 +102,7 @@ class InteractionReplier:
                 self._late = self._fallback()
         return self._late
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         """Long text continues in follow-ups; the first message's id is returned."""
         if (late := await self._refused()) is not None:
             return await late.post(text)
@@ -174,7 +174,7 @@ class _ChannelReplier:
             content=shortened(text), allowed_mentions=NO_MENTIONS
         )
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         """Long text continues in further messages; the first message's id is returned."""
         ids = [self._keep(await self._send(piece)) for piece in fit(text)]
         return ids[0]

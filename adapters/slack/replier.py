@@ -72,7 +72,7 @@ class SlackReplier:
     async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
         return await self._thread.earlier_messages(limit) if self._thread is not None else []
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, *, private: bool = False) -> str:
         try:
             return await self._post(text)
         except SlackApiError as exc:

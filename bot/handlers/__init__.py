@@ -71,7 +71,11 @@ def default_commands() -> list[CommandSpec]:
             channel.transcription,
         ),
         CommandSpec(
-            "usage", "requests and tokens, yours and this channel's", "/usage", channel.usage
+            "usage",
+            "requests and tokens, yours and this channel's",
+            "/usage",
+            channel.usage,
+            private_reply=True,
         ),
-        CommandSpec("help", "this list", "/help", channel.help_),
+        CommandSpec("help", "this list", "/help", channel.help_, private_reply=True),
     ]

@@ -100,7 +100,8 @@ async def usage(inv: Invocation) -> None:
         "📊 Usage\n"
         f"• you: {summary.user_requests:,} requests, {summary.user_tokens:,} tokens\n"
         f"• this channel: {summary.channel_requests:,} requests, "
-        f"{summary.channel_tokens:,} tokens"
+        f"{summary.channel_tokens:,} tokens",
+        private=True,
     )
 
 
@@ -112,4 +113,4 @@ async def help_(inv: Invocation) -> None:
         "Mention me or reply to me to ask, too (start with a command to run it: "
         "`imagine make it blue` with a picture edits it); voice messages are transcribed."
     )
-    await inv.reply("\n".join(lines))
+    await inv.reply("\n".join(lines), private=True)

@@ -122,6 +122,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         placeholder=inv.replier.stream_placeholder,
         interval=max(settings.stream_edit_interval, inv.replier.edit_interval),
         on_shown=save_shown,
+        redactor=core.redactor,
     )
     usage: Usage | None = None
     finished = False
@@ -133,17 +134,18 @@ async def answer(inv: Invocation, prompt: str) -> None:
             raise
         delta = await first
         while delta is not None:
-            renderer.feed(core.scrub(delta.text))
+            renderer.feed(delta.text)  # scrubbed as a whole by the renderer, never per piece
             usage = delta.usage or usage
             delta = await anext(stream, None)
-        text = renderer.text
+        text = renderer.answer
         await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
         partial = renderer.text
         friendly = describe_tokmodel_error(exc, model=model)
-        await renderer.finish((CUT_OFF_MARK + "\n" if partial.strip() else "") + friendly)
+        suffix = (CUT_OFF_MARK + "\n" if partial.strip() else "") + friendly
+        await renderer.finish(suffix, complete=False)
         status = TurnStatus.INTERRUPTED if partial.strip() else TurnStatus.FAILED
         error = f"{type(exc).__name__} ({exc.status})" if exc.status else type(exc).__name__
         await store.update_turn(answer_turn, content=partial, status=status, error=error)
@@ -182,7 +184,8 @@ async def _show_cut_off(renderer: StreamRenderer) -> None:
     if not renderer.message_ids:
         return  # nothing shown: the core's apology (or nothing, at shutdown) says enough
     try:
-        await asyncio.wait_for(asyncio.shield(renderer.finish(INTERRUPTED_MARK)), CUT_OFF_SHOW_S)
+        finishing = renderer.finish(INTERRUPTED_MARK, complete=False)
+        await asyncio.wait_for(asyncio.shield(finishing), CUT_OFF_SHOW_S)
     except asyncio.CancelledError:
         pass  # cancelled again: stopping for good
     except Exception:
