@@ -111,10 +111,18 @@ class TokbotClient(discord.AutoShardedClient):
     ) -> None:
         # Acknowledge first; the work starts while the acknowledgement travels (the replier's
         # first message waits for it, and answers in the channel if Discord refused it).
-        acknowledged = asyncio.ensure_future(interaction.response.defer(thinking=True))
+        # Commands whose replies are all private are deferred ephemerally (fixed at defer time).
+        spec = self.core.registry.get(command)
+        private = spec is not None and spec.private_reply
+        acknowledged = asyncio.ensure_future(
+            interaction.response.defer(thinking=True, ephemeral=private)
+        )
         acknowledged.add_done_callback(_note_refusal)
         replier = InteractionReplier(
-            interaction, acknowledged, fallback=lambda: _late_replier(interaction, command)
+            interaction,
+            acknowledged,
+            fallback=lambda: _late_replier(interaction, command),
+            ephemeral=private,
         )
         incoming = Incoming(
             key=translate.interaction_key(interaction),
@@ -125,6 +133,7 @@ class TokbotClient(discord.AutoShardedClient):
             attachments=tuple(translate.attachment(f) for f in files),
             message_id=None,
             event_id=f"interaction:{interaction.id}",
+            slash=True,
             raw=interaction,
         )
         self.spawn(self.core.handle(incoming, replier))

@@ -38,6 +38,10 @@ HELLO, IDENTIFY, RESUME, HEARTBEAT, HEARTBEAT_ACK, DISPATCH = 10, 2, 6, 1, 11, 0
 MESSAGE_CONTENT_INTENT: Final = 1 << 15
 MANAGE_GUILD: Final = 1 << 5
 VOICE_MESSAGE_FLAG: Final = 1 << 13
+#: Message flags (Discord's docs, resources/message "Message Flags"): only the asker sees an
+#: EPHEMERAL message; LOADING is a deferred response's "thinking…" state.
+EPHEMERAL_FLAG: Final = 1 << 6
+LOADING_FLAG: Final = 1 << 7
 DEFAULT_SIZE_LIMIT: Final = 10 * 1024 * 1024
 #: Seconds Discord waits for an interaction's first response (then: 10062 Unknown interaction).
 INTERACTION_ACK_WINDOW: Final = 3.0
@@ -111,6 +115,8 @@ class FakeMessage:
     interaction_token: str | None = None
     reply_to: str | None = None
     edits: int = 0
+    ephemeral: bool = False  # only the asker sees it
+    loading: bool = False  # a deferred response still "thinking…"
     payload: JSONDict = field(default_factory=dict)
 
 
@@ -146,6 +152,7 @@ class FakeDiscord:
         self.thread_id = 820000000000000001
         self.calls: list[RestCall] = []
         self.messages: dict[str, FakeMessage] = {}
+        self.deleted: list[FakeMessage] = []  # messages the bot deleted
         self.commands: dict[str, list[JSONDict]] = {}  # "global" or guild id -> synced commands
         self.interaction_responses: dict[str, list[JSONDict]] = {}  # interaction id -> callbacks
         self._created: dict[str, float] = {}  # interaction id and token -> when it was created
@@ -156,6 +163,7 @@ class FakeDiscord:
         self.people_messages: list[JSONDict] = []
         self._sessions: dict[str, _Session] = {}
         self._original: dict[str, str] = {}  # interaction token -> @original message id
+        self._channel_of: dict[str, str] = {}  # interaction token -> its channel id
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -407,6 +415,7 @@ class FakeDiscord:
                 "member": self.member(user, roles=roles, permissions=permissions),
                 "context": 0,
             }
+        self._channel_of[payload["token"]] = payload["channel_id"]
         # Discord's clock for it starts when it was created: `age` makes it arrive late.
         self._created[payload["id"]] = self._created[payload["token"]] = time.monotonic() - age
         await self.dispatch("INTERACTION_CREATE", payload)
@@ -618,7 +627,7 @@ class FakeDiscord:
             self.commands[scope] = synced
             return _json(synced)
         if parts[0] == "interactions" and parts[-1] == "callback":
-            return self._callback(parts[1], parts[2], body)
+            return self._callback(parts[1], parts[2], call)
         if parts[0] == "webhooks":
             return self._webhook(method, parts[2], parts[3:], call)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "typing":
@@ -651,6 +660,7 @@ class FakeDiscord:
         found = [
             p for p in found
             if (before is None or int(p["id"]) < before) and (after is None or int(p["id"]) > after)
+            and not int(p.get("flags") or 0) & EPHEMERAL_FLAG  # only its asker sees it
         ]  # fmt: skip
         found.sort(key=lambda p: int(p["id"]), reverse=True)
         return _json(found[:limit])
@@ -669,7 +679,7 @@ class FakeDiscord:
             "flags": (1 << 19) if self.grant_message_content else 0,
         }
 
-    def _callback(self, interaction_id: str, token: str, body: JSONDict) -> web.Response:
+    def _callback(self, interaction_id: str, token: str, call: RestCall) -> web.Response:
         created = self._created.get(interaction_id)
         if created is None or time.monotonic() - created > INTERACTION_ACK_WINDOW:
             return _json({"message": "Unknown interaction", "code": 10062}, 404)
@@ -677,16 +687,22 @@ class FakeDiscord:
             return _json(
                 {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
             )
+        body: JSONDict = call.json if isinstance(call.json, dict) else {}
         self.interaction_responses.setdefault(interaction_id, []).append(body)
         kind = int(body.get("type", 0))
-        if kind == 5:  # deferred: Discord shows "thinking…" as the @original message
+        data: JSONDict = body["data"] if isinstance(body.get("data"), dict) else {}
+        ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL_FLAG)
+        if kind in (4, 5):  # a message (4), or "thinking…" (5): the @original response
             original = FakeMessage(
                 id=self.snowflake(),
-                channel_id=str(self.channel_id),
-                content="",
+                channel_id=self._channel_of.get(token, str(self.channel_id)),
+                content=str(data.get("content") or "") if kind == 4 else "",
                 author_id=str(self.application_id),
+                files=list(call.files),
                 via="interaction",
                 interaction_token=token,
+                ephemeral=ephemeral,
+                loading=kind == 5,
             )
             original.payload = self._message_payload(original)
             self.messages[original.id] = original
@@ -696,11 +712,11 @@ class FakeDiscord:
                 "id": interaction_id,
                 "type": 2,
                 "response_message_loading": kind == 5,
-                "response_message_ephemeral": False,
+                "response_message_ephemeral": ephemeral,
             },
             "resource": {"type": kind},
         }
-        if kind == 5:
+        if kind in (4, 5):
             result["interaction"]["response_message_id"] = self._original[token]
         return _json(result)
 
@@ -711,7 +727,14 @@ class FakeDiscord:
         if created is not None and time.monotonic() - created > INTERACTION_TOKEN_LIFETIME:
             return _json({"message": "Invalid Webhook Token", "code": 50027}, 401)
         if method == "POST" and not rest:
-            message = self._new_message(str(self.channel_id), call, via="followup")
+            original = self.messages.get(self._original.get(token, ""))
+            if original is not None and original.loading:
+                # The first follow-up after a deferral replaces the "thinking…" message and
+                # keeps the visibility chosen at defer time (discord.py's
+                # `InteractionResponse.defer` docstring; its `ephemeral` flag is ignored).
+                return self._edit(original.id, call)
+            channel_id = self._channel_of.get(token, str(self.channel_id))
+            message = self._new_message(channel_id, call, via="followup")
             message.interaction_token = token
             return _json(message.payload)
         if len(rest) == 2 and rest[0] == "messages":
@@ -722,6 +745,9 @@ class FakeDiscord:
                 return self._edit(message_id, call)
             if method == "GET":
                 return _json(self.messages[message_id].payload)
+            if method == "DELETE":
+                self.deleted.append(self.messages.pop(message_id))
+                return web.Response(status=204)
         return _json({"message": "404: Not Found", "code": 0}, 404)
 
     def _new_message(self, channel_id: str, call: RestCall, *, via: str) -> FakeMessage:
@@ -733,6 +759,8 @@ class FakeDiscord:
             author_id=str(self.application_id),
             files=list(call.files),
             via=via,
+            # Only interaction responses and follow-ups can be ephemeral.
+            ephemeral=via == "followup" and bool(int(body.get("flags") or 0) & EPHEMERAL_FLAG),
         )
         message.payload = self._message_payload(message)
         self.messages[message.id] = message
@@ -747,6 +775,7 @@ class FakeDiscord:
             message.content = str(body["content"] or "")
         message.files.extend(call.files)
         message.edits += 1
+        message.loading = False
         message.payload = self._message_payload(message)
         return _json(message.payload)
 
@@ -776,7 +805,8 @@ class FakeDiscord:
             "embeds": [],
             "pinned": False,
             "components": [],
-            "flags": 0,
+            "flags": (EPHEMERAL_FLAG if message.ephemeral else 0)
+            | (LOADING_FLAG if message.loading else 0),
         }
         if message.channel_id in (str(self.channel_id), str(self.thread_id)):
             payload["guild_id"] = str(self.guild_id)

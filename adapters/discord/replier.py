@@ -70,7 +70,13 @@ class InteractionReplier:
     "tokbot is thinking…"), later posts are follow-ups; edits go to whichever message the id
     names. The work starts while the acknowledgement is on its way: the first message waits for
     it, and if Discord refused it (too late for its 3-second window) everything goes to the
-    channel instead, through `fallback`."""
+    channel instead, through `fallback`.
+
+    Private posts (`private=True`) are ephemeral. Whether the deferred response is ephemeral is
+    fixed at defer time (`ephemeral`, for commands whose every reply is private), and the first
+    follow-up after a defer only fills that "thinking…" message (discord.py's
+    `InteractionResponse.defer`). So a private post while a public "thinking…" is still
+    showing deletes it first, and goes out as an ephemeral follow-up of its own."""
 
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
@@ -81,9 +87,13 @@ class InteractionReplier:
         interaction: discord.Interaction,
         acknowledged: asyncio.Future[Any] | None = None,
         fallback: Callable[[], LateCommandReplier] | None = None,
+        *,
+        ephemeral: bool = False,
     ) -> None:
         self._interaction = interaction
         self._original_id: str | None = None
+        self._ephemeral = ephemeral  # the deferred response is ephemeral
+        self._original_gone = False  # the public "thinking…" was deleted for a private post
         self._acknowledged = acknowledged
         self._fallback = fallback
         self._late: LateCommandReplier | None = None
@@ -105,18 +115,27 @@ class InteractionReplier:
     async def post(self, text: str, *, private: bool = False) -> str:
         """Long text continues in follow-ups; the first message's id is returned."""
         if (late := await self._refused()) is not None:
-            return await late.post(text)
-        ids = [await self._send(piece) for piece in fit(text)]
+            return await late.post(text)  # no ephemeral messages without an interaction
+        if private and not self._ephemeral and self._thinking():
+            await self._interaction.delete_original_response()
+            self._original_gone = True
+        ids = [await self._send(piece, private=private) for piece in fit(text)]
         return ids[0]
 
-    async def _send(self, text: str) -> str:
-        if self._original_id is None:
+    def _thinking(self) -> bool:
+        """Whether the deferred "thinking…" response is still to be filled."""
+        return self._original_id is None and not self._original_gone
+
+    async def _send(self, text: str, *, private: bool = False) -> str:
+        if self._thinking():
             message = await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
             )
             self._original_id = str(message.id)
             return self._original_id
-        sent = await self._interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS)
+        sent = await self._interaction.followup.send(
+            text, wait=True, ephemeral=private, allowed_mentions=NO_MENTIONS
+        )
         return str(sent.id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -137,7 +156,7 @@ class InteractionReplier:
             return await late.upload(file, comment)
         item = _as_file(file, self._interaction.filesize_limit)
         first, *rest = fit(comment or "")
-        if self._original_id is None:
+        if self._thinking():
             message = await self._interaction.edit_original_response(
                 content=first, attachments=[item], allowed_mentions=NO_MENTIONS
             )
@@ -198,7 +217,8 @@ class _ChannelReplier:
 
 class MessageReplier(_ChannelReplier):
     """Answers a mention, a reply to the bot, a DM or a voice message: the first post replies
-    to it, longer answers continue in the same channel."""
+    to it, longer answers continue in the same channel. Private posts are plain messages too:
+    Discord has ephemeral messages only as answers to interactions."""
 
     def __init__(self, message: discord.Message, *, bot_user_id: int | None = None) -> None:
         super().__init__()
