@@ -43,6 +43,11 @@ class TokbotClient(discord.AutoShardedClient):
         sharding: dict[str, Any] = {"shard_count": settings.discord_shard_count}
         if settings.discord_shards is not None:  # this process runs only these shards
             sharding["shard_ids"] = settings.discord_shards
+        # tokbot never joins voice channels (voice messages are files), so discord.py's start-up
+        # warnings that PyNaCl and davey are missing are noise; these class flags are how
+        # discord.py itself silences them after the first client (discord/client.py).
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             intents=intents(),
             allowed_mentions=NO_MENTIONS,

@@ -117,8 +117,11 @@ class InteractionReplier:
         if (late := await self._refused()) is not None:
             return await late.post(text)  # no ephemeral messages without an interaction
         if private and not self._ephemeral and self._thinking():
-            await self._interaction.delete_original_response()
-            self._original_gone = True
+            try:
+                await self._interaction.delete_original_response()
+                self._original_gone = True
+            except discord.HTTPException as exc:  # then it fills the public "thinking…"
+                log.warning("could not withdraw the public response: %s", exc)
         ids = [await self._send(piece, private=private) for piece in fit(text)]
         return ids[0]
 
