@@ -10,7 +10,8 @@ downloads. Content over 2,000 characters is refused as Discord refuses it (400, 
 Every REST call is recorded (`calls`) and every message kept as a user would see it
 (`messages`). Tests inject events with `dispatch`, `interaction` and `message`.
 
-Run `python -m adapters.discord.fake --port 8098` for a manual try.
+Run `python -m adapters.discord.fake --port 8098` for a manual try: lines typed into it reach
+the bot (see `adapters/discord/fake_input.py`) and it prints what the bot sends.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class FakeDiscord:
         self._url: str | None = None
         self._changed = asyncio.Condition()
         self._sockets: set[web.WebSocketResponse] = set()
+        self.echo = False  # print what the bot sends as it changes (typing into the fake)
 
     # ---- lifecycle
 
@@ -368,7 +370,9 @@ class FakeDiscord:
         payloads (from `attachment`). Returns the payload (its "id" keys the responses)."""
         opts: list[JSONDict] = []
         for key, value in (options or {}).items():
-            kind = 4 if isinstance(value, int) and not isinstance(value, bool) else 3
+            # Discord's option types: 3 string, 4 integer, 5 boolean (application command
+            # option type in Discord's docs, interactions/application-commands).
+            kind = 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 3
             opt: JSONDict = {"name": key, "type": kind, "value": value}
             if key == autocomplete:
                 opt["focused"] = True
@@ -472,6 +476,33 @@ class FakeDiscord:
         self.people_messages.append(payload)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
+
+    @property
+    def bot_connected(self) -> bool:
+        """Whether a bot holds a gateway session (so dispatched events reach it)."""
+        return any(session.ws is not None for session in self._sessions.values())
+
+    def command(self, name: str) -> JSONDict | None:
+        """The synced slash command called `name` (global or in the guild), as Discord holds it."""
+        for synced in self.commands.values():
+            for command in synced:
+                if command.get("name") == name:
+                    return command
+        return None
+
+    def _show(self, what: str, message: FakeMessage) -> None:
+        if not self.echo:
+            return
+        if message.channel_id == str(self.thread_id):
+            where = "#a thread"
+        elif message.channel_id == str(self.channel_id):
+            where = "#general"
+        else:
+            where = "DM"
+        private = " (only you can see this)" if message.ephemeral else ""
+        files = "".join(f"\n  [file {name}, {len(data):,} bytes]" for name, data in message.files)
+        text = "is thinking…" if message.loading else message.content
+        print(f"[{where}] tokbot {what}{private}: {text}{files}", flush=True)
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket (as a network blip would); sessions stay resumable."""
@@ -707,6 +738,7 @@ class FakeDiscord:
             original.payload = self._message_payload(original)
             self.messages[original.id] = original
             self._original[token] = original.id
+            self._show("answers", original)
         result: JSONDict = {
             "interaction": {
                 "id": interaction_id,
@@ -747,6 +779,7 @@ class FakeDiscord:
                 return _json(self.messages[message_id].payload)
             if method == "DELETE":
                 self.deleted.append(self.messages.pop(message_id))
+                self._show("deleted", self.deleted[-1])
                 return web.Response(status=204)
         return _json({"message": "404: Not Found", "code": 0}, 404)
 
@@ -764,6 +797,7 @@ class FakeDiscord:
         )
         message.payload = self._message_payload(message)
         self.messages[message.id] = message
+        self._show("says", message)
         return message
 
     def _edit(self, message_id: str, call: RestCall) -> web.Response:
@@ -775,8 +809,10 @@ class FakeDiscord:
             message.content = str(body["content"] or "")
         message.files.extend(call.files)
         message.edits += 1
+        what = "answers" if message.loading else "edits"
         message.loading = False
         message.payload = self._message_payload(message)
+        self._show(what, message)
         return _json(message.payload)
 
     def _message_payload(self, message: FakeMessage) -> JSONDict:
@@ -814,7 +850,10 @@ class FakeDiscord:
 
 
 async def _serve(host: str, port: int, token: str) -> None:
+    from adapters.discord.fake_input import relay_stdin  # it builds on this module
+
     fake = FakeDiscord(token)
+    fake.echo = True
     url = await fake.start(host, port)
     print(
         f"Fake Discord at {url}\n  DISCORD_TOKEN={token}\n  DISCORD_API_BASE={fake.api_base}\n"
@@ -822,7 +861,7 @@ async def _serve(host: str, port: int, token: str) -> None:
         flush=True,
     )
     try:
-        await asyncio.Event().wait()
+        await relay_stdin(fake)
     finally:
         await fake.stop()
 
