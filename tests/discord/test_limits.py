@@ -3,6 +3,8 @@ message the bot sends fits (split into several messages, or shortened with "…"
 
 from __future__ import annotations
 
+import io
+
 import aiohttp
 import discord
 import pytest
@@ -41,6 +43,9 @@ async def test_the_fake_refuses_content_over_2000_characters_as_discord_does(
     assert refused.value.status == 400 and refused.value.code == 50035
     assert "In content: Must be 2000 or fewer in length." in refused.value.text
     await channel.send("x" * 2000)  # exactly the limit is fine
+    with pytest.raises(discord.HTTPException) as refused:  # multipart: content in payload_json
+        await channel.send("x" * 2001, file=discord.File(io.BytesIO(b"data"), "a.txt"))
+    assert refused.value.code == 50035
     async with aiohttp.ClientSession() as http:  # the check comes before any look-up
         callback = f"{discord_fake.api_base}/interactions/1/itoken-1/callback"
         body = {"type": 4, "data": {"content": "y" * 2001}}
