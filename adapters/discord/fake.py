@@ -502,7 +502,7 @@ class FakeDiscord:
         private = " (only you can see this)" if message.ephemeral else ""
         files = "".join(f"\n  [file {name}, {len(data):,} bytes]" for name, data in message.files)
         text = "is thinking…" if message.loading else message.content
-        print(f"[{where}] tokbot {what}{private}: {text}{files}", flush=True)
+        print(f"[{where}] tokbot {what}{private}:{' ' if text else ''}{text}{files}", flush=True)
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket (as a network blip would); sessions stay resumable."""
