@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile
+from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 from bot.text import split_message
 
@@ -21,6 +21,12 @@ MAX_MESSAGE_LENGTH = 2000
 EDIT_INTERVAL = 1.0
 #: Without mentions parsed, model output saying "@everyone" pings nobody.
 NO_MENTIONS = discord.AllowedMentions.none()
+HELP = PlatformHelp(
+    addressing=(
+        "Mention me, DM me or reply to me to ask. Start with a command to run it, e.g. "
+        "`@tokbot imagine make it blue` with a picture attached."
+    ),
+)
 
 
 def fit(text: str) -> list[str]:
@@ -81,6 +87,7 @@ class InteractionReplier:
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None  # Discord already shows "tokbot is thinking…"
+    platform_help = HELP
 
     def __init__(
         self,
@@ -182,6 +189,7 @@ class _ChannelReplier:
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
     stream_placeholder: str | None = None
+    platform_help = HELP
 
     def __init__(self) -> None:
         self._sent: dict[str, discord.Message] = {}
