@@ -13,14 +13,17 @@ from sqlalchemy.engine import Connection
 
 from bot.settings import Settings
 from bot.store import Store, head_revision
+from bot.text import one_line
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.errors import (
     ConnectionFailed,
     InsufficientCredits,
+    NotFound,
     Timeout,
     TokModelError,
     Unauthorized,
 )
+from bot.tokmodel.kinds import KIND_NAMES
 
 DISCORD_API = "https://discord.com/api/v10"
 # Application flags that grant the message content intent (verified apps get the first).
@@ -154,7 +157,18 @@ async def check_tokmodel(settings: Settings) -> list[Finding]:
     )
     try:
         async with client:
-            models = {m.id for m in await client.list_models()}
+            listed = await client.list_models()
+    except NotFound as exc:
+        # Both /v1beta/models and /v1/models are missing: a wrong base URL, not a wrong key.
+        return [
+            Finding(
+                False,
+                "TokModel",
+                f"{settings.tokmodel_base_url} serves neither /v1beta/models nor /v1/models "
+                f"(404: {one_line(exc.message, 120)}), so the key could not be checked",
+                "set TOKMODEL_BASE_URL to the gateway's root, e.g. https://tokmodel.com",
+            )
+        ]
     except Unauthorized:
         return [
             Finding(
@@ -183,8 +197,10 @@ async def check_tokmodel(settings: Settings) -> list[Finding]:
             )
         ]
     except TokModelError as exc:
-        return [Finding(False, "TokModel", f"answered {exc.status}: {exc.message[:200]}")]
-    findings = [Finding(True, "TokModel", f"key accepted, {len(models)} models available")]
+        return [Finding(False, "TokModel", f"answered {exc.status}: {one_line(exc.message)}")]
+    models = {m.id: m for m in listed}
+    via = "" if client.models_path == "/v1beta/models" else f" (listed at {client.models_path})"
+    findings = [Finding(True, "TokModel", f"key accepted, {len(models)} models available{via}")]
     configured = {
         "TOKBOT_CHAT_MODEL": settings.chat_model,
         "TOKBOT_IMAGE_MODEL": settings.image_model,
@@ -201,6 +217,17 @@ async def check_tokmodel(settings: Settings) -> list[Finding]:
                     "pick an id from `/model` or GET /v1beta/models",
                 )
             )
+    chat = models.get(settings.chat_model)
+    if chat is not None and not chat.is_chat:
+        findings.append(
+            Finding(
+                False,
+                "TokModel",
+                f"TOKBOT_CHAT_MODEL={settings.chat_model} is {KIND_NAMES[chat.kind]} model, "
+                "not a chat model",
+                "pick a chat model from `/model`",
+            )
+        )
     return findings
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.core import Core
-from bot.domain import Attachment, OutgoingFile
+from bot.domain import Attachment, OutgoingFile, PlatformHelp
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings, load_settings
 
@@ -150,6 +150,7 @@ class TimedReplier:
     max_message_length: int = 4000
     edit_interval: float = 1.0
     stream_placeholder: str | None = "…"
+    platform_help: PlatformHelp = field(default_factory=PlatformHelp)
     first_text_at: float | None = None
     last_change_at: float | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))

@@ -25,6 +25,9 @@ class Invocation:
     options: dict[str, str]
     #: How the command ended, for metrics; handlers that report a failure themselves set it.
     outcome: str = "ok"
+    #: A message already posted while this waited its turn ("⏳ …"): the first thing the
+    #: command shows replaces it (`show`, or a stream via `take_notice`).
+    notice: tuple[str, str] | None = None
 
     @property
     def key(self) -> ConversationKey:
@@ -38,6 +41,18 @@ class Invocation:
         """Post a message, with secrets scrubbed (never a key in a reply); `private`: only the
         asker sees it, where the platform can do that."""
         return await self.replier.post(self.core.scrub(text), private=private)
+
+    async def show(self, text: str) -> str:
+        """Post a public message, or turn the waiting notice into it; return its id."""
+        notice = self.take_notice()
+        if notice is None:
+            return await self.reply(text)
+        await self.replier.edit(notice[0], self.core.scrub(text))
+        return notice[0]
+
+    def take_notice(self) -> tuple[str, str] | None:
+        notice, self.notice = self.notice, None
+        return notice
 
     def tokmodel_failed(self, exc: TokModelError) -> None:
         """A TokModel failure this handler has already explained to the user."""
@@ -64,6 +79,9 @@ class CommandSpec:
     uses_tokmodel: bool = False
     #: Not listed in /help (e.g. the automatic voice-message transcription).
     hidden: bool = False
+    #: Whether this message asks for anything, checked before the rate limit is spent (a voice
+    #: clip in a channel with transcription off asks for nothing).
+    wanted: Callable[[Core, Incoming], Awaitable[bool]] | None = None
     #: Works on attached files: a message with files may name it without the slash (see
     #: `Core.route_mention`).
     takes_files: bool = False

@@ -3,13 +3,15 @@ failure into a reply a person can act on."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, Incoming, Replier
 from bot.errors import UserError
-from bot.locks import KeyedLocks
+from bot.locks import ByteBudget, FairSlots, KeyedLocks
 from bot.logs import SecretRedactor, make_request_id, request_id
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
@@ -22,6 +24,10 @@ from bot.tokmodel.types import Usage
 from bot.wording import describe_tokmodel_error
 
 log = logging.getLogger(__name__)
+
+#: Posted at once when a TokModel command must wait for a free slot; the answer replaces it.
+WAITING_NOTICE = "⏳ Busy right now{ahead}: I'll answer here as soon as I can."
+NOT_ANSWERED = "✖️ Not answered: I've told you why privately."
 
 
 class Core:
@@ -43,6 +49,9 @@ class Core:
         self.registry = registry or CommandRegistry(default_commands())
         self.metrics = metrics or Metrics()
         self._arrival_order = KeyedLocks()
+        # Backpressure: TokModel commands in flight, and attachment bytes held, per process.
+        self._answer_slots = FairSlots(settings.max_answers_in_flight)
+        self.downloads = ByteBudget(settings.max_download_bytes_in_flight)
         self.redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
 
@@ -101,12 +110,23 @@ class Core:
                 request_id.reset(started)
 
     async def _handle(self, incoming: Incoming, replier: Replier, reference: str) -> None:
+        started = time.perf_counter()
         # Taken before any await, so a conversation's commands run (and are answered) in the
         # order they arrived, whatever their database round trips take.
         async with self._arrival_order.hold(incoming.key):
             outcome = await self._dispatch(incoming, replier, reference)
         known = self.registry.get(incoming.command) is not None
-        self.metrics.commands.labels(incoming.command if known else "unknown", outcome).inc()
+        command = incoming.command if known else "unknown"
+        self.metrics.commands.labels(command, outcome).inc()
+        # One line per event (the request id comes with the format); never what was said.
+        log.log(
+            logging.DEBUG if outcome == "ignored" else logging.INFO,
+            "%s /%s: %s in %.0f ms",
+            incoming.key.platform,
+            command,
+            outcome,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def _dispatch(self, incoming: Incoming, replier: Replier, reference: str) -> str:
         """Run the command; return its outcome for the metrics."""
@@ -115,35 +135,70 @@ class Core:
         if incoming.event_id is not None and not await self.store.claim_event(
             incoming.key.platform, incoming.event_id
         ):
-            log.info("event %s already handled; ignoring the redelivery", incoming.event_id)
+            log.debug("event %s already handled; ignoring the redelivery", incoming.event_id)
             return "duplicate"
+        invocation: Invocation | None = None
         try:
             invocation = await self._prepare(incoming, replier)
-            spec = self.registry.get(incoming.command)
-            assert spec is not None  # _prepare checked it
-            await spec.handler(invocation)
+            if invocation is None:
+                return "ignored"
+            await self._run(invocation)
             return invocation.outcome
         except UserError as exc:  # a refusal concerns only the asker
-            await self._safe_post(replier, str(exc), private=True)
+            await self._safe_post(replier, invocation, str(exc), private=True)
             return "refused"
         except TokModelError as exc:
             self.note_tokmodel_failure(exc)
-            await self._safe_post(replier, describe_tokmodel_error(exc), private=incoming.slash)
+            text = describe_tokmodel_error(exc)
+            await self._safe_post(replier, invocation, text, private=incoming.slash)
             return "tokmodel_error"
         except Exception:
             log.exception("command /%s failed (reference %s)", incoming.command, reference)
             await self._safe_post(
                 replier,
+                invocation,
                 f"😵 Sorry, something went wrong on my side (reference {reference}). "
                 "Your message is saved; please try again.",
                 private=incoming.slash,
             )
             return "bug"
 
-    async def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation:
+    async def _run(self, invocation: Invocation) -> None:
+        """Run the handler; a TokModel command waits for a free slot first (in arrival order),
+        and the person is told at once that it waits."""
+        spec = self.registry.get(invocation.incoming.command)
+        assert spec is not None  # _prepare checked it
+        if not spec.uses_tokmodel:
+            await spec.handler(invocation)
+            return
+        waiter = self._answer_slots.join()
+        if waiter is not None:
+            ahead = self._answer_slots.waiting - 1
+            text = WAITING_NOTICE.format(ahead=f" ({ahead} ahead of you)" if ahead else "")
+            try:
+                invocation.notice = (await invocation.reply(text), text)
+            except asyncio.CancelledError:
+                self._answer_slots.leave(waiter)
+                raise
+            except Exception:  # the answer still comes; it just was not announced
+                log.warning("could not post the waiting notice", exc_info=True)
+            await self._answer_slots.wait(waiter)
+        try:
+            await spec.handler(invocation)
+        finally:
+            self._answer_slots.release()
+        if (notice := invocation.take_notice()) is not None:
+            # Nothing was shown in its place (e.g. transcription turned off meanwhile).
+            await invocation.replier.edit(notice[0], "✔️ Done.")
+
+    async def _prepare(self, incoming: Incoming, replier: Replier) -> Invocation | None:
+        """The invocation, once checked and counted against the rate limit (None: the message
+        asks for nothing)."""
         spec = self.registry.get(incoming.command)
         if spec is None:
             raise UserError(f"Unknown command /{incoming.command}. Try /help.")
+        if spec.wanted is not None and not await spec.wanted(self, incoming):
+            return None
         text, options = self._options(spec, incoming)
         limit = self.settings.rate_limit_per_minute
         if spec.uses_tokmodel and limit > 0:
@@ -180,8 +235,16 @@ class Core:
             return incoming.text.strip(), dict(incoming.options)
         return parse_options(incoming.text, spec.options, command=spec.name, flags=spec.flags)
 
-    async def _safe_post(self, replier: Replier, text: str, *, private: bool) -> None:
+    async def _safe_post(
+        self, replier: Replier, invocation: Invocation | None, text: str, *, private: bool
+    ) -> None:
+        """Say what went wrong; a waiting notice becomes the reply (or points to it)."""
+        notice = invocation.take_notice() if invocation is not None else None
         try:
+            if notice is not None:
+                await replier.edit(notice[0], self.scrub(NOT_ANSWERED if private else text))
+                if not private:
+                    return
             await replier.post(self.scrub(text), private=private)
         except Exception:
             log.exception("could not deliver a reply")

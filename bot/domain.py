@@ -74,6 +74,18 @@ class OutgoingFile:
     title: str | None = None
 
 
+@dataclass(frozen=True)
+class PlatformHelp:
+    """What `/help` says a platform offers; its adapter knows, the core words it."""
+
+    #: Commands people can type as slash commands there (None: every command).
+    slash_commands: frozenset[str] | None = None
+    #: How else people talk to the bot there (mentions, DMs, attaching files), in one line.
+    addressing: str = ""
+    #: Voice messages and audio uploads are transcribed without a command.
+    voice_messages: bool = True
+
+
 class Replier(Protocol):
     """What an adapter gives the core for one conversation: how to speak back in it."""
 
@@ -83,6 +95,8 @@ class Replier(Protocol):
     edit_interval: float
     #: Shown at once while an answer is being prepared (None: show nothing until text arrives).
     stream_placeholder: str | None
+    #: What this platform offers, for /help.
+    platform_help: PlatformHelp
 
     async def post(self, text: str, *, private: bool = False) -> str:
         """Send a new message; return its id (used by `edit`). `private`: only the asker should

@@ -9,6 +9,7 @@ from bot.text import one_line
 from bot.tokmodel.errors import (
     BadRequest,
     ConnectionFailed,
+    ImageRejected,
     InsufficientCredits,
     MalformedResponse,
     NotFound,
@@ -40,13 +41,15 @@ def describe_tokmodel_error(exc: TokModelError, *, model: str | None = None) -> 
             "🔑 TokModel rejected this bot's API key. An admin must set a valid "
             f"TOKMODEL_API_KEY and restart the bot. {KEPT}"
         )
+    if isinstance(exc, NotFound | BadRequest) and model and exc.code == "model_not_found":
+        return _unknown_model(model)
     if isinstance(exc, NotFound):
-        if model:
-            return (
-                f"❓ TokModel doesn't know the model `{model}`. "
-                "See `/model` to pick one that exists."
-            )
-        return f"❓ TokModel couldn't find that: {one_line(exc.message)}"
+        # Only blame the model when the body is about it: a 404 is just as often a route the
+        # gateway does not serve or an image URL that expired.
+        if model and exc.is_about_model(model):
+            return _unknown_model(model)
+        what = f"`{exc.path}`" if exc.path else "that"
+        return f"❓ TokModel couldn't find {what}: {one_line(exc.message)}"
     if isinstance(exc, BadRequest):
         return f"⚠️ TokModel couldn't handle that request: {one_line(exc.message)}"
     if isinstance(exc, StreamBroken):
@@ -57,9 +60,15 @@ def describe_tokmodel_error(exc: TokModelError, *, model: str | None = None) -> 
         return f"⚠️ TokModel failed (error {exc.status}). Please try again in a moment. {KEPT}"
     if isinstance(exc, ConnectionFailed):
         return f"⚠️ TokModel can't be reached right now. Please try again in a moment. {KEPT}"
+    if isinstance(exc, ImageRejected):
+        return f"⚠️ TokModel's image can't be posted: {one_line(exc.message)}"
     if isinstance(exc, MalformedResponse):
         return f"⚠️ TokModel sent an answer I couldn't read. Please try again. {KEPT}"
     return f"⚠️ TokModel failed. Please try again. {KEPT}"
+
+
+def _unknown_model(model: str) -> str:
+    return f"❓ TokModel doesn't know the model `{model}`. See `/model` to pick one that exists."
 
 
 def _in_about(seconds: float | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile
+from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 
@@ -15,6 +15,7 @@ class RecordingReplier:
     max_message_length: int = 2000
     edit_interval: float = 0.0
     stream_placeholder: str | None = "…"
+    platform_help: PlatformHelp = field(default_factory=PlatformHelp)
     files: dict[str, bytes] = field(default_factory=dict)  # attachment url -> bytes
     messages: dict[str, str] = field(default_factory=dict)  # id -> current text
     order: list[str] = field(default_factory=list)

@@ -14,6 +14,7 @@ from bot.domain import (
     Author,
     ConversationKey,
     Incoming,
+    PlatformHelp,
     TurnKind,
     TurnRole,
     TurnStatus,
@@ -361,6 +362,52 @@ async def test_model_can_be_set_by_admins_and_is_used(
     assert "anthropic/claude-sonnet-4-5" in replier.last and "openai/gpt-4o" in replier.last
 
 
+async def test_an_expired_image_link_names_the_link_not_the_model(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.image_urls_only = True  # a gateway that answers URLs whatever was asked
+    fake.fail(Fault(status=404, path="/_fake/files/*", message="This image URL has expired."))
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert "doesn't know the model" not in replier.last and not replier.uploads
+    assert "couldn't find `/_fake/files/" in replier.last and "has expired" in replier.last
+
+
+async def test_a_web_page_instead_of_an_image_is_one_line_and_nothing_is_posted(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    fake.image_urls_only = True
+    fake.fail(Fault(malformed=True, path="/_fake/files/*"))  # an HTML page, status 200
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert not replier.uploads
+    assert replier.last.startswith("⚠️ TokModel's image can't be posted: it is a web page")
+    assert "\n" not in replier.last
+    fake.clear()
+    await core.handle(message("imagine", "a red fox"), replier)  # the URL itself works
+    (image,) = replier.uploads
+    assert image.content_type == "image/png" and image.filename == "tokbot-image.png"
+
+
+async def test_slash_model_lists_and_takes_only_chat_models(
+    core: Core, replier: RecordingReplier
+) -> None:
+    await core.handle(message("model"), replier)
+    listed = replier.last
+    assert "`openai/gpt-4o`" in listed and "`anthropic/claude-sonnet-4-5`" in listed
+    for other in ("dall-e-3", "tts-1", "whisper-1", "text-embedding-3-small", "rerank-english"):
+        assert other not in listed
+    refusals = {
+        "openai/dall-e-3": "an image model",
+        "openai/tts-1-hd": "a text-to-speech model",
+        "openai/whisper-1": "a transcription model",
+        "openai/text-embedding-3-small": "an embedding model",
+        "cohere/rerank-english-v3.0": "a rerank model",
+    }
+    for model_id, kind in refusals.items():
+        await core.handle(message("model", model_id, author=ADMIN), replier)
+        assert f"`{model_id}` is {kind}" in replier.last
+    assert (await core.store.channel_settings(KEY)).model is None
+
+
 async def test_admin_ids_from_settings_may_change_settings(
     make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
@@ -373,9 +420,23 @@ async def test_admin_ids_from_settings_may_change_settings(
 async def test_a_vanished_model_gets_a_pointer_to_slash_model(
     core: Core, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
-    fake.fail(Fault(status=404, path=CHAT))
+    # The stand-in's own answer for an unknown model: the message names it.
+    fake.fail(
+        Fault(status=404, path=CHAT, message="The model 'openai/gpt-4o-mini' does not exist.")
+    )
     await core.handle(message("ask", "hi"), replier)
     assert "doesn't know the model `openai/gpt-4o-mini`" in replier.last
+
+
+async def test_a_404_that_is_not_about_the_model_names_the_path(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """A gateway that does not serve an endpoint: say what was missing, not blame the model."""
+    fake.fail(Fault(status=404, path="/v1/images/generations"))
+    await core.handle(message("imagine", "a red fox"), replier)
+    assert "doesn't know the model" not in replier.last
+    assert "couldn't find `/v1/images/generations`" in replier.last
+    assert "\n" not in replier.last
 
 
 async def test_usage_counts_requests_and_tokens(core: Core, replier: RecordingReplier) -> None:
@@ -429,6 +490,25 @@ async def test_help_lists_the_commands(core: Core, replier: RecordingReplier) ->
     for name in ("/ask", "/imagine", "/tts", "/forget", "/model", "/persona", "/usage"):
         assert name in replier.last
     assert "(voice message)" not in replier.last
+
+
+async def test_help_says_what_each_platform_offers(core: Core) -> None:
+    from adapters.console.adapter import ConsoleReplier
+    from adapters.discord.replier import HELP as DISCORD
+    from adapters.slack.replier import HELP as SLACK
+
+    async def help_on(offered: PlatformHelp) -> str:
+        replier = RecordingReplier(platform_help=offered)
+        await core.handle(message("help"), replier)
+        return replier.last
+
+    slack = await help_on(SLACK)  # Slack: no /transcribe slash command (manifest.yml)
+    assert "`/transcribe" not in slack and "`transcribe <audio file>` in a mention" in slack
+    assert "in a thread" in slack and "Voice messages" in slack
+    discord = await help_on(DISCORD)  # Discord registers every command as an app command
+    assert "`/transcribe <audio file>`" in discord and "reply to me" in discord
+    console = await help_on(ConsoleReplier.platform_help)
+    assert "Voice messages" not in console and "without a slash" in console
 
 
 async def test_secrets_never_reach_a_reply(
@@ -516,3 +596,57 @@ async def test_a_secret_streamed_in_small_pieces_is_scrubbed_as_a_whole(
     assert API_KEY not in replier.last and "[redacted]" in replier.last
     stored = [t.content for t in await core.store.history(KEY)]
     assert not any(API_KEY in text for text in stored)
+
+
+async def test_voice_clips_in_a_channel_with_transcription_off_spend_no_rate_limit(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_RATE_LIMIT_PER_MINUTE="1")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        await core.handle(message("transcription", "off", author=ADMIN), replier)
+        clip = _voice_clip(replier, OGG)
+        for _ in range(3):
+            await core.handle(message("voice", attachments=(clip,)), replier)
+        await core.handle(message("ask", "still my turn?"), replier)
+        assert "You said" in replier.last
+
+
+async def test_answers_over_the_cap_wait_in_line_and_are_told_at_once(
+    make_settings: Callable[..., Settings], fake: FakeTokModel
+) -> None:
+    settings = make_settings(TOKBOT_MAX_ANSWERS_IN_FLIGHT="1")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        fake.fail(Fault(delay=0.5, times=1, path=CHAT))
+        repliers = [RecordingReplier() for _ in range(3)]
+        keys = [ConversationKey("test", "w1", f"c{i}") for i in range(3)]
+        first = asyncio.create_task(core.handle(message("ask", "slow", key=keys[0]), repliers[0]))
+        async with asyncio.timeout(5):  # the first answer is streaming (its placeholder shows)
+            while not repliers[0].order:
+                await asyncio.sleep(0.005)
+        later = [
+            asyncio.create_task(core.handle(message("ask", f"q{i}", key=keys[i]), repliers[i]))
+            for i in (1, 2)
+        ]
+        async with asyncio.timeout(5):
+            while not (repliers[1].order and repliers[2].order):
+                await asyncio.sleep(0.005)
+        assert repliers[1].texts[0].startswith("⏳ Busy right now")
+        assert "1 ahead of you" in repliers[2].texts[0]
+        await asyncio.gather(first, *later)
+        for i in (1, 2):  # the answer replaced the notice: one message, the answer
+            assert len(repliers[i].order) == 1 and f"q{i}" in repliers[i].last
+        asked = [m[-1]["content"] for m in chat_requests(fake)]
+        assert asked == ["Alice: slow", "Alice: q1", "Alice: q2"]  # in arrival order
+
+
+async def test_each_handled_event_logs_one_info_line_without_the_text(
+    core: Core, replier: RecordingReplier, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await core.handle(message("ask", "a private question", event_id="Ev9"), replier)
+    await core.handle(message("ask", "a private question", event_id="Ev9"), replier)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("test /ask: ok in ") and lines[0].endswith(" ms")
+    assert lines[1].startswith("test /ask: duplicate in ")
+    assert "private question" not in caplog.text

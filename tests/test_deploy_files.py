@@ -56,3 +56,11 @@ def test_compose_wires_the_bot_to_postgres() -> None:
     assert bot["depends_on"]["db"]["condition"] == "service_healthy" and "healthcheck" in db
     volume = db["volumes"][0].split(":")[0]
     assert volume in compose["volumes"]  # a named volume keeps the data
+
+
+def test_slack_help_names_the_slash_commands_the_manifest_declares() -> None:
+    from adapters.slack.replier import SLASH_COMMANDS
+
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    declared = {c["command"].lstrip("/") for c in manifest["features"]["slash_commands"]}
+    assert declared == SLASH_COMMANDS

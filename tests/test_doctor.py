@@ -63,6 +63,9 @@ async def test_unreachable_tokmodel_and_unknown_models(
     settings = make_settings(TOKBOT_CHAT_MODEL="openai/no-such-model")
     code, report = await doctor(settings)
     assert "TOKBOT_CHAT_MODEL=openai/no-such-model is not among" in report
+    settings = make_settings(TOKBOT_CHAT_MODEL="openai/whisper-1")
+    code, report = await doctor(settings)
+    assert "TOKBOT_CHAT_MODEL=openai/whisper-1 is a transcription model, not a chat" in report
 
 
 async def test_an_unmigrated_database_and_a_missing_key(
@@ -126,3 +129,34 @@ async def test_slack_checks_against_the_fake(make_settings: Callable[..., Settin
         assert "neither SLACK_SIGNING_SECRET nor SLACK_APP_TOKEN" in report
     finally:
         await slack.stop()
+
+
+async def _gateway_without_v1beta(
+    make_settings: Callable[..., Settings], key: str, missing: tuple[str, ...]
+) -> tuple[int, str]:
+    """A LiteLLM-like gateway: FastAPI answers its unknown routes 404 before any key check."""
+    async with FakeTokModel(api_key="sk-right-key-0001", missing_routes=missing) as gateway:
+        settings = make_settings(TOKMODEL_API_KEY=key, TOKMODEL_BASE_URL=gateway.url + "/v1")
+        await _migrated(settings)
+        return await doctor(settings)
+
+
+async def test_a_gateway_without_v1beta_models_falls_back_to_v1_models(
+    make_settings: Callable[..., Settings],
+) -> None:
+    missing = ("/v1beta",)
+    code, report = await _gateway_without_v1beta(make_settings, "sk-right-key-0001", missing)
+    assert code == 0, report
+    assert "✓ TokModel: key accepted, 12 models available (listed at /v1/models)" in report
+    code, report = await _gateway_without_v1beta(make_settings, "sk-wrong-key-0002", missing)
+    assert code == 1 and "answered 404" not in report
+    assert "✗ TokModel: the API key was rejected (401" in report
+
+
+async def test_a_gateway_without_any_model_list_says_so(
+    make_settings: Callable[..., Settings],
+) -> None:
+    missing = ("/v1beta", "/v1/models")
+    code, report = await _gateway_without_v1beta(make_settings, "sk-right-key-0001", missing)
+    assert code == 1 and "serves neither /v1beta/models nor /v1/models" in report
+    assert "fix: set TOKMODEL_BASE_URL" in report

@@ -719,7 +719,7 @@ async def test_transcription_validation(http: aiohttp.ClientSession, case: str) 
     elif case == "no model":
         form = audio_form(wav, "a.wav")
     elif case == "bad format":
-        form = audio_form(wav, "a.wav", model="openai/whisper-1", response_format="srt")
+        form = audio_form(wav, "a.wav", model="openai/whisper-1", response_format="docx")
     else:
         form = None
     kwargs: dict[str, Any] = {"data": form} if form is not None else {"json": {"file": "x"}}

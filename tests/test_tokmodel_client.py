@@ -116,10 +116,39 @@ async def test_chat(client: TokModelClient, fake: FakeTokModel) -> None:
 async def test_chat_stream(client: TokModelClient, fake: FakeTokModel) -> None:
     deltas = await collect(client.chat_stream(HELLO, MODEL))
     assert "".join(d.text for d in deltas) == stand_in_reply(HELLO)
-    assert len(deltas) > 3 and deltas[-1].finish_reason == "stop"
-    assert all(d.usage is None for d in deltas)
+    assert len(deltas) > 3 and deltas[-2].finish_reason == "stop"
+    # Usage is asked for, and comes alone in the last chunk (OpenAI's include_usage shape).
+    assert all(d.usage is None for d in deltas[:-1])
+    assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens > 0
     body = fake.requests[0].json
-    assert body is not None and body["stream"] is True and "stream_options" not in body
+    assert body is not None and body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+
+
+async def test_a_gateway_refusing_stream_options_is_asked_once_without_them(
+    client: TokModelClient, fake: FakeTokModel
+) -> None:
+    """A gateway that does not know the option answers 400 naming it: retry once without it,
+    then never send it again; usage is then estimated by the caller."""
+    refusal = "Unrecognized request argument supplied: stream_options"
+    fake.fail(Fault(status=400, path=CHAT_PATH, message=refusal))
+    first = await collect(client.chat_stream(HELLO, MODEL))
+    second = await collect(client.chat_stream(HELLO, MODEL))
+    for deltas in (first, second):
+        assert "".join(d.text for d in deltas) == stand_in_reply(HELLO)
+        assert all(d.usage is None for d in deltas)
+    sent = [r.json for r in fake.requests]
+    assert [b is not None and "stream_options" in b for b in sent] == [True, False, False]
+
+
+async def test_another_400_is_not_retried_without_stream_options(
+    client: TokModelClient, fake: FakeTokModel
+) -> None:
+    fake.fail(Fault(status=400, path=CHAT_PATH, message="'messages' must be a non-empty array."))
+    with pytest.raises(BadRequest):
+        await collect(client.chat_stream(HELLO, MODEL))
+    await collect(client.chat_stream(HELLO, MODEL))
+    assert all(r.json and "stream_options" in r.json for r in fake.requests)
 
 
 async def test_chat_stream_parses_odd_but_valid_sse(fake: FakeTokModel) -> None:
@@ -676,3 +705,19 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert parse_retry_after(" 1.5 ") == 1.5
     assert [parse_retry_after(v) for v in (None, "", "soon", "nan", "inf")] == [None] * 5
+
+
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/", "/"])
+async def test_a_base_url_ending_in_v1_is_normalised_and_said_once(
+    fake: FakeTokModel, caplog: pytest.LogCaptureFixture, suffix: str
+) -> None:
+    """People paste the OpenAI SDK's base URL (`…/v1`, as TokModel's gateway page shows it)."""
+    caplog.set_level(logging.INFO, logger="tokbot.tokmodel")
+    async with TokModelClient(fake.url + suffix, KEY, max_retries=0) as c:
+        await c.chat(HELLO, MODEL)
+        await c.list_models()
+    assert [r.path for r in fake.requests] == [CHAT_PATH, "/v1beta/models"]
+    said = [r for r in caplog.records if "ends in /v1" in r.getMessage()]
+    assert len(said) == (0 if suffix == "/" else 1)
+    if said:
+        assert said[0].levelno == logging.INFO and fake.url in said[0].getMessage()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.core import Core
-from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile
+from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 PROMPT = "you> "
@@ -30,6 +30,13 @@ class ConsoleReplier:
     max_message_length = 1_000_000
     edit_interval = 0.0
     stream_placeholder: str | None = None
+    platform_help = PlatformHelp(
+        addressing=(
+            "Type a question without a slash to ask it. `/imagine --image pic.png <change>` "
+            "edits a picture; `/transcribe <file>` stands in for a voice message."
+        ),
+        voice_messages=False,
+    )
 
     def __init__(self, out: TextIO, output_dir: Path) -> None:
         self._out = out

@@ -35,7 +35,7 @@ class _ModelIds:
             except TokModelError:
                 models = []
             if models:
-                self._ids, self._at = [m.id for m in models], time.monotonic()
+                self._ids, self._at = [m.id for m in models if m.is_chat], time.monotonic()
         wanted = current.lower()
         return [Choice(name=i, value=i) for i in self._ids if wanted in i.lower()][:25]
 

@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.budget import EditBudget
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
-from bot.domain import Attachment, EarlierMessage, OutgoingFile
+from bot.domain import Attachment, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,19 @@ log = logging.getLogger(__name__)
 #: Slack truncates message text past 40,000 characters and advises staying under 4,000.
 MAX_MESSAGE_LENGTH = 3900
 PLACEHOLDER = "_thinking…_"
+#: The slash commands manifest.yml declares (a test keeps the two the same). /transcribe is not
+#: one: slash commands carry no files on Slack, so it is a mention with the file.
+SLASH_COMMANDS = frozenset(
+    {"ask", "imagine", "tts", "forget", "model", "persona", "transcription", "usage", "help"}
+)
+HELP = PlatformHelp(
+    slash_commands=SLASH_COMMANDS,
+    addressing=(
+        "Mention me or DM me to ask; I answer in a thread. Start a mention with a command to run "
+        "it, e.g. `@tokbot imagine make it blue` with a picture attached (slash commands can't "
+        "carry files)."
+    ),
+)
 _CHUNK = 64 * 1024
 _NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 INVITE_ME = (
@@ -44,6 +57,7 @@ class SlackReplier:
 
     max_message_length = MAX_MESSAGE_LENGTH
     stream_placeholder: str | None = PLACEHOLDER
+    platform_help = HELP
 
     def __init__(
         self,

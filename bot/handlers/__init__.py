@@ -47,6 +47,7 @@ def default_commands() -> list[CommandSpec]:
             "(voice message)",
             media.voice,
             uses_tokmodel=True,
+            wanted=media.voice_wanted,
             hidden=True,
         ),
         CommandSpec("forget", "start a fresh context here", "/forget", chat.forget),

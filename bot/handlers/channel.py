@@ -7,6 +7,7 @@ from bot.conversation import DEFAULT_PERSONA
 from bot.errors import UserError
 from bot.handlers.media import TRANSCRIPTION_MODES
 from bot.tokmodel.errors import TokModelError
+from bot.tokmodel.kinds import KIND_NAMES
 from bot.wording import describe_tokmodel_error
 
 MAX_PERSONA_CHARS = 4000
@@ -27,24 +28,32 @@ async def model(inv: Invocation) -> None:
         origin = "set for this channel" if current else "the default"
         lines = [f"🤖 This channel uses `{shown}` ({origin})."]
         try:
-            ids = [m.id for m in await core.tokmodel.list_models()]
+            ids = [m.id for m in await core.tokmodel.list_models() if m.is_chat]
         except TokModelError as exc:
             inv.tokmodel_failed(exc)
             lines.append("I couldn't list TokModel's models: " + describe_tokmodel_error(exc))
         else:
             more = f" … and {len(ids) - _MODELS_SHOWN} more" if len(ids) > _MODELS_SHOWN else ""
-            lines.append("Available: " + ", ".join(f"`{i}`" for i in ids[:_MODELS_SHOWN]) + more)
+            shown_ids = ", ".join(f"`{i}`" for i in ids[:_MODELS_SHOWN])
+            lines.append("Chat models: " + shown_ids + more)
         lines.append("Admins can change it with `/model <id>` (or `/model --reset`).")
         await inv.reply("\n".join(lines))
         return
     inv.require_admin("change this channel's model")
     if " " in wanted or len(wanted) > 200:
         raise UserError("A model id is one word like `openai/gpt-4o`. See `/model` for the list.")
-    known = {m.id for m in await core.tokmodel.list_models()}
+    known = {m.id: m for m in await core.tokmodel.list_models()}
     if wanted not in known:
-        close = sorted(i for i in known if wanted.split("/")[-1] in i)[:5]
+        chat = [i for i, m in known.items() if m.is_chat]
+        close = sorted(i for i in chat if wanted.split("/")[-1] in i)[:5]
         hint = " Did you mean " + ", ".join(f"`{i}`" for i in close) + "?" if close else ""
         raise UserError(f"TokModel has no model `{wanted}`.{hint} See `/model` for the list.")
+    if not known[wanted].is_chat:
+        kind = KIND_NAMES.get(known[wanted].kind, "not a chat")
+        raise UserError(
+            f"`{wanted}` is {kind} model; `/model` sets the chat model that answers here. "
+            "See `/model` for the chat models."
+        )
     await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, model=wanted)
     await inv.reply(f"🤖 This channel now uses `{wanted}`.")
 
@@ -106,11 +115,19 @@ async def usage(inv: Invocation) -> None:
 
 
 async def help_(inv: Invocation) -> None:
+    """The commands this platform offers (a file command that is no slash command there is
+    named the way to send it: a mention with the file)."""
+    offered = inv.replier.platform_help
     lines = ["**tokbot** — TokModel in your channel. Commands:"]
     for spec in inv.core.registry.visible():
-        lines.append(f"• `{spec.usage}` — {spec.summary}")
-    lines.append(
-        "Mention me or reply to me to ask, too (start with a command to run it: "
-        "`imagine make it blue` with a picture edits it); voice messages are transcribed."
-    )
+        if offered.slash_commands is None or spec.name in offered.slash_commands:
+            lines.append(f"• `{spec.usage}` — {spec.summary}")
+        elif spec.takes_files:
+            lines.append(
+                f"• `{spec.usage.lstrip('/')}` in a mention, with the file — {spec.summary}"
+            )
+    if offered.addressing:
+        lines.append(offered.addressing)
+    if offered.voice_messages:
+        lines.append("Voice messages and audio uploads are transcribed (see `/transcription`).")
     await inv.reply("\n".join(lines), private=True)

@@ -123,6 +123,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         interval=max(settings.stream_edit_interval, inv.replier.edit_interval),
         on_shown=save_shown,
         redactor=core.redactor,
+        notice=inv.take_notice(),
     )
     usage: Usage | None = None
     finished = False

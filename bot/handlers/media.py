@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.commands import Invocation
-from bot.domain import BOT_AUTHOR, Attachment, OutgoingFile, TurnKind, TurnRole, TurnStatus
+from bot.domain import (
+    BOT_AUTHOR,
+    Attachment,
+    Incoming,
+    OutgoingFile,
+    TurnKind,
+    TurnRole,
+    TurnStatus,
+)
 from bot.errors import UserError
 from bot.media import (
     is_audio_attachment,
@@ -15,12 +25,15 @@ from bot.media import (
 from bot.tokmodel.errors import TokModelError
 from bot.wording import describe_tokmodel_error
 
+if TYPE_CHECKING:
+    from bot.core import Core
+
 IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
 TRANSCRIPTION_MODES = ("off", "transcribe", "translate")
 
 
 async def imagine(inv: Invocation) -> None:
-    core, settings = inv.core, inv.core.settings
+    settings = inv.core.settings
     prompt = inv.text.strip()
     size = inv.options.get("size", settings.image_size)
     if size not in IMAGE_SIZES:
@@ -38,12 +51,20 @@ async def imagine(inv: Invocation) -> None:
             f"That prompt is {len(prompt):,} characters; the limit is "
             f"{settings.max_prompt_chars:,}. Please shorten it."
         )
-    source = await _download_png(inv, images[0]) if images else None
+    if images:
+        async with inv.core.downloads.hold(_reserve(images[0], settings.max_image_bytes)):
+            await _draw(inv, prompt, size, await _download_png(inv, images[0]))
+    else:
+        await _draw(inv, prompt, size, None)
+
+
+async def _draw(inv: Invocation, prompt: str, size: str, source: bytes | None) -> None:
+    core, settings = inv.core, inv.core.settings
     action = "/imagine " + (prompt or "(a variation of the attached image)")
     if source is not None and prompt:
         action += " (editing the attached image)"
     user_turn = await _store_user_turn(inv, action)
-    status_id = await inv.reply("🎨 Drawing…")
+    status_id = await inv.show("🎨 Drawing…")
     try:
         if source is None:
             results = await core.tokmodel.generate_image(
@@ -63,7 +84,12 @@ async def imagine(inv: Invocation) -> None:
         return
     image = results[0]
     await inv.replier.upload(
-        OutgoingFile(image.png, "tokbot-image.png", "image/png", title=prompt[:100] or None),
+        OutgoingFile(
+            image.png,
+            f"tokbot-image.{image.extension}",
+            image.content_type,
+            title=prompt[:100] or None,
+        ),
         comment=None,
     )
     await _edit(inv, status_id, f"🎨 {prompt or 'A variation of your image'}")
@@ -85,7 +111,7 @@ async def tts(inv: Invocation) -> None:
     if not voice.isalnum():
         raise UserError(f"Unknown voice {voice!r}. Try alloy, echo, fable, onyx, nova or shimmer.")
     user_turn = await _store_user_turn(inv, f"/tts {text}")
-    status_id = await inv.reply("🔊 Recording…")
+    status_id = await inv.show("🔊 Recording…")
     try:
         audio = await core.tokmodel.speech(
             text, model=settings.tts_model, voice=voice, response_format="mp3"
@@ -112,11 +138,16 @@ async def voice(inv: Invocation) -> None:
     await _transcribe(inv, automatic=True)
 
 
+async def voice_wanted(core: Core, incoming: Incoming) -> bool:
+    """Whether this channel transcribes voice clips at all (checked before the rate limit)."""
+    return (await core.store.channel_settings(incoming.key)).transcription_mode != "off"
+
+
 async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     core, settings = inv.core, inv.core.settings
     mode = (await core.store.channel_settings(inv.key)).transcription_mode
     if automatic and mode == "off":
-        return
+        return  # turned off while this waited its turn
     translate = mode == "translate" or "translate" in inv.options
     audio = [a for a in inv.incoming.attachments if is_audio_attachment(a)]
     if not audio:
@@ -127,6 +158,20 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     attachment = audio[0]
     if attachment.size is not None and attachment.size > settings.max_audio_bytes:
         raise UserError(_too_big(attachment, settings.max_audio_bytes))
+    async with core.downloads.hold(_reserve(attachment, settings.max_audio_bytes)):
+        text = await _transcript(inv, attachment, translate=translate)
+    label = "🎙️ (translated) " if translate else "🎙️ "
+    await inv.show(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
+
+
+def _reserve(attachment: Attachment, limit: int) -> int:
+    """Bytes to set aside for downloading `attachment` (its size where the platform says)."""
+    return min(attachment.size, limit) if attachment.size else limit
+
+
+async def _transcript(inv: Invocation, attachment: Attachment, *, translate: bool) -> str:
+    """Download, transcribe and store one audio attachment; return the text."""
+    core, settings = inv.core, inv.core.settings
     data = await inv.replier.download(attachment, settings.max_audio_bytes)
     if len(data) > settings.max_audio_bytes:
         raise UserError(_too_big(attachment, settings.max_audio_bytes))
@@ -166,8 +211,7 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
         platform_message_id=inv.incoming.message_id,
     )
     await core.record_usage(inv, model=settings.transcribe_model, usage=None)
-    label = "🎙️ (translated) " if translate else "🎙️ "
-    await inv.reply(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
+    return text
 
 
 def _too_big(attachment: Attachment, limit: int) -> str:

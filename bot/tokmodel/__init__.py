@@ -8,6 +8,7 @@ from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.errors import (
     BadRequest,
     ConnectionFailed,
+    ImageRejected,
     InsufficientCredits,
     MalformedResponse,
     NotFound,
@@ -35,6 +36,7 @@ __all__ = [
     "ChatResult",
     "ConnectionFailed",
     "GeneratedImage",
+    "ImageRejected",
     "InsufficientCredits",
     "MalformedResponse",
     "ModelInfo",

@@ -25,8 +25,13 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bot.tokmodel.errors import (
+    BadRequest,
     ConnectionFailed,
+    ImageRejected,
     MalformedResponse,
+    NotFound,
+    RateLimited,
+    ServerError,
     StreamBroken,
     Timeout,
     TokModelError,
@@ -34,6 +39,8 @@ from bot.tokmodel.errors import (
     error_message_from_body,
     parse_retry_after,
 )
+from bot.tokmodel.images import MAX_IMAGE_BYTES, image_type
+from bot.tokmodel.kinds import model_kind
 from bot.tokmodel.sse import SSEDecoder
 from bot.tokmodel.types import (
     ChatDelta,
@@ -50,6 +57,7 @@ logger = logging.getLogger("tokbot.tokmodel")
 _USER_AGENT: Final = "tokbot/0.1 (+aiohttp)"
 _MAX_BACKOFF: Final = 8.0  # cap of one backoff sleep, before jitter
 _RETRY_AFTER_STATUSES: Final = (429, 503)
+_MODELS_PATHS: Final = ("/v1beta/models", "/v1/models")  # TokModel's documented one first
 
 FormFactory = Callable[[], aiohttp.FormData]
 
@@ -82,14 +90,16 @@ class TokModelClient:
         backoff_base: float = 0.5,
         session: aiohttp.ClientSession | None = None,
         observer: Callable[[str, str, float], None] | None = None,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
         """`observer(endpoint, outcome, seconds)` is called after every attempt (for metrics);
-        `outcome` is the HTTP status or the failure's kind."""
+        `outcome` is the HTTP status or the failure's kind. Images TokModel sends larger than
+        `max_image_bytes` are refused."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_retries < 0 or retry_budget < 0 or backoff_base < 0:
             raise ValueError("max_retries, retry_budget and backoff_base must not be negative")
-        self._base_url = base_url.rstrip("/")
+        self._base_url = normalise_base_url(base_url)
         self._api_key = api_key
         self._timeout = timeout
         self._max_retries = max_retries
@@ -99,6 +109,9 @@ class TokModelClient:
         self._owns_session = session is None
         self._observer = observer
         self._random = random.Random()
+        self._models_path: str | None = None
+        self._max_image_bytes = max_image_bytes
+        self._stream_usage = True  # ask for usage in streams until a gateway refuses
         self._plain_timeout = aiohttp.ClientTimeout(total=timeout)
         # A stream may legitimately run for minutes; what must not happen is silence.
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
@@ -170,9 +183,23 @@ class TokModelClient:
         """
         payload = _chat_payload(messages, model, max_tokens, temperature)
         payload["stream"] = True
-        response = await self._request(
-            "POST", "/v1/chat/completions", json_body=payload, stream=True
-        )
+        if self._stream_usage:
+            # OpenAI's way to get usage in a stream (a last chunk with empty `choices`);
+            # TokModel's docs are silent on it.
+            payload["stream_options"] = {"include_usage": True}
+        try:
+            response = await self._request(
+                "POST", "/v1/chat/completions", json_body=payload, stream=True
+            )
+        except BadRequest as exc:
+            if "stream_options" not in payload or not _names_stream_options(exc):
+                raise
+            self._stream_usage = False  # this gateway refuses it; the caller estimates usage
+            logger.info("TokModel refused stream_options; streamed usage will be estimated")
+            del payload["stream_options"]
+            response = await self._request(
+                "POST", "/v1/chat/completions", json_body=payload, stream=True
+            )
         decoder = SSEDecoder()
         parts: list[str] = []
         events = 0
@@ -220,9 +247,26 @@ class TokModelClient:
             else:
                 response.close()
 
+    @property
+    def models_path(self) -> str | None:
+        """Where the model list was found (None until `list_models` succeeded)."""
+        return self._models_path
+
     async def list_models(self) -> list[ModelInfo]:
-        """The models TokModel offers (GET /v1beta/models)."""
-        reply = await self._request("GET", "/v1beta/models")
+        """The models TokModel offers (GET /v1beta/models, as documented).
+
+        OpenAI-compatible gateways such as LiteLLM serve only OpenAI's GET /v1/models: on a 404
+        that one is tried, and the path that answered is remembered for this client."""
+        paths = [self._models_path] if self._models_path else list(_MODELS_PATHS)
+        for path in paths:
+            try:
+                reply = await self._request("GET", path)
+            except NotFound:
+                if path == paths[-1]:
+                    raise
+                continue
+            self._models_path = path
+            break
         data = _json_any(reply)
         # The docs say both "a JSON array" and {"object": "list", "data": [...]}.
         items = data.get("data") if isinstance(data, dict) else data
@@ -233,11 +277,13 @@ class TokModelClient:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                 continue
             owned_by, created = item.get("owned_by"), item.get("created")
+            declared = item.get("type", item.get("mode"))
             models.append(
                 ModelInfo(
                     id=item["id"],
                     owned_by=owned_by if isinstance(owned_by, str) else None,
                     created=created if _is_int(created) else None,
+                    kind=model_kind(item["id"], declared if isinstance(declared, str) else None),
                 )
             )
         return models
@@ -389,6 +435,7 @@ class TokModelClient:
         json_body: Mapping[str, Any] | None = ...,
         form: FormFactory | None = ...,
         stream: Literal[False] = ...,
+        max_bytes: int | None = ...,
     ) -> _Reply: ...
 
     @overload
@@ -400,6 +447,7 @@ class TokModelClient:
         json_body: Mapping[str, Any] | None = ...,
         form: FormFactory | None = ...,
         stream: Literal[True],
+        max_bytes: int | None = ...,
     ) -> aiohttp.ClientResponse: ...
 
     async def _request(
@@ -410,12 +458,14 @@ class TokModelClient:
         json_body: Mapping[str, Any] | None = None,
         form: FormFactory | None = None,
         stream: bool = False,
+        max_bytes: int | None = None,
     ) -> _Reply | aiohttp.ClientResponse:
         """Send one logical request, retrying 429/5xx/connection failures within the budget.
 
         `path` is relative to the base URL, or an absolute URL (an image download), which is
         fetched without the Authorization header. With `stream=True` the open 2xx response is
-        returned for the caller to read and release.
+        returned for the caller to read and release. A body over `max_bytes` raises
+        ImageRejected without being read whole (only downloads set it).
         """
         absolute = path.startswith(("http://", "https://"))
         url = path if absolute else self._base_url + path
@@ -438,7 +488,7 @@ class TokModelClient:
             retry_after: float | None = None
             try:
                 response, body = await self._send(
-                    method, url, headers, payload, form, stream, absolute
+                    method, url, headers, payload, form, stream, absolute, max_bytes
                 )
             except ConnectionFailed as exc:
                 self._log(label, endpoint, type(exc).__name__, started, attempt)
@@ -453,11 +503,13 @@ class TokModelClient:
                         return response
                     return _Reply(response.status, response.content_type, body, label)
                 retry_header = response.headers.get("Retry-After")
-                error = self._scrubbed(error_for_status(response.status, body, retry_header))
+                error = self._scrubbed(
+                    error_for_status(response.status, body, retry_header, path=log_path)
+                )
                 if response.status in _RETRY_AFTER_STATUSES:
                     retry_after = parse_retry_after(retry_header)
-                if not (response.status == 429 or response.status >= 500):
-                    raise error  # 400/401/403/404...: retrying cannot help
+                if not isinstance(error, RateLimited | ServerError):
+                    raise error  # 400/401/403/404, or 429 "insufficient_quota": retrying can't help
 
             if attempt > self._max_retries:
                 raise error
@@ -484,6 +536,7 @@ class TokModelClient:
         form: FormFactory | None,
         stream: bool,
         absolute: bool,
+        max_bytes: int | None = None,
     ) -> tuple[aiohttp.ClientResponse, bytes]:
         """One attempt: the response and its body (a 2xx stream's body is left unread)."""
         session = self._ensure_session()
@@ -503,7 +556,10 @@ class TokModelClient:
             try:
                 if stream and 200 <= response.status < 300:
                     return response, b""
-                body = await response.read()
+                if max_bytes is None:
+                    body = await response.read()
+                else:
+                    body = await _read_at_most(response, max_bytes)
             except BaseException:
                 response.close()
                 raise
@@ -587,12 +643,27 @@ class TokModelClient:
                     raise MalformedResponse(f"{reply.label}: bad base64 image") from exc
             elif isinstance(item.get("url"), str):
                 # Some gateways ignore response_format; fetch the temporary URL, without the key.
-                download = await self._request("GET", urljoin(self._base_url + "/", item["url"]))
-                png = download.body
+                url = urljoin(self._base_url + "/", item["url"])
+                png = (await self._request("GET", url, max_bytes=self._max_image_bytes)).body
             else:
                 raise MalformedResponse(f"{reply.label}: an image has neither b64_json nor url")
-            images.append(GeneratedImage(png, revised if isinstance(revised, str) else None))
+            kind = self._checked_image(png)
+            images.append(GeneratedImage(png, revised if isinstance(revised, str) else None, kind))
         return images
+
+    def _checked_image(self, data: bytes) -> str:
+        """The image's MIME type; ImageRejected unless it is a PNG/JPEG/WebP/GIF within the cap."""
+        if len(data) > self._max_image_bytes:
+            raise ImageRejected(f"it is over {_megabytes(self._max_image_bytes)}.")
+        kind = image_type(data)
+        if kind is None:
+            what = (
+                "a web page, not an image"
+                if data[:512].lstrip().startswith(b"<")
+                else "not a PNG, JPEG, WebP or GIF image"
+            )
+            raise ImageRejected(f"it is {what} ({len(data):,} bytes).")
+        return kind
 
     # ------------------------------------------------------------------ key hygiene, logging
 
@@ -611,6 +682,35 @@ class TokModelClient:
         logger.debug("%s -> %s in %.0f ms (attempt %d)", label, outcome, elapsed * 1000, attempt)
         if self._observer is not None:
             self._observer(endpoint, outcome, elapsed)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        raise ImageRejected(f"it is over {_megabytes(limit)}.")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ImageRejected(f"it is over {_megabytes(limit)}.")
+    return bytes(body)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:g} MB"
+
+
+def _names_stream_options(exc: TokModelError) -> bool:
+    return exc.param == "stream_options" or "stream_options" in exc.message
+
+
+def normalise_base_url(base_url: str) -> str:
+    """The gateway's root: OpenAI SDKs take `https://tokmodel.com/v1` (TokModel's docs show it
+    as the SDK base URL), so people paste that; every path here starts with /v1 or /v1beta."""
+    root = base_url.rstrip("/")
+    if root.endswith("/v1"):
+        root = root.removesuffix("/v1").rstrip("/")
+        logger.info("TOKMODEL_BASE_URL ends in /v1; using %s (tokbot adds /v1 itself)", root)
+    return root
 
 
 # ---------------------------------------------------------------------- parsing helpers

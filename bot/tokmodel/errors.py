@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -18,12 +19,35 @@ class TokModelError(Exception):
 
     status: int | None = None
 
-    def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        path: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         self.error_type = error_type
+        #: A string code such as "model_not_found" (OpenAI, LiteLLM); TokModel's integer echo
+        #: of the status is not kept.
+        self.code = code
+        #: The request field the error is about ("model"), when the body says.
+        self.param = param
+        #: The request's path (never its query), to say what was not found.
+        self.path = path
+
+    def is_about_model(self, model: str | None = None) -> bool:
+        """True when the body says the failure concerns the model id (not a route or a file)."""
+        marks = {self.code, self.param, self.error_type}
+        if marks & {"model", "model_not_found", "invalid_model", "model_not_available"}:
+            return True
+        return bool(model) and str(model) in self.message
 
 
 class BadRequest(TokModelError):
@@ -62,8 +86,13 @@ class RateLimited(TokModelError):
         retry_after: float | None = None,
         status: int | None = None,
         error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        path: str | None = None,
     ):
-        super().__init__(message, status=status, error_type=error_type)
+        super().__init__(
+            message, status=status, error_type=error_type, code=code, param=param, path=path
+        )
         self.retry_after = retry_after
 
 
@@ -97,6 +126,10 @@ class MalformedResponse(TokModelError):
     """TokModel answered 2xx with a body we could not read."""
 
 
+class ImageRejected(MalformedResponse):
+    """An image TokModel sent (or linked to) is not a PNG/JPEG/WebP/GIF, or is too large."""
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a `Retry-After` header (delta-seconds or HTTP-date); None when unreadable."""
     if not value:
@@ -116,42 +149,103 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
-def error_message_from_body(body: bytes) -> tuple[str | None, str | None]:
-    """`(error.message, error.type)` from TokModel's documented body, tolerating other shapes."""
+@dataclass(frozen=True)
+class ErrorBody:
+    """What an error body says, whatever its shape."""
+
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+
+def parse_error_body(body: bytes) -> ErrorBody:
+    """Read TokModel's documented `{"error": {"message", "type", "code": <int>}}` and the other
+    shapes OpenAI-compatible gateways send: OpenAI's string `code`/`param`, a bare `"error"`
+    string, `{"message": …}`, and FastAPI's `{"detail": "…"}` / `{"detail": [{loc, msg}]}`
+    (LiteLLM answers unknown routes and invalid bodies that way)."""
     try:
         data: Any = json.loads(body.decode("utf-8", errors="replace"))
     except (ValueError, UnicodeDecodeError):
-        return None, None
+        return ErrorBody()
     if not isinstance(data, dict):
-        return None, None
+        return ErrorBody()
     err = data.get("error")
     if isinstance(err, dict):
-        msg = err.get("message")
-        etype = err.get("type")
-        return (str(msg) if msg is not None else None, str(etype) if etype is not None else None)
-    if isinstance(err, str):
-        return err, None
-    msg = data.get("message")
-    return (str(msg) if msg is not None else None, None)
-
-
-def error_for_status(status: int, body: bytes, retry_after_header: str | None) -> TokModelError:
-    """Turn a non-2xx response into the matching exception."""
-    message, error_type = error_message_from_body(body)
-    text = message or f"HTTP {status}"
-    if status == 401:
-        return Unauthorized(text, status=status, error_type=error_type)
-    if status == 403:
-        return InsufficientCredits(text, status=status, error_type=error_type)
-    if status == 404:
-        return NotFound(text, status=status, error_type=error_type)
-    if status == 429:
-        return RateLimited(
-            text,
-            retry_after=parse_retry_after(retry_after_header),
-            status=status,
-            error_type=error_type,
+        return ErrorBody(
+            _text(err.get("message")),
+            _text(err.get("type")),
+            _string_code(err.get("code")),
+            _text(err.get("param")),
         )
+    if isinstance(err, str):
+        return ErrorBody(err)
+    detail = data.get("detail")
+    if isinstance(detail, str):
+        return ErrorBody(detail)
+    if isinstance(detail, list) and detail:
+        return _fastapi_validation(detail)
+    return ErrorBody(_text(data.get("message")))
+
+
+def _fastapi_validation(items: list[Any]) -> ErrorBody:
+    """FastAPI's 422 list: `[{"loc": ["body", "model"], "msg": "field required", ...}]`."""
+    parts, param = [], None
+    for item in items[:3]:
+        if not isinstance(item, dict):
+            continue
+        loc = item.get("loc")
+        names = [str(p) for p in loc if p != "body"] if isinstance(loc, list) else []
+        msg = _text(item.get("msg")) or "invalid"
+        parts.append(f"{'.'.join(names)}: {msg}" if names else msg)
+        param = param or (names[-1] if names else None)
+    return ErrorBody("; ".join(parts) or None, param=param)
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value is not None and not isinstance(value, dict | list) else None
+
+
+def _string_code(value: object) -> str | None:
+    """A meaningful string code; TokModel's integer status (or "404" as text) says nothing new."""
+    if not isinstance(value, str) or not value or value.isdigit():
+        return None
+    return value
+
+
+def error_message_from_body(body: bytes) -> tuple[str | None, str | None]:
+    """`(message, type)` from an error body of any shape `parse_error_body` reads."""
+    parsed = parse_error_body(body)
+    return parsed.message, parsed.type
+
+
+#: String codes that mean the account cannot pay, whatever the status: OpenAI answers 429
+#: `insufficient_quota`, which retrying cannot fix.
+_NO_CREDIT_CODES = frozenset({"insufficient_quota", "insufficient_credits", "billing_hard_limit"})
+
+
+def error_for_status(
+    status: int, body: bytes, retry_after_header: str | None, *, path: str | None = None
+) -> TokModelError:
+    """Turn a non-2xx response into the matching exception; `path` (no query) names what was
+    asked for, so a 404 can say what was not found."""
+    parsed = parse_error_body(body)
+    text = parsed.message or f"HTTP {status}"
+    details: dict[str, Any] = {
+        "status": status,
+        "error_type": parsed.type,
+        "code": parsed.code,
+        "param": parsed.param,
+        "path": path,
+    }
+    if status == 401:
+        return Unauthorized(text, **details)
+    if status == 403 or parsed.code in _NO_CREDIT_CODES:
+        return InsufficientCredits(text, **details)
+    if status == 404:
+        return NotFound(text, **details)
+    if status == 429:
+        return RateLimited(text, retry_after=parse_retry_after(retry_after_header), **details)
     if status >= 500:
-        return ServerError(text, status=status, error_type=error_type)
-    return BadRequest(text, status=status, error_type=error_type)
+        return ServerError(text, **details)
+    return BadRequest(text, **details)

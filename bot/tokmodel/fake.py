@@ -92,7 +92,8 @@ class Fault:
     `status` answers that status with TokModel's error body (plus `Retry-After` when
     `retry_after` is set); `delay` sleeps first; `cut_after=N` sends N SSE events of a streamed
     chat (or N bytes of any other body) and then drops the connection; `malformed` answers 200
-    with a body that is not JSON; `path` restricts the fault to one endpoint path.
+    with a body that is not JSON; `path` restricts the fault to one endpoint path (or, ending
+    in `*`, to every path under a prefix, e.g. "/_fake/files/*" for image downloads).
     """
 
     status: int | None = None
@@ -187,7 +188,7 @@ def stand_in_reply(messages: Sequence[Mapping[str, Any] | ChatMessage]) -> str:
     )
     if earlier > 0 and users:
         text += f" The first was: «{pairs[users[0]][1][:80]}»."
-    system = next((content for role, content in pairs if role == "system"), None)
+    system = next((c for role, c in pairs if role in ("system", "developer")), None)
     if system is not None:  # short: the bot sends its long default persona every time
         text += f" Persona: «{system if len(system) <= 40 else system[:39] + '…'}»."
     return text
@@ -216,6 +217,43 @@ def stand_in_relevance(query: str, document: str) -> float:
     return round(len(q & d) / len(q), 4)
 
 
+def _embedding_inputs(raw: Any) -> tuple[list[str], int]:
+    """The inputs (as text to hash) and their token count. OpenAI's embeddings reference takes
+    a string, an array of strings, an array of token ids, or an array of such arrays."""
+    problem = (
+        "'input' must be a non-empty string, array of strings, array of token ids, "
+        "or array of token-id arrays."
+    )
+
+    def token_ids(value: Any) -> list[int] | None:
+        if isinstance(value, list) and value and all(_is_token(t) for t in value):
+            return value
+        return None
+
+    if isinstance(raw, str) and raw:
+        return [raw], count_tokens(raw)
+    if not isinstance(raw, list) or not raw:
+        raise _bad(problem)
+    if (single := token_ids(raw)) is not None:
+        raw = [single]
+    if all(isinstance(item, str) and item for item in raw):
+        return list(raw), sum(count_tokens(item) for item in raw)
+    arrays = [token_ids(item) for item in raw]
+    if any(a is None for a in arrays):
+        raise _bad(problem)
+    return [f"tokens:{a}" for a in arrays], sum(len(a) for a in arrays if a is not None)
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shortened(vector: list[float], dimensions: int) -> list[float]:
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(v * v for v in head)) or 1.0
+    return [round(v / norm, 6) for v in head]
+
+
 def count_tokens(text: str) -> int:
     """The fake's token estimate: about four characters a token, at least one."""
     return max(1, (len(text) + 3) // 4)
@@ -228,6 +266,55 @@ def _pieces(text: str, chunk_chars: int | None = None) -> list[str]:
         return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
     words = re.findall(r"\S+\s*|\s+", text)
     return ["".join(words[i : i + 2]) for i in range(0, len(words), 2)]
+
+
+def _model_object(model: str, created: int) -> dict[str, Any]:
+    """One entry of GET /v1beta/models, as documented; owned_by is the provider prefix."""
+    return {"id": model, "object": "model", "created": created, "owned_by": model.split("/")[0]}
+
+
+#: Transcription response formats (OpenAI's audio reference; TokModel's page is cut off).
+TRANSCRIPT_FORMATS: Final = ("json", "text", "srt", "verbose_json", "vtt")
+
+
+def _transcript_response(text: str, fmt: str, size: int, translate: bool) -> web.Response:
+    """One segment spanning the clip: `verbose_json` as openai-python's TranscriptionVerbose
+    reads it; srt and vtt as subtitle files (SubRip uses a comma before the milliseconds,
+    WebVTT a dot and a "WEBVTT" header)."""
+    seconds = max(0.1, round(size / 32_000, 3))  # about 16 kHz 16-bit mono
+    if fmt == "json":
+        return web.json_response({"text": text})
+    if fmt == "verbose_json":
+        segment = {"id": 0, "seek": 0, "start": 0.0, "end": seconds, "text": text, "tokens": [],
+                   "temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0,
+                   "no_speech_prob": 0.0}  # fmt: skip
+        return web.json_response(
+            {
+                "task": "translate" if translate else "transcribe",
+                "language": "english",
+                "duration": seconds,
+                "text": text,
+                "segments": [segment],
+            }
+        )
+    if fmt == "text":
+        return web.Response(text=text + "\n", content_type="text/plain")
+    if fmt == "srt":
+        return web.Response(
+            text=f"1\n00:00:00,000 --> {_clock(seconds, ',')}\n{text}\n\n",
+            content_type="text/plain",
+        )
+    return web.Response(
+        text=f"WEBVTT\n\n00:00:00.000 --> {_clock(seconds, '.')}\n{text}\n\n",
+        content_type="text/plain",
+    )
+
+
+def _clock(seconds: float, mark: str) -> str:
+    millis = int(round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{mark}{rest % 1000:03d}"
 
 
 # --------------------------------------------------------------------------- errors
@@ -387,17 +474,42 @@ def _model(data: Mapping[str, Any], *, required: bool) -> str | None:
     return model
 
 
+#: Roles the stand-in reads. "developer" is OpenAI's newer name for "system" (sent by the
+#: SDK for o1-style models); TokModel's docs name only system/user/assistant.
+_ROLES: Final = ("system", "developer", "user", "assistant")
+
+
 def _messages(value: Any) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
         raise _bad("'messages' must be a non-empty array.")
     out: list[dict[str, str]] = []
     for i, msg in enumerate(value):
-        if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant"):
-            raise _bad(f"Invalid 'messages[{i}].role': expected 'system', 'user' or 'assistant'.")
-        if not isinstance(msg.get("content"), str):
-            raise _bad(f"Invalid 'messages[{i}].content': expected a string.")
-        out.append({"role": msg["role"], "content": msg["content"]})
+        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+            raise _bad(f"Invalid 'messages[{i}].role': expected one of {', '.join(_ROLES)}.")
+        out.append({"role": msg["role"], "content": _content_text(msg.get("content"), i)})
     return out
+
+
+def _content_text(content: Any, i: int) -> str:
+    """A message's text: a string, or OpenAI's array of content parts (`text` and `image_url`
+    parts, per the Chat Completions reference), whose texts are joined; a picture adds a note."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        raise _bad(f"Invalid 'messages[{i}].content': expected a string or an array of parts.")
+    texts = []
+    for j, part in enumerate(content):
+        where = f"messages[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+            if not isinstance(part["image_url"].get("url"), str):
+                raise _bad(f"Invalid '{where}.image_url.url': expected a string.")
+            texts.append("[an image]")
+        else:
+            raise _bad(f"Invalid '{where}': expected a 'text' or 'image_url' part.")
+    return " ".join(texts)
 
 
 # --------------------------------------------------------------------------- the server
@@ -421,8 +533,16 @@ class FakeTokModel:
         latency: float = 0.0,
         chunk_delay: float = 0.0,
         chunk_chars: int | None = None,
+        missing_routes: Sequence[str] = (),
+        image_urls_only: bool = False,
     ) -> None:
         self.api_key = api_key
+        #: Paths (and everything under them) this gateway does not serve, e.g.
+        #: ("/v1beta/models",) to play a LiteLLM proxy, which has only /v1/models.
+        self.missing_routes = set(missing_routes)
+        #: Answer images as temporary URLs even when `b64_json` is asked for, as some
+        #: gateways do (LiteLLM passes provider answers through).
+        self.image_urls_only = image_urls_only
         self.latency = latency
         self.chunk_delay = chunk_delay
         #: Stream answers this many characters a chunk (None: a word or two, the default).
@@ -502,6 +622,11 @@ class FakeTokModel:
         app[_FAKE_KEY] = self
         r = app.router
         r.add_get("/v1beta/models", self._models)
+        r.add_get("/v1beta/models/{model:.+}", self._model)
+        # Not in TokModel's docs, but OpenAI's (GET /v1/models, /v1/models/{model}), and what
+        # OpenAI SDKs call: `models.list()` is `{base_url}/models`.
+        r.add_get("/v1/models", self._models)
+        r.add_get("/v1/models/{model:.+}", self._model)
         r.add_post("/v1/chat/completions", self._chat)
         r.add_post("/v1/images/generations", self._image_generations)
         r.add_post("/v1/images/edits", self._image_edits)
@@ -537,9 +662,17 @@ class FakeTokModel:
             return False
         return hmac.compare_digest(token.strip().encode(), self.api_key.encode())
 
+    def _missing(self, path: str) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in self.missing_routes)
+
     def _take_fault(self, path: str) -> Fault | None:
         for queued in self._faults:
-            if queued.fault.path is None or queued.fault.path == path:
+            wanted = queued.fault.path
+            if (
+                wanted is None
+                or wanted == path
+                or (wanted.endswith("*") and path.startswith(wanted[:-1]))
+            ):
                 if queued.remaining > 0:
                     queued.remaining -= 1
                     if queued.remaining == 0:
@@ -555,6 +688,10 @@ class FakeTokModel:
         try:
             if not is_api and not path.startswith("/_fake/files/"):
                 return await handler(request)  # control endpoints: no auth, not recorded
+            if self._missing(path):
+                # FastAPI (LiteLLM's framework) answers an unknown route before any key check,
+                # with its default body: starlette.exceptions.HTTPException -> {"detail": ...}.
+                return web.json_response({"detail": "Not Found"}, status=404)
             body = await _read_body(request)
             exchange = _Exchange(body)
             _EXCHANGE.set(exchange)  # the handler runs in this same task and context
@@ -605,6 +742,16 @@ class FakeTokModel:
         if fault.status is not None:
             return _error_response(fault.status, fault.message, retry_after=fault.retry_after)
         if fault.malformed:
+            body = _EXCHANGE.get().body.json
+            if isinstance(body, dict) and body.get("stream") is True:
+                # To a stream request, an event that is not JSON: the same page sent bare would
+                # read as an empty stream to SSE clients (openai-python's SSEDecoder finds no
+                # event in it and ends quietly), hiding the fault.
+                return web.Response(
+                    status=200,
+                    body=b"data: <html><body>upstream hiccup</body></html>\n\n",
+                    content_type="text/event-stream",
+                )
             # A realistic failure: a proxy's HTML page served as a 200 "JSON" answer.
             return web.Response(
                 status=200,
@@ -641,11 +788,15 @@ class FakeTokModel:
     # ---- endpoints
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        data = [
-            {"id": model, "object": "model", "created": created, "owned_by": model.split("/")[0]}
-            for model, created in MODELS
-        ]
+        data = [_model_object(model, created) for model, created in MODELS]
         return web.json_response({"object": "list", "data": data})
+
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        wanted = request.match_info["model"]
+        created = dict(MODELS).get(wanted)
+        if created is None:  # OpenAI: 404 with code "model_not_found" for a model you can't use
+            raise _ApiError(404, f"The model '{wanted}' does not exist.")
+        return web.json_response(_model_object(wanted, created))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = _json_object(request)
@@ -661,6 +812,9 @@ class FakeTokModel:
         _number(body, "temperature", 0, 2)
         _number(body, "top_p", 0, 1)
         max_tokens = _number(body, "max_tokens", 1, 1_000_000, integer=True)
+        # OpenAI's newer name for the same limit (max_tokens is deprecated there).
+        newer = _number(body, "max_completion_tokens", 1, 1_000_000, integer=True)
+        max_tokens = newer if newer is not None else max_tokens
         n = int(_number(body, "n", 1, 10, integer=True) or 1)
 
         text = self._reply if self._reply is not None else stand_in_reply(messages)
@@ -769,8 +923,7 @@ class FakeTokModel:
             items.append(item)
         return web.json_response({"created": int(time.time()), "data": items})
 
-    @staticmethod
-    def _image_options(data: Mapping[str, Any]) -> tuple[int, int, int, str]:
+    def _image_options(self, data: Mapping[str, Any]) -> tuple[int, int, int, str]:
         _model(data, required=False)
         n = int(_number(data, "n", 1, 10, integer=True) or 1)
         size = data.get("size") or "1024x1024"
@@ -779,6 +932,8 @@ class FakeTokModel:
         fmt = data.get("response_format") or "url"
         if fmt not in ("url", "b64_json"):
             raise _bad("Invalid 'response_format': expected 'url' or 'b64_json'.")
+        if self.image_urls_only:
+            fmt = "url"
         width, height = (int(v) for v in str(size).split("x"))
         return n, width, height, str(fmt)
 
@@ -792,7 +947,9 @@ class FakeTokModel:
 
     @staticmethod
     def _png_upload(body: _Body, name: str, *, required: bool) -> _Upload | None:
-        upload = body.files.get(name)
+        # openai-python sends a list of images as repeated `image[]` parts (extract_files with
+        # array_format "brackets"); LiteLLM takes both. The last one stands for them all here.
+        upload = body.files.get(name) or body.files.get(f"{name}[]")
         if upload is None:
             if required or name in body.form:
                 raise _bad(f"'{name}' must be uploaded as a PNG file.")
@@ -848,14 +1005,14 @@ class FakeTokModel:
             raise _bad("Missing required parameter: 'file' (an audio file upload).")
         _model(body.form, required=True)
         fmt = body.form.get("response_format") or "json"
-        if fmt not in ("json", "text"):
-            raise _bad("Invalid 'response_format': expected 'json' or 'text'.")
+        if fmt not in TRANSCRIPT_FORMATS:
+            raise _bad(
+                f"Invalid 'response_format': expected one of {', '.join(TRANSCRIPT_FORMATS)}."
+            )
         if not fake_media.looks_like_audio(upload.data):
             raise _bad(AUDIO_FORMAT_ERROR)
         text = stand_in_transcript(upload.filename, upload.data, translate)
-        if fmt == "text":
-            return web.Response(text=text + "\n", content_type="text/plain")
-        return web.json_response({"text": text})
+        return _transcript_response(text, fmt, len(upload.data), translate)
 
     async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
         return await self._audio_to_text(request, translate=False)
@@ -866,26 +1023,22 @@ class FakeTokModel:
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = _json_object(request)
         model = _model(body, required=True)
-        raw = body.get("input")
-        inputs = [raw] if isinstance(raw, str) else raw
-        if (
-            not isinstance(inputs, list)
-            or not inputs
-            or not all(isinstance(s, str) and s for s in inputs)
-        ):
-            raise _bad("'input' must be a non-empty string or a non-empty array of them.")
+        inputs, tokens = _embedding_inputs(body.get("input"))
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise _bad("Invalid 'encoding_format': expected 'float' or 'base64'.")
+        # OpenAI's text-embedding-3 models can be shortened to `dimensions` (then renormalised).
+        dimensions = _number(body, "dimensions", 1, EMBEDDING_DIMENSIONS, integer=True)
         data = []
         for i, text in enumerate(inputs):
             vector = stand_in_embedding(text)
+            if dimensions is not None:
+                vector = _shortened(vector, int(dimensions))
             embedding: list[float] | str = vector
             if encoding == "base64":
                 packed = struct.pack(f"<{len(vector)}f", *vector)
                 embedding = base64.b64encode(packed).decode("ascii")
             data.append({"object": "embedding", "index": i, "embedding": embedding})
-        tokens = sum(count_tokens(s) for s in inputs)
         return web.json_response(
             {
                 "object": "list",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.tokmodel.images import extension_for
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -43,12 +45,22 @@ class ModelInfo:
     id: str
     owned_by: str | None = None
     created: int | None = None
+    kind: str = "chat"  # see bot.tokmodel.kinds
+
+    @property
+    def is_chat(self) -> bool:
+        return self.kind == "chat"
 
 
 @dataclass(frozen=True)
 class GeneratedImage:
-    png: bytes
+    png: bytes  # the image's bytes: PNG as asked for, or JPEG/WebP/GIF from some gateways
     revised_prompt: str | None = None
+    content_type: str = "image/png"
+
+    @property
+    def extension(self) -> str:
+        return extension_for(self.content_type)
 
 
 @dataclass(frozen=True)

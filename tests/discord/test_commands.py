@@ -147,6 +147,18 @@ async def test_model_autocompletes_from_tokmodel(
     ]
 
 
+async def test_model_autocompletes_chat_models_only(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord
+) -> None:
+    inter = await discord_fake.interaction("model", {"id": "openai/"}, autocomplete="id")
+    await discord_fake.wait_for(lambda: inter["id"] in discord_fake.interaction_responses)
+    (response,) = discord_fake.interaction_responses[inter["id"]]
+    assert [c["value"] for c in response["data"]["choices"]] == [
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+    ]
+
+
 async def test_commands_sync_globally_by_default(
     adapter: DiscordAdapter, discord_fake: FakeDiscord
 ) -> None:
