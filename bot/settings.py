@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    #: chat.update calls a workspace allows a minute (Slack's Tier 3: 50); 0: no budget.
+    slack_edits_per_minute: int = Field(default=50, alias="TOKBOT_SLACK_EDITS_PER_MINUTE", ge=0)
 
     # Discord
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")

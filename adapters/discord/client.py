@@ -44,6 +44,11 @@ class TokbotClient(discord.AutoShardedClient):
         sharding: dict[str, Any] = {"shard_count": settings.discord_shard_count}
         if settings.discord_shards is not None:  # this process runs only these shards
             sharding["shard_ids"] = settings.discord_shards
+        # tokbot never joins voice channels (voice messages are files), so discord.py's start-up
+        # warnings that PyNaCl and davey are missing are noise; these class flags are how
+        # discord.py itself silences them after the first client (discord/client.py).
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             intents=intents(),
             allowed_mentions=NO_MENTIONS,
@@ -115,10 +120,18 @@ class TokbotClient(discord.AutoShardedClient):
     ) -> None:
         # Acknowledge first; the work starts while the acknowledgement travels (the replier's
         # first message waits for it, and answers in the channel if Discord refused it).
-        acknowledged = asyncio.ensure_future(interaction.response.defer(thinking=True))
+        # Commands whose replies are all private are deferred ephemerally (fixed at defer time).
+        spec = self.core.registry.get(command)
+        private = spec is not None and spec.private_reply
+        acknowledged = asyncio.ensure_future(
+            interaction.response.defer(thinking=True, ephemeral=private)
+        )
         acknowledged.add_done_callback(_note_refusal)
         replier = InteractionReplier(
-            interaction, acknowledged, fallback=lambda: _late_replier(interaction, command)
+            interaction,
+            acknowledged,
+            fallback=lambda: _late_replier(interaction, command),
+            ephemeral=private,
         )
         incoming = Incoming(
             key=translate.interaction_key(interaction),
@@ -129,6 +142,7 @@ class TokbotClient(discord.AutoShardedClient):
             attachments=tuple(translate.attachment(f) for f in files),
             message_id=None,
             event_id=f"interaction:{interaction.id}",
+            slash=True,
             raw=interaction,
         )
         self.spawn(self.core.handle(incoming, replier))

@@ -38,6 +38,7 @@ class SlackAdapter:
         edit_interval: float = 1.0,
         connect_timeout: float = 30.0,
         drain_timeout: float = 10.0,
+        edit_window: float = 60.0,
     ) -> None:
         if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
             raise SettingsError("SLACK_BOT_TOKEN is not set (xoxb-…, from OAuth & Permissions)")
@@ -68,6 +69,8 @@ class SlackAdapter:
             api_url=settings.slack_api_url,
             session=self._session,
             edit_interval=edit_interval,
+            edits_per_minute=settings.slack_edits_per_minute,
+            edit_window=edit_window,  # the budget's minute (tests shrink it)
         )
         self._socket: AsyncSocketModeHandler | None = None
         self._started = False

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.drain import drain_tasks
 from adapters.slack import translate
+from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
 from adapters.slack.replier import SlackReplier
 from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
@@ -45,6 +46,8 @@ class SlackBot:
         api_url: str,
         session: aiohttp.ClientSession,
         edit_interval: float = 1.0,
+        edits_per_minute: int = SLACK_UPDATES_PER_MINUTE,
+        edit_window: float = 60.0,
     ) -> None:
         self._core = core
         self._token = token
@@ -55,13 +58,15 @@ class SlackBot:
             base_url=_with_slash(api_url),
             session=session,
             # Slack answers a burst (chat.update is ~50 a minute per workspace) with 429 and
-            # Retry-After: wait and retry, so a busy workspace still sees every final answer.
+            # Retry-After: wait and retry, so a busy workspace still sees every final answer
+            # (the edit budget keeps chat.update under the limit; this covers the rest).
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ],
         )
         self.users = UserDirectory(self.client)
+        self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
@@ -84,8 +89,10 @@ class SlackBot:
     # -- listeners: ack first, work in the background ---------------------------------------
 
     async def _on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        # in_channel: everyone sees the command that the answer below replies to.
-        await ack(response_type="in_channel")
+        # in_channel: everyone sees the command that the answer below replies to; a command
+        # answered privately (or unknown: refused privately) stays private too.
+        spec = self._core.registry.get(translate.command_name(str(command.get("command", ""))))
+        await ack(response_type="ephemeral" if spec is None or spec.private_reply else "in_channel")
         self._spawn(self._run_command(command))
 
     async def _on_mention(
@@ -197,6 +204,8 @@ class SlackBot:
             edit_interval=self._edit_interval,
             response_url=response_url or None,
             thread=thread,
+            user_id=incoming.author.id,
+            budget=self._budgets.get(incoming.key.workspace),
         )
 
     # -- background tasks ----------------------------------------------------------------------
