@@ -31,7 +31,12 @@ class Run:
 
 
 async def console(
-    script: str, tmp_path: Path, fake: FakeTokModel | None, *extra: str, **env: str
+    script: str,
+    tmp_path: Path,
+    fake: FakeTokModel | None,
+    *extra: str,
+    merged: bool = False,
+    **env: str,
 ) -> Run:
     environment = {
         "PATH": os.environ.get("PATH", ""),
@@ -54,13 +59,13 @@ async def console(
         *extra,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merged else asyncio.subprocess.PIPE,
         cwd=tmp_path,
         env=environment,
     )
     out, err = await asyncio.wait_for(process.communicate(script.encode()), timeout=60)
     assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+    return Run(process.returncode, out.decode(), (err or b"").decode())
 
 
 def write_wav(path: Path) -> None:
@@ -339,3 +344,13 @@ async def test_log_lines_stay_out_of_the_answers(
     assert await term.exited() == 0
     assert "TokModel request failed" in banner_log.read_text()
     assert "DEBUG" not in term.screen and "WARNING" not in term.screen
+
+
+async def test_piped_log_lines_never_land_inside_an_answer(
+    fake: FakeTokModel, tmp_path: Path
+) -> None:
+    run = await console("/ask hi\n/help\n", tmp_path, fake, merged=True, TOKBOT_LOG_LEVEL="INFO")
+    assert run.code == 0
+    logged = [line for line in run.out.splitlines() if " INFO bot.core " in line]
+    assert len(logged) == 2  # one per command, each on a line of its own
+    assert all(line.startswith("20") for line in logged), logged

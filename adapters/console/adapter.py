@@ -11,11 +11,13 @@ import contextlib
 import getpass
 import io
 import itertools
+import logging
 import mimetypes
 import shlex
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -122,9 +124,10 @@ class ConsoleAdapter:
 
     async def run(self, stdin: TextIO = sys.stdin) -> None:
         if not stdin.isatty():  # piped or scripted: plain lines, no prompt
-            while piped := await asyncio.to_thread(stdin.readline):
-                if not await self._take(piped):
-                    break
+            with _log_lines_on_their_own(self._replier):
+                while piped := await asyncio.to_thread(stdin.readline):
+                    if not await self._take(piped):
+                        break
             return
         edited = _line_editing()
         banner = "tokbot console — /help lists the commands, /quit (or Ctrl-D) leaves."
@@ -192,6 +195,25 @@ class ConsoleAdapter:
             attachments=attachments,
             message_id=f"console-{next(self._message_ids)}",
         )
+
+
+@contextlib.contextmanager
+def _log_lines_on_their_own(replier: ConsoleReplier) -> Iterator[None]:
+    """Piped, stderr often lands where stdout does (`2>&1`): end an answer's open line before
+    a log line is written, so none lands inside an answer."""
+
+    def end_line(record: logging.LogRecord) -> bool:
+        replier.end_line()
+        return True
+
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(end_line)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(end_line)
 
 
 def _words(text: str) -> list[str]:
