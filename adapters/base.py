@@ -13,8 +13,15 @@ class Adapter(Protocol):
         """Connect (or start serving); return once the adapter is ready, raise if it can't be."""
         ...
 
+    async def drain(self, timeout: float) -> None:
+        """Shutting down: let the answers in flight finish for up to `timeout` seconds, then
+        cancel the rest (the core shows them as cut off). Cancelled itself (a second Ctrl-C),
+        it cancels them at once."""
+        ...
+
     async def stop(self) -> None:
-        """Disconnect and release everything; safe to call after a failed start."""
+        """Cancel what is still running, disconnect and release everything; safe to call
+        after a failed start."""
         ...
 
     async def healthy(self) -> bool:

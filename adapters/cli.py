@@ -6,15 +6,19 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from adapters.base import Adapter
 from adapters.web import WebServer
 from bot.core import Core
-from bot.logs import configure_logging
+from bot.logs import configure_logging, log_to_file
 from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store
 from bot.settings import Settings, SettingsError, load_settings
 from bot.tokmodel.fake import FakeTokModel
@@ -24,34 +28,90 @@ log = logging.getLogger("tokbot")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokbot", description="TokModel in your team's chat.")
+    parser.add_argument("--version", action="version", version=f"tokbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="migrate the database and start every configured adapter")
-    console = sub.add_parser("console", help="chat with tokbot in the terminal")
+    _command(
+        sub,
+        "run",
+        "migrate the database and start every configured adapter",
+        "Migrate the database, then start every adapter whose credentials are set (Slack, "
+        "Discord, or both) and the web server (/healthz, /metrics, /slack/events). Settings "
+        "come from the environment and .env (see the README). Ctrl-C or SIGTERM stops it after "
+        "the answers in flight finish (up to TOKBOT_DRAIN_SECONDS); a second one stops at once.",
+    )
+    console = _command(
+        sub,
+        "console",
+        "chat with tokbot in the terminal",
+        "Chat in the terminal with the same commands as Slack and Discord (/help lists them). "
+        "Reads stdin line by line when it is not a terminal, so it can be scripted.",
+    )
     console.add_argument(
         "--offline",
         action="store_true",
         help="use the built-in TokModel stand-in (the default when TOKMODEL_API_KEY is unset)",
     )
-    fake = sub.add_parser("fake-tokmodel", help="serve the TokModel stand-in")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8099)
+    fake = _command(
+        sub,
+        "fake-tokmodel",
+        "serve the TokModel stand-in",
+        "Serve the TokModel stand-in (OpenAI-compatible answers, no network, no credits) "
+        "until Ctrl-C; point TOKMODEL_BASE_URL at it.",
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    fake.add_argument("--port", type=int, default=8099, help="port to listen on (%(default)s)")
     fake.add_argument(
         "--api-key",
         default=None,
         help="the key it accepts (default: $TOKMODEL_API_KEY, else 'stand-in-key')",
     )
-    fake.add_argument("--chunk-delay", type=float, default=0.03, help="seconds between chunks")
-    invite = sub.add_parser("discord-invite", help="print the URL that adds the bot to a server")
+    fake.add_argument(
+        "--chunk-delay", type=float, default=0.03, help="seconds between chunks (%(default)s)"
+    )
+    invite = _command(
+        sub,
+        "discord-invite",
+        "print the URL that adds the bot to a server",
+        "Print the OAuth2 URL that adds the bot to a Discord server with the scopes and "
+        "permissions it needs.",
+    )
     invite.add_argument(
-        "--client-id", help="the application id (default: asked with DISCORD_TOKEN)"
+        "--client-id",
+        help="the application id (Developer Portal → General Information; "
+        "default: asked from Discord with DISCORD_TOKEN)",
     )
-    sub.add_parser(
-        "doctor", help="check settings, database, TokModel and platforms; say how to fix"
+    _command(
+        sub,
+        "doctor",
+        "check settings, database, TokModel and platforms; say how to fix",
+        "Check the settings, the database, the TokModel key and each configured platform, and "
+        "say how to fix each problem. Changes nothing: it creates no database and posts "
+        "nothing. Exits 1 when a problem was found.",
     )
-    db = sub.add_parser("db", help="database maintenance")
+    db = _command(sub, "db", "database maintenance", "Database maintenance.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_sub.add_parser("upgrade", help="apply migrations up to the newest")
+    _command(
+        db_sub,
+        "upgrade",
+        "apply migrations up to the newest",
+        "Create the database's tables, or migrate them to the newest revision (tokbot run "
+        "does this at start-up too).",
+    )
     return parser
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, about: str
+) -> argparse.ArgumentParser:
+    """A subcommand: `summary` in `tokbot --help`, `about` in its own --help."""
+    return sub.add_parser(name, help=summary, description=about)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tokbot")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.log_level, settings.secrets(), json_format=settings.log_format == "json"
     )
+    console_log = _console_log_file(args, settings)
+    if console_log is not None:
+        log_to_file(console_log)
     try:
         return asyncio.run(_dispatch(args, settings))
     except SettingsError as exc:
@@ -75,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "console":
-        return await _console(settings, offline=args.offline)
+        log_file = _console_log_file(args, settings)
+        return await _console(settings, offline=args.offline, log_file=log_file)
     if args.command == "fake-tokmodel":
         return await _fake_tokmodel(settings, args)
     if args.command == "db":
@@ -108,14 +172,22 @@ async def _endpoint(settings: Settings, *, offline: bool) -> AsyncIterator[TokMo
         yield TokModelEndpoint(settings.tokmodel_base_url, settings.api_key())
 
 
-async def _console(settings: Settings, *, offline: bool) -> int:
+def _console_log_file(args: argparse.Namespace, settings: Settings) -> Path | None:
+    """At a terminal the console's answers stream on the screen, so log lines go to a file
+    (named in its banner) and none lands inside an answer. Piped, they stay on stderr."""
+    if args.command != "console" or not sys.stdin.isatty():
+        return None
+    return settings.output_dir / "console.log"
+
+
+async def _console(settings: Settings, *, offline: bool, log_file: Path | None = None) -> int:
     from adapters.console.adapter import ConsoleAdapter
 
     async with (
         _endpoint(settings, offline=offline) as endpoint,
         open_core(settings, endpoint) as core,
     ):
-        await ConsoleAdapter(core, output_dir=settings.output_dir).run()
+        await ConsoleAdapter(core, output_dir=settings.output_dir, log_file=log_file).run()
     return 0
 
 
@@ -158,12 +230,15 @@ async def _run(settings: Settings) -> int:
         try:
             for adapter in adapters:
                 await adapter.start()
+            # From here on (before: Ctrl-C interrupts the start-up itself), stop gracefully.
+            signals = _Signals()
             names = ", ".join(adapter.name for adapter in adapters)
             print(f"tokbot is running ({names}); web server on port {web.port}", flush=True)
             # Everything loaded so far lives as long as the process: keep it out of the
             # garbage collector's full passes, which otherwise pause every ack (bench/: p99).
             gc.freeze()
-            await _until_stopped()
+            await signals.first.wait()
+            await _drain(adapters, settings.drain_seconds, signals)
         finally:
             for adapter in reversed(adapters):
                 await adapter.stop()
@@ -173,6 +248,14 @@ async def _run(settings: Settings) -> int:
 
 async def _discord_invite(settings: Settings, client_id: str | None) -> int:
     from adapters.discord.invite import invite
+
+    # Discord ids are snowflakes: 64-bit integers, 17 to 20 digits today
+    # (https://discord.com/developers/docs/reference#snowflakes).
+    if client_id is not None and not re.fullmatch(r"\d{17,20}", client_id.strip()):
+        raise SettingsError(
+            f"--client-id {client_id!r} is not a Discord application id (17 to 20 digits): "
+            "copy it from the Developer Portal → your application → General Information"
+        )
 
     print(await invite(settings, client_id))
     return 0
@@ -184,6 +267,42 @@ def _database_check(core: Core) -> Callable[[], Awaitable[bool]]:
         return True
 
     return check
+
+
+class _Signals:
+    """SIGINT and SIGTERM: the first asks to stop, a second to stop at once."""
+
+    def __init__(self) -> None:
+        self.first = asyncio.Event()
+        self.again = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, self._received)
+
+    def _received(self) -> None:
+        (self.again if self.first.is_set() else self.first).set()
+
+
+async def _drain(adapters: Sequence[Adapter], seconds: float, signals: _Signals) -> None:
+    """One deadline for the whole process: every adapter's answers in flight get `seconds` to
+    finish, then are cut off; a second signal cuts them off at once."""
+    log.info(
+        "stopping: answers in flight get up to %g s to finish (TOKBOT_DRAIN_SECONDS); "
+        "Ctrl-C again stops at once",
+        seconds,
+    )
+    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(seconds) for a in adapters))
+    again: asyncio.Future[Any] = asyncio.ensure_future(signals.again.wait())
+    try:
+        await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            log.warning("stopping at once: answers still in flight are cut off")
+            drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+    finally:
+        again.cancel()
 
 
 async def _until_stopped() -> None:

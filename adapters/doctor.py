@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import aiohttp
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from bot.settings import Settings
 from bot.store import Store, head_revision
@@ -113,6 +114,16 @@ async def check_settings(settings: Settings) -> list[Finding]:
 async def check_database(settings: Settings) -> list[Finding]:
     url = settings.database_url
     shown = url.split("@")[-1] if "@" in url else url  # never a password
+    missing = _missing_sqlite_file(url)
+    if missing is not None:  # opening it would create it: the doctor only looks
+        return [
+            Finding(
+                False,
+                "database",
+                f"{missing} does not exist yet",
+                "run `tokbot db upgrade` (tokbot run also does it at start-up)",
+            )
+        ]
     try:
         store = await Store.open(url)
     except Exception as exc:
@@ -143,6 +154,17 @@ async def check_database(settings: Settings) -> list[Finding]:
             )
         ]
     return [Finding(True, "database", f"{shown} reachable, schema at revision {head}")]
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite file DATABASE_URL names and that does not exist, else None."""
+    parsed = make_url(url)
+    path = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:") or "mode=memory" in path:
+        return None
+    if path.startswith("file:") or Path(path).exists():
+        return None
+    return path
 
 
 def _current_revision(conn: Connection) -> str | None:

@@ -43,6 +43,9 @@ async def slack_bot(
         "SLACK_BOT_TOKEN": defaults.bot_token,
         "SLACK_SIGNING_SECRET": defaults.signing_secret,
         "SLACK_API_URL": slack_url + "/api/",
+        # The figures are tokbot's own overhead and load, beyond one workspace's chat.update
+        # limit on purpose: no edit budget (and no limit in the fake Slack).
+        "TOKBOT_SLACK_EDITS_PER_MINUTE": "0",
     }
     async with bench_core(tokmodel_url, **extra) as core:
         web = WebServer("127.0.0.1", 0)
@@ -94,6 +97,7 @@ async def slack_overhead(runs: int) -> list[Figure]:
     """/ask through the Slack adapter (signed request in, final message at the fake Slack) vs
     a direct TokModel call, 200 ms latency, interleaved."""
     slack = FakeSlack()
+    slack.update_limit = None  # see slack_bot
     await slack.start()
     try:
         async with (
@@ -224,7 +228,7 @@ async def slack_process() -> AsyncIterator[str]:
     """The fake Slack Web API in its own process; yields its URL."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "adapters.slack.fake", "--port", str(port),
+        sys.executable, "-m", "adapters.slack.fake", "--port", str(port), "--no-update-limit",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None

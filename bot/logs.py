@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
+from pathlib import Path
 
 REDACTED = "[redacted]"
 
@@ -47,8 +48,10 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["traceback"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -81,17 +84,21 @@ class SecretRedactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True
-        message = record.getMessage()
-        clean = self.redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        # Format first: once redacted text replaces `msg`, a "%" in it (or in a traceback)
+        # must never meet `args` again, or logging prints the raw record, secrets included.
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: show its parts rather than lose the line
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = self.redact(message), None
         if record.exc_info and record.exc_info[1] is not None:
-            # Format the traceback now so the redacted text is what handlers print.
-            formatted = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = self.redact(formatted)
+            # Formatters print a cached `exc_text` as it is: cache the redacted traceback.
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
-            record.msg = f"{record.msg}\n{record.exc_text}"
-            record.exc_text = None
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
@@ -115,3 +122,12 @@ def configure_logging(level: str, secrets: Iterable[str], *, json_format: bool =
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Alembic narrates every start-up at INFO; only its problems matter to an operator.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+
+
+def log_to_file(path: Path) -> None:
+    """Write the configured log lines to `path` (appending) instead of stderr."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = path.open("a", encoding="utf-8", buffering=1)  # line-buffered: tail -f works
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from bot.core import Core
 from bot.inbox import EVENT_MEMORY_SECONDS
 from bot.metrics import Metrics
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.store import Store
+from bot.store.connect import describe, wait_until_reachable
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.fake import FakeTokModel
 
@@ -31,10 +32,9 @@ class TokModelEndpoint:
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The store, migrated to head, with answers left in flight by a crash marked interrupted."""
-    store = await Store.open(settings.database_url)
+    store = await _open_database(settings)
     sweeper: asyncio.Task[None] | None = None
     try:
-        await store.upgrade()
         await _mark_stale_answers(store, settings.stale_answer_seconds)
         if settings.stale_answer_seconds > 0:
             sweeper = asyncio.create_task(
@@ -49,6 +49,26 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
         await store.close()
+
+
+async def _open_database(settings: Settings) -> Store:
+    """The store, reachable and migrated; a database still starting is waited for (boundedly),
+    and failing to reach it is a SettingsError of one line that says how to fix it."""
+    url = settings.database_url
+    store: Store | None = None
+    try:
+        store = await Store.open(url)
+        await wait_until_reachable(store.ping, url, settings.database_wait_seconds)
+        await store.upgrade()
+        return store
+    except Exception as exc:
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await store.close()
+        problem = describe(exc, url)
+        if problem is None:
+            raise
+        raise SettingsError(problem) from None
 
 
 async def _mark_stale_answers(store: Store, stale_after: float) -> None:

@@ -8,6 +8,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from bot.store.urls import async_database_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokbot.db"
 
@@ -32,6 +35,8 @@ class Settings(BaseSettings):
 
     # storage
     database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    #: `tokbot run` retries a database that refuses connections (still starting) this long.
+    database_wait_seconds: float = Field(default=30.0, alias="TOKBOT_DATABASE_WAIT_SECONDS", ge=0)
 
     # models
     chat_model: str = Field(default="openai/gpt-4o-mini", alias="TOKBOT_CHAT_MODEL")
@@ -67,12 +72,17 @@ class Settings(BaseSettings):
     prune_interval_seconds: float = Field(
         default=600.0, alias="TOKBOT_PRUNE_INTERVAL_SECONDS", gt=0
     )
+    #: At shutdown, answers in flight get this long (one deadline for the whole process), then
+    #: are cut off. Docker kills 10 s after SIGTERM; the cut-off marks take up to 2 s more.
+    drain_seconds: float = Field(default=7.0, alias="TOKBOT_DRAIN_SECONDS", ge=0)
 
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    #: chat.update calls a workspace allows a minute (Slack's Tier 3: 50); 0: no budget.
+    slack_edits_per_minute: int = Field(default=50, alias="TOKBOT_SLACK_EDITS_PER_MINUTE", ge=0)
 
     # Discord
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
@@ -93,6 +103,11 @@ class Settings(BaseSettings):
     # logging
     log_level: str = Field(default="INFO", alias="TOKBOT_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", alias="TOKBOT_LOG_FORMAT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
 
     @field_validator("tokmodel_base_url")
     @classmethod
@@ -125,7 +140,8 @@ class Settings(BaseSettings):
             self.slack_app_token,
             self.discord_token,
         )
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        return found + database_passwords(self.database_url)
 
     @property
     def slack_enabled(self) -> bool:
@@ -142,6 +158,18 @@ class Settings(BaseSettings):
         return ids or None
 
 
+def database_passwords(url: str) -> list[str]:
+    """DATABASE_URL's password as written (percent-encoded or not) and decoded."""
+    try:
+        password = make_url(url).password
+    except Exception:  # not a URL: the store says so; nothing to hide
+        return []
+    if not password:
+        return []
+    written = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    return [p for p in {str(password), written} if p]
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, *, env_file: str | None = ".env"
 ) -> Settings:
@@ -154,5 +182,6 @@ def load_settings(
         problems = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err.get("loc", ())) or "setting"
-            problems.append(f"{name}: {err.get('msg')}")
+            # A validator's own message is the whole story: drop pydantic's prefix.
+            problems.append(f"{name}: {err.get('msg', '').removeprefix('Value error, ')}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -53,7 +53,6 @@ class StreamRenderer:
         self._text = ""  # what may be shown: scrubbed (and, until finished, held back)
         self._frozen: list[str] = []  # ids of full messages, never edited again
         self._open: tuple[str, str] | None = None  # the message being edited: id, shown text
-        self._shown_upto = 0  # characters of _text held by the frozen messages
         self._dirty = asyncio.Event()
         self._last_edit = 0.0
         self._flusher: asyncio.Task[None] | None = None
@@ -131,7 +130,9 @@ class StreamRenderer:
 
     async def _render(self) -> None:
         async with self._lock:
-            pieces = split_message(self._text[self._shown_upto :], self._limit)
+            # The whole text, re-split: a piece may hold more than its share of the text (a code
+            # block closed and reopened), and the pieces before the last never change.
+            pieces = split_message(self._text, self._limit)[len(self._frozen) :]
             for index, piece in enumerate(pieces):
                 if self._open is None:
                     self._open = (await self._replier.post(piece), piece)
@@ -141,5 +142,4 @@ class StreamRenderer:
                 if index < len(pieces) - 1:
                     # A full message: freeze it; the rest continues in a new one.
                     self._frozen.append(self._open[0])
-                    self._shown_upto += len(piece)
                     self._open = None

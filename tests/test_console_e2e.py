@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+import pty
+import signal
+import struct
 import sys
+import termios
+import time
 import wave
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
@@ -21,7 +31,12 @@ class Run:
 
 
 async def console(
-    script: str, tmp_path: Path, fake: FakeTokModel | None, *extra: str, **env: str
+    script: str,
+    tmp_path: Path,
+    fake: FakeTokModel | None,
+    *extra: str,
+    merged: bool = False,
+    **env: str,
 ) -> Run:
     environment = {
         "PATH": os.environ.get("PATH", ""),
@@ -44,13 +59,13 @@ async def console(
         *extra,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merged else asyncio.subprocess.PIPE,
         cwd=tmp_path,
         env=environment,
     )
     out, err = await asyncio.wait_for(process.communicate(script.encode()), timeout=60)
     assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
+    return Run(process.returncode, out.decode(), (err or b"").decode())
 
 
 def write_wav(path: Path) -> None:
@@ -153,3 +168,189 @@ async def test_offline_mode_needs_no_key(tmp_path: Path) -> None:
     assert "(stand-in) You said" in run.out and "hello offline" in run.out
     assert "TOKMODEL_API_KEY is not set" in run.err
     assert any(f.suffix == ".png" for f in (tmp_path / "out").iterdir())
+
+
+# -- at a real terminal (a pseudo-terminal): keys, signals, the terminal's own line limit ------
+
+
+class Terminal:
+    """`tokbot console` on a pseudo-terminal, as a person at a keyboard uses it."""
+
+    def __init__(self, pid: int, master: int) -> None:
+        self.pid = pid
+        self.master = master
+        self.screen = ""
+        self.code: int | None = None
+        self._changed = asyncio.Event()
+        asyncio.get_running_loop().add_reader(master, self._read)
+
+    @classmethod
+    async def open(cls, tmp_path: Path, fake: FakeTokModel | None, **env: str) -> Terminal:
+        environment = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(tmp_path),
+            "TERM": "xterm",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "DATABASE_URL": f"sqlite:///{tmp_path}/console.db",
+            "TOKBOT_OUTPUT_DIR": str(tmp_path / "out"),
+            "TOKBOT_TOKMODEL_TIMEOUT": "2",
+            "TOKBOT_TOKMODEL_RETRY_BUDGET": "0",
+            "TOKBOT_TOKMODEL_MAX_RETRIES": "0",
+        }
+        if fake is not None:
+            environment |= {"TOKMODEL_API_KEY": API_KEY, "TOKMODEL_BASE_URL": fake.url}
+        environment |= env
+        args = [sys.executable, "-m", "adapters.cli", "console"] + ([] if fake else ["--offline"])
+        pid, master = pty.fork()
+        if pid == 0:  # the child: the pty is its controlling terminal, as in a shell
+            # A shell starts a job with Ctrl-C's signal at its default; an ignored signal would
+            # stay ignored across exec (whatever this test process inherited or set).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            os.chdir(tmp_path)
+            os.execve(sys.executable, args, environment)
+        # 24 rows of 100 columns, so readline knows where lines wrap.
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        return cls(pid, master)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # the child closed the terminal
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.master)
+        self.screen += data.decode(errors="replace")
+        self._changed.set()
+
+    async def expect(self, text: str, start: int = 0, timeout: float = 30.0) -> int:
+        """Wait until `text` is on screen after position `start`; return where it ends."""
+        try:
+            async with asyncio.timeout(timeout):
+                while (found := self.screen.find(text, start)) < 0:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"never showed {text!r}; the screen:\n{self.screen}") from None
+        return found + len(text)
+
+    async def type(self, keys: str) -> None:
+        data = keys.encode()
+        # In a thread: the terminal echoes while we write, and its buffers are small.
+        await asyncio.to_thread(self._write_all, data)
+
+    def _write_all(self, data: bytes) -> None:
+        for start in range(0, len(data), 512):
+            os.write(self.master, data[start : start + 512])
+
+    async def exited(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while not (ended := os.waitpid(self.pid, os.WNOHANG))[0]:
+            assert time.monotonic() < deadline, f"still running; the screen:\n{self.screen}"
+            await asyncio.sleep(0.05)
+        self.code = os.waitstatus_to_exitcode(ended[1])
+        return self.code
+
+    async def close(self) -> None:
+        if self.code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.master)
+            os.close(self.master)
+
+
+@pytest.fixture
+async def terminal(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Terminal]]]:
+    opened: list[Terminal] = []
+
+    async def open_terminal(fake: FakeTokModel | None = None, **env: str) -> Terminal:
+        term = await Terminal.open(tmp_path, fake, **env)
+        opened.append(term)
+        await term.expect("you> ")
+        return term
+
+    yield open_terminal
+    for term in opened:
+        await term.close()
+
+
+async def test_ctrl_c_at_the_prompt_exits(terminal: Callable[..., Awaitable[Terminal]]) -> None:
+    term = await terminal()
+    await term.type("\x03")
+    assert await term.exited() in (0, 130)
+    assert "Traceback" not in term.screen and term.screen.endswith("\r\n")
+
+
+async def test_ctrl_d_ends_the_line_and_exits(terminal: Callable[..., Awaitable[Terminal]]) -> None:
+    term = await terminal()
+    await term.type("\x04")
+    assert await term.exited() == 0
+    assert term.screen.endswith("you> \r\n"), repr(term.screen[-40:])
+
+
+async def test_lines_can_be_edited_and_recalled(
+    terminal: Callable[..., Awaitable[Terminal]],
+) -> None:
+    term = await terminal()
+    left = "\x1b[D"
+    await term.type("/ask helo world" + left * 7 + "l\r")  # the missing "l", typed in place
+    seen = await term.expect("You said: «")
+    await term.expect("hello world»", seen)
+    after = await term.expect("you> ", seen)
+    await term.type("\x1b[A\r")  # up arrow: the same question again
+    seen = await term.expect("I can see 2 earlier message(s)", after)
+    await term.expect("hello world»", after)
+    await term.type("/quit\r")
+    assert await term.exited() == 0
+
+
+async def test_a_quoted_path_with_spaces(
+    terminal: Callable[..., Awaitable[Terminal]], tmp_path: Path
+) -> None:
+    write_wav(tmp_path / "my standup.wav")
+    term = await terminal()
+    await term.type('/transcribe "my standup.wav"\r')
+    # (The multipart upload percent-encodes the space in the file's name: aiohttp's FormData.)
+    seen = await term.expect("(stand-in transcript of my")
+    await term.expect("standup.wav, 16044 bytes)", seen)
+
+
+async def test_a_paste_longer_than_the_terminal_line_limit_arrives_whole(
+    terminal: Callable[..., Awaitable[Terminal]], fake: FakeTokModel
+) -> None:
+    term = await terminal(fake)
+    question = " ".join(f"w{i:04d}" for i in range(1200))  # 7,199 characters: over 4,095
+    await term.type(question + "\r")
+    await term.expect("You said: «", timeout=30)
+    [chat] = [r for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert chat.json is not None
+    assert question in chat.json["messages"][-1]["content"]
+
+
+async def test_log_lines_stay_out_of_the_answers(
+    terminal: Callable[..., Awaitable[Terminal]], fake: FakeTokModel, tmp_path: Path
+) -> None:
+    fake.fail(Fault(status=500, times=-1, path="/v1/chat/completions"))
+    term = await terminal(fake, TOKBOT_LOG_LEVEL="DEBUG")
+    banner_log = tmp_path / "out" / "console.log"
+    assert str(banner_log) in term.screen  # the banner says where the log goes
+    await term.type("/ask are you there?\r")
+    seen = await term.expect("TokModel")
+    await term.expect("you> ", seen)
+    await term.type("/quit\r")
+    assert await term.exited() == 0
+    assert "TokModel request failed" in banner_log.read_text()
+    assert "DEBUG" not in term.screen and "WARNING" not in term.screen
+
+
+async def test_piped_log_lines_never_land_inside_an_answer(
+    fake: FakeTokModel, tmp_path: Path
+) -> None:
+    run = await console("/ask hi\n/help\n", tmp_path, fake, merged=True, TOKBOT_LOG_LEVEL="INFO")
+    assert run.code == 0
+    logged = [line for line in run.out.splitlines() if " INFO bot.core " in line]
+    assert len(logged) == 2  # one per command, each on a line of its own
+    assert all(line.startswith("20") for line in logged), logged

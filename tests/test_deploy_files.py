@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import yaml
+from sqlalchemy.engine import make_url
 
 from adapters.cli import build_parser
 from bot.settings import Settings
+from bot.store.urls import async_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {field.alias for field in Settings.model_fields.values() if field.alias}
@@ -52,10 +54,27 @@ def test_compose_wires_the_bot_to_postgres() -> None:
     bot, db = compose["services"]["bot"], compose["services"]["db"]
     assert bot["command"][0] in _subcommands()
     assert set(bot["environment"]) <= SETTINGS
-    assert bot["environment"]["DATABASE_URL"].startswith("postgresql+asyncpg://")
+    database_url = _interpolated(bot["environment"]["DATABASE_URL"], "DATABASE_URL")
+    assert async_database_url(database_url).startswith("postgresql+asyncpg://")
+    assert make_url(database_url).host == "db"
     assert bot["depends_on"]["db"]["condition"] == "service_healthy" and "healthcheck" in db
     volume = db["volumes"][0].split(":")[0]
     assert volume in compose["volumes"]  # a named volume keeps the data
+
+
+def _interpolated(value: str, name: str) -> str:
+    """The default of compose's `${NAME:-default}` (so .env's NAME wins); fails otherwise."""
+    found = re.fullmatch(rf"\$\{{{name}:-(.+)\}}", value)
+    assert found, f"compose sets {name}={value!r}, silently overriding the one in .env"
+    return found.group(1)
+
+
+def test_compose_publishes_the_port_on_loopback_only() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            # "HOST:PORT:CONTAINER_PORT"; without a host address Docker binds every interface.
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to the network"
 
 
 def test_slack_help_names_the_slash_commands_the_manifest_declares() -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.web import WebServer
 from bot.core import Core
+from bot.logs import configure_logging
+from bot.settings import load_settings
 from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
 from tests.platform import RecordingReplier, message
@@ -94,3 +99,49 @@ async def test_json_logs_carry_a_request_id_and_no_secrets(
     assert failures[0]["request_id"] != "-"
     assert {e["request_id"] for e in tokmodel} == {failures[0]["request_id"]}
     assert API_KEY not in run.err
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """configure_logging replaces the root logger's handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+DB_PASSWORD = "pg-pass-5ecret"
+LOG_SECRET = "sk-log-secret-0123456789"
+
+
+def _log_a_failure() -> None:
+    try:
+        raise ValueError(f"100% broken: key {LOG_SECRET}, url postgresql://bot:{DB_PASSWORD}@db/x")
+    except ValueError:
+        logging.getLogger("tokbot.test").exception("request %s failed", "r-42")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_redactor_keeps_lines_whose_traceback_has_a_percent(
+    log_format: str, capsys: pytest.CaptureFixture[str], root_logging: None
+) -> None:
+    url = f"postgresql+asyncpg://bot:{DB_PASSWORD}@db:5432/tokbot"
+    settings = load_settings({"TOKMODEL_API_KEY": LOG_SECRET, "DATABASE_URL": url})
+    configure_logging("INFO", settings.secrets(), json_format=log_format == "json")
+    _log_a_failure()
+    logging.getLogger("tokbot.test").info("connecting to %s", url)
+    err = capsys.readouterr().err
+    assert "Logging error" not in err
+    assert "request r-42 failed" in err and "100% broken" in err and "connecting to" in err
+    assert LOG_SECRET not in err and DB_PASSWORD not in err
+    if log_format == "json":
+        failure, connecting = (json.loads(line) for line in err.splitlines())
+        assert failure["message"] == "request r-42 failed"
+        assert "100% broken" in failure["traceback"] and "[redacted]" in failure["traceback"]
+        assert (
+            connecting["message"]
+            == "connecting to postgresql+asyncpg://bot:[redacted]@db:5432/tokbot"
+        )

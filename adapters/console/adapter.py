@@ -1,19 +1,25 @@
 """The terminal adapter: the same commands as Discord and Slack, typed (or piped) line by line.
 
 Files the bot makes are saved in the output folder; `/transcribe <path>` and
-`/imagine --image <path>` stand in for attaching a file.
+`/imagine --image <path>` stand in for attaching a file (quote paths with spaces).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import io
 import itertools
+import logging
 import mimetypes
+import shlex
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.core import Core
 from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, PlatformHelp
@@ -22,6 +28,10 @@ from bot.errors import UserError
 PROMPT = "you> "
 BOT = "tokbot> "
 QUIT_WORDS = frozenset({"/quit", "/exit"})
+#: A terminal in canonical mode keeps at most 4,095 characters of a line and drops the rest
+#: silently (Linux: N_TTY_BUF_SIZE in drivers/tty/n_tty.c). readline reads key by key, so
+#: only without it can a line have been cut there.
+TERMINAL_LINE_LIMIT = 4095
 
 
 class ConsoleReplier:
@@ -94,9 +104,17 @@ class ConsoleReplier:
 class ConsoleAdapter:
     """Reads commands from `lines` (stdin by default) and answers them one at a time, in order."""
 
-    def __init__(self, core: Core, *, out: TextIO = sys.stdout, output_dir: Path) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        out: TextIO = sys.stdout,
+        output_dir: Path,
+        log_file: Path | None = None,
+    ) -> None:
         self._core = core
         self._out = out
+        self._log_file = log_file
         self._replier = ConsoleReplier(out, output_dir)
         user = _login_name()
         # The person at the terminal owns the bot, so admin commands are theirs.
@@ -105,21 +123,45 @@ class ConsoleAdapter:
         self._message_ids = itertools.count(1)
 
     async def run(self, stdin: TextIO = sys.stdin) -> None:
-        interactive = stdin.isatty()
-        if interactive:
-            self._out.write("tokbot console — /help lists the commands, /quit leaves.\n")
-        while True:
-            if interactive:
-                self._out.write(PROMPT)
-                self._out.flush()
-            line = await asyncio.to_thread(stdin.readline)
-            if not line:
-                break
-            line = line.strip()
-            if line in QUIT_WORDS:
-                break
-            if line:
-                await self.handle_line(line)
+        if not stdin.isatty():  # piped or scripted: plain lines, no prompt
+            with _log_lines_on_their_own(self._replier):
+                while piped := await asyncio.to_thread(stdin.readline):
+                    if not await self._take(piped):
+                        break
+            return
+        edited = _line_editing()
+        banner = "tokbot console — /help lists the commands, /quit (or Ctrl-D) leaves."
+        if self._log_file is not None:
+            banner += f"\nLog lines go to {self._log_file}"
+        self._out.write(banner + "\n")
+        with _terminal_restored(stdin):
+            while True:
+                try:
+                    line = await _read_line(PROMPT)
+                except asyncio.CancelledError:  # Ctrl-C: leave the shell a fresh line
+                    self._out.write("\n")
+                    self._out.flush()
+                    raise
+                if line is None:  # Ctrl-D: end the prompt's line, as a shell does
+                    self._out.write("\n")
+                    break
+                if not edited and len(line) >= TERMINAL_LINE_LIMIT:
+                    await self._replier.post(
+                        f"That line reached the terminal's limit of {TERMINAL_LINE_LIMIT} "
+                        "characters, so its end may be missing (this Python has no readline)."
+                    )
+                    self._replier.end_line()
+                if not await self._take(line):
+                    break
+
+    async def _take(self, line: str) -> bool:
+        """Handle one line; False when it asks to leave."""
+        line = line.strip()
+        if line in QUIT_WORDS:
+            return False
+        if line:
+            await self.handle_line(line)
+        return True
 
     async def handle_line(self, line: str) -> None:
         try:
@@ -155,23 +197,68 @@ class ConsoleAdapter:
         )
 
 
+@contextlib.contextmanager
+def _log_lines_on_their_own(replier: ConsoleReplier) -> Iterator[None]:
+    """Piped, stderr often lands where stdout does (`2>&1`): end an answer's open line before
+    a log line is written, so none lands inside an answer."""
+
+    def end_line(record: logging.LogRecord) -> bool:
+        replier.end_line()
+        return True
+
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(end_line)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(end_line)
+
+
+def _words(text: str) -> list[str]:
+    """Shell-like words, so a path with spaces can be quoted."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:  # e.g. "No closing quotation"
+        raise UserError(f'{exc}: quote a path with spaces as "my file.wav".') from None
+
+
 def _split_last_word(text: str) -> tuple[str, str]:
-    head, _, last = text.strip().rpartition(" ")
-    return head, last
+    words = _words(text)
+    if not words:
+        return "", ""
+    return shlex.join(words[:-1]), words[-1]
 
 
 def _take_image_option(text: str) -> tuple[str, str | None]:
-    """`--image PATH` among the leading options (the console's way to attach a picture)."""
-    words = text.strip().split(" ")
-    index = 0
-    while index < len(words) and words[index].startswith("--"):
-        word = words[index]
-        if word == "--image" and index + 1 < len(words):
-            return " ".join(words[:index] + words[index + 2 :]), words[index + 1]
-        if word.startswith("--image="):
-            return " ".join(words[:index] + words[index + 1 :]), word.partition("=")[2]
-        index += 1 if "=" in word else 2  # skip the option and its value
+    """`--image PATH` among the leading options (the console's way to attach a picture); the
+    prompt after the options is left as typed (quotes and apostrophes included)."""
+    stream = io.StringIO(text.strip())
+    lexer = shlex.shlex(stream, posix=True)  # reads it a character at a time
+    lexer.whitespace_split = True
+    kept: list[str] = []
+    try:
+        while (word := lexer.get_token()) is not None and word.startswith("--"):
+            if word == "--image":
+                path = lexer.get_token()
+                if path is None:
+                    break
+                return _joined(kept, stream.read().strip()), path
+            if word.startswith("--image="):
+                return _joined(kept, stream.read().strip()), word.partition("=")[2]
+            kept.append(word)
+            if "=" not in word:  # the option's value
+                value = lexer.get_token()
+                if value is not None:
+                    kept.append(value)
+    except ValueError as exc:
+        raise UserError(f'{exc}: quote a path with spaces as "my file.png".') from None
     return text, None
+
+
+def _joined(options: list[str], rest: str) -> str:
+    return " ".join([shlex.join(options), rest] if options else [rest]).strip()
 
 
 def _attachment(path_text: str) -> Attachment:
@@ -189,3 +276,57 @@ def _login_name() -> str:
         return getpass.getuser()
     except Exception:  # no login name in some containers
         return "you"
+
+
+def _line_editing() -> bool:
+    """Turn on line editing and history for `input` (readline); False where there is none.
+    Imported only at a terminal: some readline builds write escape codes when imported."""
+    try:
+        import readline  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def _read_line(prompt: str) -> str | None:
+    """`input(prompt)` (readline edits the line) in a daemon thread, so Ctrl-C can end the
+    program while it waits: a thread of the default executor would be waited for at exit, until
+    someone pressed Enter. None at Ctrl-D."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str | None] = loop.create_future()
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if not done.done():
+            done.set_exception(outcome) if failed else done.set_result(outcome)
+
+    def read() -> None:
+        try:
+            line: str | None = input(prompt)
+        except EOFError:
+            line = None
+        except Exception as exc:
+            loop.call_soon_threadsafe(settle, exc, True)
+            return
+        loop.call_soon_threadsafe(settle, line, False)
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    return await done
+
+
+@contextlib.contextmanager
+def _terminal_restored(stdin: TextIO) -> Any:
+    """Put the terminal back as it was: Ctrl-C may end the program while readline holds the
+    terminal in its own mode (no echo, key by key)."""
+    try:
+        import termios
+
+        fd = stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -120,6 +120,12 @@ class DiscordAdapter:
             log.error("Discord connection closed for good (code %s)", exc.code)
             raise SettingsError(f"the Discord gateway closed the connection ({exc.code})") from None
 
+    async def drain(self, timeout: float) -> None:
+        """Let the answers in flight finish for up to `timeout` seconds (events that arrive
+        meanwhile are still answered: Discord does not redeliver them), then cancel the rest."""
+        if self.client is not None:
+            await self.client.drain(timeout)
+
     async def stop(self) -> None:
         """Cancel answers in flight (their partial text is kept), then disconnect."""
         if self.client is not None and not self.client.is_closed():

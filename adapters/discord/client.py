@@ -19,6 +19,7 @@ from adapters.discord.replier import (
     LateCommandReplier,
     MessageReplier,
 )
+from adapters.drain import drain_tasks
 from bot.core import Core
 from bot.domain import Incoming, Replier
 from bot.inbox import Ticket
@@ -44,6 +45,11 @@ class TokbotClient(discord.AutoShardedClient):
         sharding: dict[str, Any] = {"shard_count": settings.discord_shard_count}
         if settings.discord_shards is not None:  # this process runs only these shards
             sharding["shard_ids"] = settings.discord_shards
+        # tokbot never joins voice channels (voice messages are files), so discord.py's start-up
+        # warnings that PyNaCl and davey are missing are noise; these class flags are how
+        # discord.py itself silences them after the first client (discord/client.py).
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             intents=intents(),
             allowed_mentions=NO_MENTIONS,
@@ -93,6 +99,10 @@ class TokbotClient(discord.AutoShardedClient):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def drain(self, timeout: float) -> None:
+        self.core.inbox.cannot_answer(translate.PLATFORM)
+        await drain_tasks(self._tasks, timeout)
+
     async def close(self) -> None:
         self.core.inbox.cannot_answer(translate.PLATFORM)
         tasks = list(self._tasks)
@@ -121,6 +131,7 @@ class TokbotClient(discord.AutoShardedClient):
             attachments=tuple(translate.attachment(f) for f in files),
             message_id=None,
             event_id=f"interaction:{interaction.id}",
+            slash=True,
             raw=interaction,
         )
         # Stored before the acknowledgement (one INSERT), so a crash after it loses nothing: a
@@ -132,10 +143,18 @@ class TokbotClient(discord.AutoShardedClient):
             return  # handled before (a replay)
         # The work starts while the acknowledgement travels (the replier's first message waits
         # for it, and answers in the channel if Discord refused it).
-        acknowledged = asyncio.ensure_future(interaction.response.defer(thinking=True))
+        # Commands whose replies are all private are deferred ephemerally (fixed at defer time).
+        spec = self.core.registry.get(command)
+        private = spec is not None and spec.private_reply
+        acknowledged = asyncio.ensure_future(
+            interaction.response.defer(thinking=True, ephemeral=private)
+        )
         acknowledged.add_done_callback(_note_refusal)
         replier = InteractionReplier(
-            interaction, acknowledged, fallback=lambda: _late_replier(interaction, command)
+            interaction,
+            acknowledged,
+            fallback=lambda: _late_replier(interaction, command),
+            ephemeral=private,
         )
         self.spawn(self.core.handle(incoming, replier, ticket))
 

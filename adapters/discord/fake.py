@@ -6,10 +6,12 @@ The gateway says HELLO, acknowledges heartbeats, answers IDENTIFY with READY and
 and answers RESUME by replaying what the session missed, then RESUMED. The REST API serves
 `GET /gateway/bot`, `users/@me`, `oauth2/applications/@me`, command sync, interaction callbacks,
 webhook follow-ups and `@original` edits, channel messages (JSON or multipart with files) and CDN
-downloads. Every REST call is recorded (`calls`) and every message kept as a user would see it
+downloads. Content over 2,000 characters is refused as Discord refuses it (400, 50035).
+Every REST call is recorded (`calls`) and every message kept as a user would see it
 (`messages`). Tests inject events with `dispatch`, `interaction` and `message`.
 
-Run `python -m adapters.discord.fake --port 8098` for a manual try.
+Run `python -m adapters.discord.fake --port 8098` for a manual try: lines typed into it reach
+the bot (see `adapters/discord/fake_input.py`) and it prints what the bot sends.
 """
 
 from __future__ import annotations
@@ -37,11 +39,18 @@ HELLO, IDENTIFY, RESUME, HEARTBEAT, HEARTBEAT_ACK, DISPATCH = 10, 2, 6, 1, 11, 0
 MESSAGE_CONTENT_INTENT: Final = 1 << 15
 MANAGE_GUILD: Final = 1 << 5
 VOICE_MESSAGE_FLAG: Final = 1 << 13
+#: Message flags (Discord's docs, resources/message "Message Flags"): only the asker sees an
+#: EPHEMERAL message; LOADING is a deferred response's "thinking…" state.
+EPHEMERAL_FLAG: Final = 1 << 6
+LOADING_FLAG: Final = 1 << 7
 DEFAULT_SIZE_LIMIT: Final = 10 * 1024 * 1024
 #: Seconds Discord waits for an interaction's first response (then: 10062 Unknown interaction).
 INTERACTION_ACK_WINDOW: Final = 3.0
 #: Seconds an interaction's token works for follow-ups and edits (then: 50027).
 INTERACTION_TOKEN_LIFETIME: Final = 15 * 60.0
+#: A message's `content` limit. Discord's API is Python and counts code points, as `len` does
+#: (Discord staff in discord-api-docs issue #1315); more is refused with 50035 (see `_too_long`).
+MAX_CONTENT_LENGTH: Final = 2000
 
 JSONDict = dict[str, Any]
 
@@ -55,6 +64,31 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
     )
+
+
+def _too_long(body: Any) -> web.Response | None:
+    """Discord's answer to an over-long `content`: 400, code 50035 "Invalid Form Body", with the
+    offending field nested in `errors` (the "Example JSON Error Response" in Discord's docs,
+    topics/opcodes-and-status-codes; discord.py's `HTTPException` flattens it into "In content:
+    Must be 2000 or fewer in length."). An interaction callback nests it under `data`."""
+    if not isinstance(body, dict):
+        return None
+    nested = body.get("data")
+    where: list[str] = ["data", "content"] if isinstance(nested, dict) else ["content"]
+    content = (nested if isinstance(nested, dict) else body).get("content")
+    if not isinstance(content, str) or len(content) <= MAX_CONTENT_LENGTH:
+        return None
+    error: JSONDict = {
+        "_errors": [
+            {
+                "code": "BASE_TYPE_MAX_LENGTH",
+                "message": f"Must be {MAX_CONTENT_LENGTH} or fewer in length.",
+            }
+        ]
+    }
+    for key in reversed(where):
+        error = {key: error}
+    return _json({"message": "Invalid Form Body", "code": 50035, "errors": error}, 400)
 
 
 @dataclass
@@ -82,6 +116,8 @@ class FakeMessage:
     interaction_token: str | None = None
     reply_to: str | None = None
     edits: int = 0
+    ephemeral: bool = False  # only the asker sees it
+    loading: bool = False  # a deferred response still "thinking…"
     payload: JSONDict = field(default_factory=dict)
 
 
@@ -117,6 +153,7 @@ class FakeDiscord:
         self.thread_id = 820000000000000001
         self.calls: list[RestCall] = []
         self.messages: dict[str, FakeMessage] = {}
+        self.deleted: list[FakeMessage] = []  # messages the bot deleted
         self.commands: dict[str, list[JSONDict]] = {}  # "global" or guild id -> synced commands
         self.interaction_responses: dict[str, list[JSONDict]] = {}  # interaction id -> callbacks
         self._created: dict[str, float] = {}  # interaction id and token -> when it was created
@@ -127,11 +164,13 @@ class FakeDiscord:
         self.people_messages: list[JSONDict] = []
         self._sessions: dict[str, _Session] = {}
         self._original: dict[str, str] = {}  # interaction token -> @original message id
+        self._channel_of: dict[str, str] = {}  # interaction token -> its channel id
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._changed = asyncio.Condition()
         self._sockets: set[web.WebSocketResponse] = set()
+        self.echo = False  # print what the bot sends as it changes (typing into the fake)
 
     # ---- lifecycle
 
@@ -331,7 +370,9 @@ class FakeDiscord:
         payloads (from `attachment`). Returns the payload (its "id" keys the responses)."""
         opts: list[JSONDict] = []
         for key, value in (options or {}).items():
-            kind = 4 if isinstance(value, int) and not isinstance(value, bool) else 3
+            # Discord's option types: 3 string, 4 integer, 5 boolean (application command
+            # option type in Discord's docs, interactions/application-commands).
+            kind = 5 if isinstance(value, bool) else 4 if isinstance(value, int) else 3
             opt: JSONDict = {"name": key, "type": kind, "value": value}
             if key == autocomplete:
                 opt["focused"] = True
@@ -378,6 +419,7 @@ class FakeDiscord:
                 "member": self.member(user, roles=roles, permissions=permissions),
                 "context": 0,
             }
+        self._channel_of[payload["token"]] = payload["channel_id"]
         # Discord's clock for it starts when it was created: `age` makes it arrive late.
         self._created[payload["id"]] = self._created[payload["token"]] = time.monotonic() - age
         await self.dispatch("INTERACTION_CREATE", payload)
@@ -434,6 +476,33 @@ class FakeDiscord:
         self.people_messages.append(payload)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
+
+    @property
+    def bot_connected(self) -> bool:
+        """Whether a bot holds a gateway session (so dispatched events reach it)."""
+        return any(session.ws is not None for session in self._sessions.values())
+
+    def command(self, name: str) -> JSONDict | None:
+        """The synced slash command called `name` (global or in the guild), as Discord holds it."""
+        for synced in self.commands.values():
+            for command in synced:
+                if command.get("name") == name:
+                    return command
+        return None
+
+    def _show(self, what: str, message: FakeMessage) -> None:
+        if not self.echo:
+            return
+        if message.channel_id == str(self.thread_id):
+            where = "#a thread"
+        elif message.channel_id == str(self.channel_id):
+            where = "#general"
+        else:
+            where = "DM"
+        private = " (only you can see this)" if message.ephemeral else ""
+        files = "".join(f"\n  [file {name}, {len(data):,} bytes]" for name, data in message.files)
+        text = "is thinking…" if message.loading else message.content
+        print(f"[{where}] tokbot {what}{private}:{' ' if text else ''}{text}{files}", flush=True)
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket (as a network blip would); sessions stay resumable."""
@@ -562,7 +631,7 @@ class FakeDiscord:
             if not path.startswith(("/webhooks/", "/interactions/")):
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
         try:
-            return await self._route(call)
+            return _too_long(call.json) or await self._route(call)
         finally:
             async with self._changed:
                 self._changed.notify_all()
@@ -589,7 +658,7 @@ class FakeDiscord:
             self.commands[scope] = synced
             return _json(synced)
         if parts[0] == "interactions" and parts[-1] == "callback":
-            return self._callback(parts[1], parts[2], body)
+            return self._callback(parts[1], parts[2], call)
         if parts[0] == "webhooks":
             return self._webhook(method, parts[2], parts[3:], call)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "typing":
@@ -622,6 +691,7 @@ class FakeDiscord:
         found = [
             p for p in found
             if (before is None or int(p["id"]) < before) and (after is None or int(p["id"]) > after)
+            and not int(p.get("flags") or 0) & EPHEMERAL_FLAG  # only its asker sees it
         ]  # fmt: skip
         found.sort(key=lambda p: int(p["id"]), reverse=True)
         return _json(found[:limit])
@@ -640,7 +710,7 @@ class FakeDiscord:
             "flags": (1 << 19) if self.grant_message_content else 0,
         }
 
-    def _callback(self, interaction_id: str, token: str, body: JSONDict) -> web.Response:
+    def _callback(self, interaction_id: str, token: str, call: RestCall) -> web.Response:
         created = self._created.get(interaction_id)
         if created is None or time.monotonic() - created > INTERACTION_ACK_WINDOW:
             return _json({"message": "Unknown interaction", "code": 10062}, 404)
@@ -648,30 +718,37 @@ class FakeDiscord:
             return _json(
                 {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
             )
+        body: JSONDict = call.json if isinstance(call.json, dict) else {}
         self.interaction_responses.setdefault(interaction_id, []).append(body)
         kind = int(body.get("type", 0))
-        if kind == 5:  # deferred: Discord shows "thinking…" as the @original message
+        data: JSONDict = body["data"] if isinstance(body.get("data"), dict) else {}
+        ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL_FLAG)
+        if kind in (4, 5):  # a message (4), or "thinking…" (5): the @original response
             original = FakeMessage(
                 id=self.snowflake(),
-                channel_id=str(self.channel_id),
-                content="",
+                channel_id=self._channel_of.get(token, str(self.channel_id)),
+                content=str(data.get("content") or "") if kind == 4 else "",
                 author_id=str(self.application_id),
+                files=list(call.files),
                 via="interaction",
                 interaction_token=token,
+                ephemeral=ephemeral,
+                loading=kind == 5,
             )
             original.payload = self._message_payload(original)
             self.messages[original.id] = original
             self._original[token] = original.id
+            self._show("answers", original)
         result: JSONDict = {
             "interaction": {
                 "id": interaction_id,
                 "type": 2,
                 "response_message_loading": kind == 5,
-                "response_message_ephemeral": False,
+                "response_message_ephemeral": ephemeral,
             },
             "resource": {"type": kind},
         }
-        if kind == 5:
+        if kind in (4, 5):
             result["interaction"]["response_message_id"] = self._original[token]
         return _json(result)
 
@@ -682,7 +759,14 @@ class FakeDiscord:
         if created is not None and time.monotonic() - created > INTERACTION_TOKEN_LIFETIME:
             return _json({"message": "Invalid Webhook Token", "code": 50027}, 401)
         if method == "POST" and not rest:
-            message = self._new_message(str(self.channel_id), call, via="followup")
+            original = self.messages.get(self._original.get(token, ""))
+            if original is not None and original.loading:
+                # The first follow-up after a deferral replaces the "thinking…" message and
+                # keeps the visibility chosen at defer time (discord.py's
+                # `InteractionResponse.defer` docstring; its `ephemeral` flag is ignored).
+                return self._edit(original.id, call)
+            channel_id = self._channel_of.get(token, str(self.channel_id))
+            message = self._new_message(channel_id, call, via="followup")
             message.interaction_token = token
             return _json(message.payload)
         if len(rest) == 2 and rest[0] == "messages":
@@ -693,6 +777,10 @@ class FakeDiscord:
                 return self._edit(message_id, call)
             if method == "GET":
                 return _json(self.messages[message_id].payload)
+            if method == "DELETE":
+                self.deleted.append(self.messages.pop(message_id))
+                self._show("deleted", self.deleted[-1])
+                return web.Response(status=204)
         return _json({"message": "404: Not Found", "code": 0}, 404)
 
     def _new_message(self, channel_id: str, call: RestCall, *, via: str) -> FakeMessage:
@@ -704,9 +792,12 @@ class FakeDiscord:
             author_id=str(self.application_id),
             files=list(call.files),
             via=via,
+            # Only interaction responses and follow-ups can be ephemeral.
+            ephemeral=via == "followup" and bool(int(body.get("flags") or 0) & EPHEMERAL_FLAG),
         )
         message.payload = self._message_payload(message)
         self.messages[message.id] = message
+        self._show("says", message)
         return message
 
     def _edit(self, message_id: str, call: RestCall) -> web.Response:
@@ -718,7 +809,10 @@ class FakeDiscord:
             message.content = str(body["content"] or "")
         message.files.extend(call.files)
         message.edits += 1
+        what = "answers" if message.loading else "edits"
+        message.loading = False
         message.payload = self._message_payload(message)
+        self._show(what, message)
         return _json(message.payload)
 
     def _message_payload(self, message: FakeMessage) -> JSONDict:
@@ -747,7 +841,8 @@ class FakeDiscord:
             "embeds": [],
             "pinned": False,
             "components": [],
-            "flags": 0,
+            "flags": (EPHEMERAL_FLAG if message.ephemeral else 0)
+            | (LOADING_FLAG if message.loading else 0),
         }
         if message.channel_id in (str(self.channel_id), str(self.thread_id)):
             payload["guild_id"] = str(self.guild_id)
@@ -755,7 +850,10 @@ class FakeDiscord:
 
 
 async def _serve(host: str, port: int, token: str) -> None:
+    from adapters.discord.fake_input import relay_stdin  # it builds on this module
+
     fake = FakeDiscord(token)
+    fake.echo = True
     url = await fake.start(host, port)
     print(
         f"Fake Discord at {url}\n  DISCORD_TOKEN={token}\n  DISCORD_API_BASE={fake.api_base}\n"
@@ -763,7 +861,7 @@ async def _serve(host: str, port: int, token: str) -> None:
         flush=True,
     )
     try:
-        await asyncio.Event().wait()
+        await relay_stdin(fake)
     finally:
         await fake.stop()
 

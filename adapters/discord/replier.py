@@ -13,6 +13,7 @@ import discord
 
 from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
+from bot.text import split_message
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,17 @@ HELP = PlatformHelp(
         "`@tokbot imagine make it blue` with a picture attached."
     ),
 )
+
+
+def fit(text: str) -> list[str]:
+    """`text` as messages Discord accepts: 2,000 characters at most (Discord's limit for
+    `content`, counted in code points), split at paragraph, line or word breaks."""
+    return split_message(text, MAX_MESSAGE_LENGTH)
+
+
+def shortened(text: str) -> str:
+    """`text` cut to Discord's limit with a visible "…", where one message must hold it."""
+    return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 1] + "…"
 
 
 def _too_big(file: OutgoingFile, limit: int) -> UserError:
@@ -64,7 +76,13 @@ class InteractionReplier:
     "tokbot is thinking…"), later posts are follow-ups; edits go to whichever message the id
     names. The work starts while the acknowledgement is on its way: the first message waits for
     it, and if Discord refused it (too late for its 3-second window) everything goes to the
-    channel instead, through `fallback`."""
+    channel instead, through `fallback`.
+
+    Private posts (`private=True`) are ephemeral. Whether the deferred response is ephemeral is
+    fixed at defer time (`ephemeral`, for commands whose every reply is private), and the first
+    follow-up after a defer only fills that "thinking…" message (discord.py's
+    `InteractionResponse.defer`). So a private post while a public "thinking…" is still
+    showing deletes it first, and goes out as an ephemeral follow-up of its own."""
 
     max_message_length = MAX_MESSAGE_LENGTH
     edit_interval = EDIT_INTERVAL
@@ -76,9 +94,13 @@ class InteractionReplier:
         interaction: discord.Interaction,
         acknowledged: asyncio.Future[Any] | None = None,
         fallback: Callable[[], LateCommandReplier] | None = None,
+        *,
+        ephemeral: bool = False,
     ) -> None:
         self._interaction = interaction
         self._original_id: str | None = None
+        self._ephemeral = ephemeral  # the deferred response is ephemeral
+        self._original_gone = False  # the public "thinking…" was deleted for a private post
         self._acknowledged = acknowledged
         self._fallback = fallback
         self._late: LateCommandReplier | None = None
@@ -98,20 +120,38 @@ class InteractionReplier:
         return self._late
 
     async def post(self, text: str, *, private: bool = False) -> str:
+        """Long text continues in follow-ups; the first message's id is returned."""
         if (late := await self._refused()) is not None:
-            return await late.post(text)
-        if self._original_id is None:
+            return await late.post(text)  # no ephemeral messages without an interaction
+        if private and not self._ephemeral and self._thinking():
+            try:
+                await self._interaction.delete_original_response()
+                self._original_gone = True
+            except discord.HTTPException as exc:  # then it fills the public "thinking…"
+                log.warning("could not withdraw the public response: %s", exc)
+        ids = [await self._send(piece, private=private) for piece in fit(text)]
+        return ids[0]
+
+    def _thinking(self) -> bool:
+        """Whether the deferred "thinking…" response is still to be filled."""
+        return self._original_id is None and not self._original_gone
+
+    async def _send(self, text: str, *, private: bool = False) -> str:
+        if self._thinking():
             message = await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
             )
             self._original_id = str(message.id)
             return self._original_id
-        sent = await self._interaction.followup.send(text, wait=True, allowed_mentions=NO_MENTIONS)
+        sent = await self._interaction.followup.send(
+            text, wait=True, ephemeral=private, allowed_mentions=NO_MENTIONS
+        )
         return str(sent.id)
 
     async def edit(self, message_id: str, text: str) -> None:
         if (late := await self._refused()) is not None:
             return await late.edit(message_id, text)
+        text = shortened(text)
         if message_id == self._original_id:
             await self._interaction.edit_original_response(
                 content=text, allowed_mentions=NO_MENTIONS
@@ -125,15 +165,18 @@ class InteractionReplier:
         if (late := await self._refused()) is not None:
             return await late.upload(file, comment)
         item = _as_file(file, self._interaction.filesize_limit)
-        if self._original_id is None:
+        first, *rest = fit(comment or "")
+        if self._thinking():
             message = await self._interaction.edit_original_response(
-                content=comment or "", attachments=[item], allowed_mentions=NO_MENTIONS
+                content=first, attachments=[item], allowed_mentions=NO_MENTIONS
             )
             self._original_id = str(message.id)
-            return
-        await self._interaction.followup.send(
-            comment or "", file=item, wait=True, allowed_mentions=NO_MENTIONS
-        )
+        else:
+            await self._interaction.followup.send(
+                first, file=item, wait=True, allowed_mentions=NO_MENTIONS
+            )
+        for piece in rest:
+            await self._send(piece)
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await download(attachment, max_bytes)
@@ -157,7 +200,27 @@ class _ChannelReplier:
 
     async def edit(self, message_id: str, text: str) -> None:
         sent = self._sent[message_id]
-        self._sent[message_id] = await sent.edit(content=text, allowed_mentions=NO_MENTIONS)
+        self._sent[message_id] = await sent.edit(
+            content=shortened(text), allowed_mentions=NO_MENTIONS
+        )
+
+    async def post(self, text: str, *, private: bool = False) -> str:
+        """Long text continues in further messages; the first message's id is returned."""
+        ids = [self._keep(await self._send(piece)) for piece in fit(text)]
+        return ids[0]
+
+    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+        item = _as_file(file, self._filesize_limit())
+        first, *rest = fit(comment or "")
+        self._keep(await self._send(first or None, file=item))
+        for piece in rest:
+            self._keep(await self._send(piece))
+
+    def _filesize_limit(self) -> int:
+        raise NotImplementedError
+
+    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+        raise NotImplementedError
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await download(attachment, max_bytes)
@@ -165,7 +228,8 @@ class _ChannelReplier:
 
 class MessageReplier(_ChannelReplier):
     """Answers a mention, a reply to the bot, a DM or a voice message: the first post replies
-    to it, longer answers continue in the same channel."""
+    to it, longer answers continue in the same channel. Private posts are plain messages too:
+    Discord has ephemeral messages only as answers to interactions."""
 
     def __init__(self, message: discord.Message, *, bot_user_id: int | None = None) -> None:
         super().__init__()
@@ -199,22 +263,16 @@ class MessageReplier(_ChannelReplier):
             return []
         return found[::-1]
 
-    async def post(self, text: str, *, private: bool = False) -> str:
-        if not self._sent:
-            sent = await self._message.reply(text, allowed_mentions=NO_MENTIONS)
-        else:
-            sent = await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
-        return self._keep(sent)
-
-    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
+    def _filesize_limit(self) -> int:
         guild = self._message.guild
-        limit = guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-        item = _as_file(file, limit)
-        self._keep(
-            await self._message.channel.send(
-                comment or None, file=item, allowed_mentions=NO_MENTIONS
-            )
-        )
+        return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+        if file is not None:  # a file goes to the channel, as it always has
+            return await self._message.channel.send(text, file=file, allowed_mentions=NO_MENTIONS)
+        if not self._sent:
+            return await self._message.reply(text, allowed_mentions=NO_MENTIONS)
+        return await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
 
 
 class LateCommandReplier(_ChannelReplier):
@@ -226,20 +284,18 @@ class LateCommandReplier(_ChannelReplier):
         super().__init__()
         self._channel = channel
         self._preface: str | None = preface
-        self._filesize_limit = filesize_limit
+        self._file_limit = filesize_limit
 
     async def _introduce(self) -> None:
         if self._preface is not None:
             preface, self._preface = self._preface, None
             await self._channel.send(preface, allowed_mentions=NO_MENTIONS)
 
-    async def post(self, text: str, *, private: bool = False) -> str:
-        await self._introduce()
-        return self._keep(await self._channel.send(text, allowed_mentions=NO_MENTIONS))
+    def _filesize_limit(self) -> int:
+        return self._file_limit
 
-    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
-        item = _as_file(file, self._filesize_limit)
+    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
         await self._introduce()
-        self._keep(
-            await self._channel.send(comment or None, file=item, allowed_mentions=NO_MENTIONS)
-        )
+        if file is None:
+            return await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+        return await self._channel.send(text, file=file, allowed_mentions=NO_MENTIONS)

@@ -38,6 +38,7 @@ class SlackAdapter:
         edit_interval: float = 1.0,
         connect_timeout: float = 30.0,
         drain_timeout: float = 10.0,
+        edit_window: float = 60.0,
     ) -> None:
         if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
             raise SettingsError("SLACK_BOT_TOKEN is not set (xoxb-…, from OAuth & Permissions)")
@@ -68,9 +69,12 @@ class SlackAdapter:
             api_url=settings.slack_api_url,
             session=self._session,
             edit_interval=edit_interval,
+            edits_per_minute=settings.slack_edits_per_minute,
+            edit_window=edit_window,  # the budget's minute (tests shrink it)
         )
         self._socket: AsyncSocketModeHandler | None = None
         self._started = False
+        self._drained = False
         if not self.socket_mode and web is not None:
             web.app.router.add_post(EVENTS_PATH, self._events)
 
@@ -109,14 +113,25 @@ class SlackAdapter:
             log.info("Slack: HTTP mode, Events API at %s", EVENTS_PATH)
         self._started = True
 
+    async def drain(self, timeout: float) -> None:
+        """No new work (HTTP mode answers 503, so Slack retries; Socket Mode disconnects, so
+        Slack delivers elsewhere or later), then let the answers in flight finish."""
+        self._drained = True
+        await self._close_socket()
+        await self.bot.drain(timeout)
+
     async def stop(self) -> None:
         self._started = False
-        if self._socket is not None:
-            await self._socket.close_async()  # type: ignore[no-untyped-call]
-            self._socket = None
-        await self.bot.drain(self._drain_timeout)
+        await self._close_socket()
+        # After `drain`, whatever is left is cancelled at once.
+        await self.bot.drain(0 if self._drained else self._drain_timeout)
         if not self._session.closed:
             await self._session.close()
+
+    async def _close_socket(self) -> None:
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            await socket.close_async()  # type: ignore[no-untyped-call]
 
     async def healthy(self) -> bool:
         if not self._started:

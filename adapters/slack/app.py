@@ -19,7 +19,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.drain import drain_tasks
 from adapters.slack import translate
+from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
 from adapters.slack.replier import SlackReplier
 from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
@@ -46,6 +48,8 @@ class SlackBot:
         api_url: str,
         session: aiohttp.ClientSession,
         edit_interval: float = 1.0,
+        edits_per_minute: int = SLACK_UPDATES_PER_MINUTE,
+        edit_window: float = 60.0,
     ) -> None:
         self._core = core
         self._token = token
@@ -56,13 +60,15 @@ class SlackBot:
             base_url=_with_slash(api_url),
             session=session,
             # Slack answers a burst (chat.update is ~50 a minute per workspace) with 429 and
-            # Retry-After: wait and retry, so a busy workspace still sees every final answer.
+            # Retry-After: wait and retry, so a busy workspace still sees every final answer
+            # (the edit budget keeps chat.update under the limit; this covers the rest).
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(),
                 AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             ],
         )
         self.users = UserDirectory(self.client)
+        self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
@@ -95,8 +101,10 @@ class SlackBot:
         user_id = str(command.get("user_id", ""))
         incoming = translate.from_command(command, Author(user_id, _name(command, user_id)))
         ticket = await self._core.accept(incoming, {"channel": incoming.key.channel})
-        # in_channel: everyone sees the command that the answer below replies to.
-        await ack(response_type="in_channel")
+        # in_channel: everyone sees the command that the answer below replies to; a command
+        # answered privately (or unknown: refused privately) stays private too.
+        spec = self._core.registry.get(incoming.command)
+        await ack(response_type="ephemeral" if spec is None or spec.private_reply else "in_channel")
         if ticket is not None:
             self._spawn(self._run_command(command, incoming, ticket), ticket)
 
@@ -242,6 +250,8 @@ class SlackBot:
             edit_interval=self._edit_interval,
             response_url=response_url or None,
             thread=thread,
+            user_id=incoming.author.id,
+            budget=self._budgets.get(incoming.key.workspace),
         )
 
     # -- background tasks ----------------------------------------------------------------------
@@ -271,16 +281,11 @@ class SlackBot:
         return len(self._tasks)
 
     async def drain(self, timeout: float) -> None:
-        """Let answers in progress finish for up to `timeout` seconds, then cancel the rest."""
+        """Let answers in progress finish for up to `timeout` seconds, then cancel the rest
+        (at once when this is cancelled: a second Ctrl-C)."""
         self.closing = True
         self._core.inbox.cannot_answer(translate.PLATFORM)
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await drain_tasks(self._tasks, timeout)
 
 
 def _name(command: Mapping[str, Any], user_id: str) -> str:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -74,6 +76,18 @@ class Message:
 
 
 @dataclass
+class Ephemeral:
+    """A message only `user` sees: chat.postEphemeral, or an ephemeral response to a command's
+    response_url (`via`: "api" or "response_url")."""
+
+    channel: str
+    user: str
+    text: str
+    via: str
+    thread_ts: str | None = None
+
+
+@dataclass
 class Upload:
     """A file shared with files.completeUploadExternal."""
 
@@ -120,8 +134,17 @@ class FakeSlack:
         self.people_messages: list[dict[str, Any]] = []
         self._rate_limited: dict[str, list[int]] = {}  # method -> [calls left, Retry-After]
         self._delays: dict[str, float] = {}  # method -> seconds before it answers
+        #: chat.update calls allowed per window (seconds), as Slack's Tier 3 ("50+ per minute"
+        #: per workspace, docs.slack.dev/reference/methods/chat.update); past it, 429 with
+        #: Retry-After. None: no limit (loads beyond one workspace's, on purpose).
+        self.update_limit: tuple[int, float] | None = (50, 60.0)
+        self._updates: collections.deque[float] = collections.deque()
+        self.update_refusals = 0  # chat.update calls answered 429 by that limit
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
+        #: Private messages, apart from `messages` (which everyone in a channel sees).
+        self.ephemeral: list[Ephemeral] = []
+        self._commands: dict[str, tuple[str, str, int]] = {}  # response_url n: user, channel, uses
         self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
         self.users: dict[str, SlackUser] = {}
         self.echo = False  # print the app's messages as they change (manual use)
@@ -218,6 +241,10 @@ class FakeSlack:
             and (thread_ts is None or m.thread_ts == thread_ts)
         ]
 
+    def private_texts(self, user: str | None = None) -> list[str]:
+        """What was shown only to `user` (or to anyone privately), oldest first."""
+        return [e.text for e in self.ephemeral if user is None or e.user == user]
+
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until `condition()` holds (checked after every recorded change)."""
         deadline = time.monotonic() + timeout
@@ -249,6 +276,7 @@ class FakeSlack:
         channel_id: str = "C0GENERAL",
     ) -> dict[str, str]:
         n = next(self._ids)
+        self._commands[str(n)] = (user_id, channel_id, 0)
         return {
             "token": "legacy-verification-token",
             "team_id": self.team_id,
@@ -432,6 +460,12 @@ class FakeSlack:
             response.set_status(429)
             response.headers["Retry-After"] = str(limited[1])
             return response
+        if method == "chat.update" and (wait := self._update_wait()) is not None:
+            self.update_refusals += 1
+            response = _error("ratelimited")
+            response.set_status(429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")
@@ -440,6 +474,19 @@ class FakeSlack:
         result: web.Response = await handler(request, args)
         self._changed_now()
         return result
+
+    def _update_wait(self) -> int | None:
+        """Whole seconds until one more chat.update is allowed (None: now; counted)."""
+        if self.update_limit is None:
+            return None
+        allowed, window = self.update_limit
+        now = time.monotonic()
+        while self._updates and self._updates[0] <= now - window:
+            self._updates.popleft()
+        if len(self._updates) >= allowed:
+            return max(1, math.ceil(self._updates[0] + window - now))
+        self._updates.append(now)
+        return None
 
     async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         response = _ok(
@@ -471,6 +518,30 @@ class FakeSlack:
         self._show("posted", self.messages[-1])
         message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts}
         return _ok(channel=channel, ts=ts, message=message | {"text": text})
+
+    async def _m_chat_postEphemeral(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        """Errors as documented for chat.postEphemeral (docs.slack.dev/reference/methods/
+        chat.postEphemeral): the recipient must be a member (here: a known user)."""
+        channel, user = str(args.get("channel") or ""), str(args.get("user") or "")
+        text = str(args.get("text") or "")
+        if not channel:
+            return _error("channel_not_found")
+        if channel in self.not_in_channel and channel not in self.public_only:
+            return _error("not_in_channel")
+        if user not in self.users:
+            return _error("user_not_in_channel")
+        if not text:
+            return _error("no_text")
+        if len(text) > MAX_TEXT:
+            return _error("msg_too_long")
+        thread = args.get("thread_ts") or None
+        self.ephemeral.append(
+            Ephemeral(channel, user, text, "api", str(thread) if thread else None)
+        )
+        n = next(self._ids)
+        return _ok(message_ts=f"{1_700_000_000 + n}.{n:06d}")
 
     async def _m_chat_update(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         channel, ts, text = (str(args.get(k) or "") for k in ("channel", "ts", "text"))
@@ -630,7 +701,22 @@ class FakeSlack:
         return web.Response(body=data, content_type=str(obj["mimetype"]))
 
     async def _response_url(self, request: web.Request) -> web.Response:
-        self.responses.append(await request.json())
+        """A command's response_url: up to 5 responses within 30 minutes of the command
+        (api.slack.com/interactivity/handling#message_responses; the body of the refusal past
+        that is not documented, so 404 `used_url` here). Ephemeral unless `in_channel`."""
+        n = request.match_info["n"]
+        if n not in self._commands:
+            return web.Response(status=404, text="invalid_url")
+        user, channel, uses = self._commands[n]
+        if uses >= 5:
+            return web.Response(status=404, text="used_url")
+        body = await request.json()
+        if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+            return web.Response(status=400, text="no_text")
+        self._commands[n] = (user, channel, uses + 1)
+        self.responses.append(body)
+        if body.get("response_type", "ephemeral") == "ephemeral":
+            self.ephemeral.append(Ephemeral(channel, user, str(body.get("text")), "response_url"))
         self._changed_now()
         return web.Response(text="ok")
 
@@ -679,9 +765,11 @@ async def _post(url: str, body: str, headers: Mapping[str, str]) -> tuple[int, s
         return response.status, await response.text()
 
 
-async def _serve(host: str, port: int, app_url: str | None) -> None:
+async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) -> None:
     fake = FakeSlack()
     fake.echo = True
+    if not update_limit:
+        fake.update_limit = None
     fake.add_user("U0ALICE", "alice", is_admin=True)  # the person typing at the terminal
     url = await fake.start(host, port)
     print(
@@ -703,8 +791,15 @@ async def _serve(host: str, port: int, app_url: str | None) -> None:
 async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
     """Send each stdin line to the app: `/command text` as a slash command, anything else as a
     message that mentions the bot."""
-    print(f"Type `/command text` or a message for the bot; each is sent to {app_url}", flush=True)
-    while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+    print(
+        f"Type `/command text` or a message for the bot; each is sent to {app_url}. Ctrl-D quits.",
+        flush=True,
+    )
+    # readline returns "" only at end of input (Ctrl-D); an empty line is "\n" and is skipped.
+    while raw := await asyncio.to_thread(sys.stdin.readline):
+        line = raw.strip()
+        if not line:
+            continue
         if line.startswith("/"):
             command, _, text = line.partition(" ")
             status, _ = await fake.post_command(app_url, fake.command_payload(command, text))
@@ -724,9 +819,14 @@ def main() -> None:
         default=None,
         help="tokbot's /slack/events URL: then each line on stdin is sent to it, signed",
     )
+    parser.add_argument(
+        "--no-update-limit",
+        action="store_true",
+        help="don't enforce Slack's chat.update limit (50 a minute): for load tests",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.app_url))
+        asyncio.run(_serve(args.host, args.port, args.app_url, not args.no_update_limit))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """How the core speaks in one Slack conversation: messages with chat.postMessage / chat.update in
-the right channel and thread, files with files_upload_v2, and downloads of shared files."""
+the right channel and thread, private replies through a command's response_url or
+chat.postEphemeral, files with files_upload_v2, and downloads of shared files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.budget import EditBudget
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
 from bot.domain import Attachment, EarlierMessage, OutgoingFile, PlatformHelp
@@ -42,11 +44,11 @@ INVITE_ME = (
 
 
 class NotInChannel(UserError):
-    """The bot can't post in the channel (private, or a DM it isn't part of); the person was
-    told through the command's response_url."""
+    """The bot can't post in the channel (private, or a DM it isn't part of). The core tells the
+    person privately (a refusal), through the command's response_url."""
 
-    def __init__(self, channel: str) -> None:
-        super().__init__(f"tokbot is not in channel {channel}")
+    def __init__(self) -> None:
+        super().__init__(INVITE_ME)
 
 
 class SlackReplier:
@@ -69,6 +71,8 @@ class SlackReplier:
         edit_interval: float = 1.0,
         response_url: str | None = None,
         thread: SlackThread | None = None,
+        user_id: str | None = None,
+        budget: EditBudget | None = None,
     ) -> None:
         self._client = client
         self._session = session
@@ -78,7 +82,10 @@ class SlackReplier:
         self._file_hosts = frozenset(file_hosts)
         self.edit_interval = edit_interval
         self.response_url = response_url
-        self._invite_asked = False
+        #: The asker: who sees a private reply (chat.postEphemeral).
+        self.user_id = user_id or None
+        #: The workspace's chat.update budget, shared with every answer streaming there.
+        self._budget = budget
         self._thread = thread
         #: `bot.domain.ThreadReader`: the mention replies in a thread people started before.
         self.in_existing_thread = thread is not None
@@ -87,15 +94,43 @@ class SlackReplier:
         return await self._thread.earlier_messages(limit) if self._thread is not None else []
 
     async def post(self, text: str, *, private: bool = False) -> str:
+        """A message in the conversation; with `private`, one only the asker sees (an
+        ephemeral message: it can't be edited, so its id is "")."""
+        if private and self.response_url is not None and await self._respond(text):
+            return ""
+        send = self._post_ephemeral if private and self.user_id else self._post
         try:
-            return await self._post(text)
+            return await send(text)
         except SlackApiError as exc:
             if exc.response.get("error") not in _NOT_IN_CHANNEL:
                 raise
             if await self._join():
-                return await self._post(text)
-            await self._ask_for_an_invite()
-            raise NotInChannel(self.channel) from None
+                return await send(text)
+            log.info("Slack: not in channel %s and can't join it", self.channel)
+            raise NotInChannel() from None
+
+    async def _respond(self, text: str) -> bool:
+        """Answer a slash command privately through its response_url (Slack: an ephemeral
+        response, up to 5 within 30 minutes of the command; api.slack.com/interactivity/handling
+        #message_responses). False when Slack refused it: the caller falls back."""
+        body = {"response_type": "ephemeral", "text": to_slack(text)}
+        try:
+            async with self._session.post(str(self.response_url), json=body) as response:
+                if response.status == 200:
+                    return True
+                log.info("response_url refused a reply (HTTP %s)", response.status)
+        except aiohttp.ClientError as exc:
+            log.warning("response_url failed: %s", type(exc).__name__)
+        return False
+
+    async def _post_ephemeral(self, text: str) -> str:
+        await self._client.chat_postEphemeral(
+            channel=self.channel,
+            user=str(self.user_id),
+            thread_ts=self.thread_ts,
+            text=to_slack(text),
+        )
+        return ""
 
     async def _post(self, text: str) -> str:
         response = await self._client.chat_postMessage(
@@ -118,19 +153,9 @@ class SlackReplier:
             return False
         return True
 
-    async def _ask_for_an_invite(self) -> None:
-        """Tell the person, privately through the command's response_url, once."""
-        if self.response_url is None or self._invite_asked:
-            return
-        self._invite_asked = True
-        body = {"response_type": "ephemeral", "text": INVITE_ME}
-        try:
-            async with self._session.post(self.response_url, json=body) as response:
-                response.raise_for_status()
-        except aiohttp.ClientError as exc:
-            log.warning("response_url failed: %s", type(exc).__name__)
-
     async def edit(self, message_id: str, text: str) -> None:
+        if self._budget is not None:
+            await self._budget.take()  # busy workspace: wait, so this edit is never refused
         await self._client.chat_update(channel=self.channel, ts=message_id, text=to_slack(text))
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adapters.slack import mrkdwn
 from bot.domain import Attachment, Author, ConversationKey, Incoming
 
 PLATFORM = "slack"
@@ -19,19 +20,18 @@ ADMIN_COMMANDS = frozenset({"model", "persona", "transcription"})
 PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 
 _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
-_BOLD = re.compile(r"\*\*(\S(?:[^*\n]*\S)?)\*\*")
 
 
 def escape(text: str) -> str:
     """Slack's control characters as entities, so no text of ours can become a mention
     (`<!channel>`, `<!here>`, `<!subteam^…>`, `<@U…>`) or a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return mrkdwn.escape(text)
 
 
 def to_slack(text: str) -> str:
-    """Text ready for Slack: escaped (see `escape`), with Markdown's `**bold**` as Slack's
-    `*bold*` (models and the core's wording write Markdown)."""
-    return _BOLD.sub(r"*\1*", escape(text))
+    """Text ready for Slack: the Markdown that models and the core write, as mrkdwn, escaped so
+    it can never mention anyone (see `adapters.slack.mrkdwn`)."""
+    return mrkdwn.to_mrkdwn(text)
 
 
 def unescape(text: str) -> str:
@@ -134,6 +134,7 @@ def from_command(command: Mapping[str, Any], author: Author) -> Incoming:
         text=unescape(str(command.get("text") or "")),
         # Slack doesn't retry commands, but a Socket Mode envelope may be redelivered.
         event_id=f"command:{trigger}" if trigger else None,
+        slash=True,
     )
 
 

@@ -47,6 +47,7 @@ from bot.store.models import (
     TurnRow,
     UsageRecordRow,
 )
+from bot.store.urls import async_database_url
 from bot.tokmodel.types import Usage
 
 #: How many conversation ids `add_turn` remembers (least recently used are dropped).
@@ -144,8 +145,9 @@ class Store:
     @classmethod
     async def open(cls, url: str) -> Store:
         """An engine for `url` (`sqlite+aiosqlite:///path.db` or `postgresql+asyncpg://...`).
-        Connects lazily; a missing SQLite folder is created."""
-        parsed = make_url(url)
+        Connects lazily; a missing SQLite folder is created. `sqlite://` and `postgresql://`
+        (no driver, or a sync one) are mapped to the async drivers."""
+        parsed = make_url(async_database_url(url))
         if parsed.get_backend_name() != "sqlite":
             return cls(create_async_engine(parsed, pool_pre_ping=True))
         engine = create_async_engine(parsed)

@@ -91,7 +91,7 @@ async def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
         "adapters.cli",
         "discord-invite",
         "--client-id",
-        "1234",
+        "123456789012345678",
         cwd=tmp_path,
         env=_env(tmp_path),
         stdout=asyncio.subprocess.PIPE,
@@ -102,7 +102,7 @@ async def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
     query = parse_qs(url.query)
     assert url.netloc == "discord.com" and url.path == "/oauth2/authorize"
     assert query == {
-        "client_id": ["1234"],
+        "client_id": ["123456789012345678"],
         "scope": ["bot applications.commands"],
         "permissions": [str(PERMISSIONS)],
     }
@@ -144,3 +144,42 @@ async def test_tokbot_run_stops_with_a_clear_error_without_the_intent(
     assert process.returncode == 2
     assert "MESSAGE CONTENT INTENT" in err.decode() and "Traceback" not in err.decode()
     assert len(discord_fake.identified) == 1
+
+
+async def test_tokbot_run_starts_without_voice_warnings(
+    tmp_path: Path, fake: FakeTokModel, discord_fake: FakeDiscord
+) -> None:
+    """tokbot never joins voice channels: discord.py's "PyNaCl/davey is not installed, voice
+    will NOT be supported" warnings are noise at every start."""
+    env = _env(
+        tmp_path,
+        DISCORD_TOKEN=TOKEN,
+        DISCORD_API_BASE=discord_fake.api_base,
+        DISCORD_GATEWAY_URL=discord_fake.gateway_url,
+        TOKMODEL_API_KEY=API_KEY,
+        TOKMODEL_BASE_URL=fake.url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/quiet.db",
+        TOKBOT_HTTP_HOST="127.0.0.1",
+        TOKBOT_HTTP_PORT="0",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "adapters.cli",
+        "run",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert b"tokbot is running (discord)" in line, line
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    err = (await process.stderr.read()).decode()
+    assert "Discord: connected" in err  # start-up was logged, so a warning would be too
+    assert "PyNaCl" not in err and "davey" not in err, err

@@ -52,6 +52,8 @@ def bot_env(
         "TOKBOT_TOKMODEL_MAX_RETRIES": "0",
         "TOKBOT_TOKMODEL_TIMEOUT": "5",
         "TOKBOT_RATE_LIMIT_PER_MINUTE": "0",
+        # Loads beyond one workspace's chat.update limit (tests/slack covers the budget).
+        "TOKBOT_SLACK_EDITS_PER_MINUTE": "0",
         "DATABASE_URL": database_url,
         "TOKBOT_HTTP_HOST": "127.0.0.1",
         "TOKBOT_HTTP_PORT": str(port),

@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import time
 import wave
 from collections.abc import Awaitable, Callable
@@ -212,7 +213,7 @@ async def test_bad_slack_input_gets_a_clear_reply_or_a_4xx(
     async with running(settings, slack, fake) as bot:
         for case in SLACK_CASES:
             caplog.clear()
-            before = len(slack.messages)
+            before = len(slack.messages) + len(slack.ephemeral)  # public and private replies
             try:
                 status = await asyncio.wait_for(case.send(bot), 10)
             except TimeoutError:
@@ -221,11 +222,13 @@ async def test_bad_slack_input_gets_a_clear_reply_or_a_4xx(
             await until(
                 lambda before=before, case=case: (
                     bot.adapter.bot.busy == 0
-                    and (case.expect != REPLY or len(slack.messages) > before)
+                    and (
+                        case.expect != REPLY or len(slack.messages) + len(slack.ephemeral) > before
+                    )
                 ),
                 timeout=5,
             )
-            replies = len(slack.messages) - before
+            replies = len(slack.messages) + len(slack.ephemeral) - before
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             if status >= 500 or errors:
                 got = f"crash ({status}, {[r.getMessage()[:80] for r in errors]})"
@@ -392,7 +395,8 @@ def shown(fake: FakeDiscord) -> int:
 # -- properties ----------------------------------------------------------------------------------
 
 
-@given(st.text(), st.integers(min_value=1, max_value=300))
+# Without code fences: a block cut in two gains fence lines (tests/test_split_fences.py).
+@given(st.text().filter(lambda t: "```" not in t), st.integers(min_value=1, max_value=300))
 def test_split_message_keeps_everything_within_the_limit(text: str, limit: int) -> None:
     pieces = split_message(text, limit)
     assert "".join(pieces) == text
@@ -403,7 +407,11 @@ def test_split_message_keeps_everything_within_the_limit(text: str, limit: int) 
 @given(st.text(alphabet=st.sampled_from("<>!&@^|#*_ abcU0123\n"), max_size=80) | st.text())
 def test_slack_text_can_never_mention_anyone(text: str) -> None:
     shown = slack_translate.to_slack(text)
-    assert "<" not in shown and ">" not in shown  # no <!channel>, <!here>, <@U…>, <!subteam^…>
+    # No <!channel>, <!here>, <@U…>, <!subteam^…>: the only `<…>` are web links, the only other
+    # `>` a quote's (tests/slack/test_mrkdwn.py has the converter's own cases).
+    rest = re.sub(r"<(?:https?://|mailto:)[^<>|\s]+(?:\|[^<>]*)?>", "", shown)
+    rest = "\n".join(line.removeprefix(">") for line in rest.split("\n"))
+    assert "<" not in rest and ">" not in rest
 
 
 @given(st.text(), st.integers(min_value=1, max_value=2**63 - 1))

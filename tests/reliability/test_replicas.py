@@ -70,15 +70,19 @@ async def test_two_replicas_one_reply_per_event_and_shared_limits(
         replies = [len(slack.texts(CHANNEL, thread_ts=ts)) for ts in threads]
 
         # One user, 2 x LIMIT questions alternating between the replicas: LIMIT are answered.
-        before = len(slack.texts(CHANNEL))
+        # Answers are public; refusals private (only the asker sees them).
+        def seen() -> list[str]:
+            return slack.texts(CHANNEL) + slack.private_texts("U0ALICE")
+
+        before = len(seen())
         for n in range(2 * LIMIT):
             target = first if n % 2 == 0 else second
             payload = slack.command_payload("/ask", f"limited {n}", user_id="U0ALICE")
             status, _ = await slack.post_command(target.events_url, payload)
             assert status == 200
-            await slack.wait_for(lambda n=n: len(slack.texts(CHANNEL)) >= before + n + 1)
+            await slack.wait_for(lambda n=n: len(seen()) >= before + n + 1)
         await asyncio.sleep(0.3)
-        answers = slack.texts(CHANNEL)[before:]
+        answers = seen()[before:]
         answered = sum("You said" in t for t in answers)
         refused = sum("sending requests quickly" in t for t in answers)
     finally:

@@ -120,16 +120,18 @@ async def test_slack_output_cannot_ping_and_secrets_never_show(
     await bot.replies(4)
     for who, what in ((ALICE, "/model"), (ALICE, "/persona"), (ALICE, "/transcription")):
         await bot.command(what, "off" if what == "/transcription" else "evil", user_id=who)
-    texts = await bot.replies(7)
+    private = await bot.private_replies(3)  # refusals: only the asker sees them
+    texts = slack.texts()
     sent = [
         c.args.get("text", "")
-        for c in slack.calls_to("chat.postMessage") + slack.calls_to("chat.update")
-    ]
+        for method in ("chat.postMessage", "chat.update", "chat.postEphemeral")
+        for c in slack.calls_to(method)
+    ] + [str(r.get("text", "")) for r in slack.responses]
     pinging = [t for t in sent if "<!" in t or "<@" in t or "<#" in t]
     secrets = (API_KEY, slack.bot_token, slack.signing_secret)
     in_replies = sum(s in t for s in secrets for t in sent)
     in_logs = sum(s in caplog.text for s in secrets)
-    refused = sum("only admins" in t.lower() for t in texts)
+    refused = sum("only admins" in t.lower() for t in private)
     key = ConversationKey("slack", slack.team_id, CHANNEL)
     settings = await bot.core.store.channel_settings(key)
     reliability.record(

@@ -17,7 +17,7 @@ from tests.reliability.conftest import Figures
 from tests.reliability.harness import ForkedTokbot, bot_env, free_port
 
 CHANNEL = "C0GENERAL"
-BOUND = 15.0  # seconds: the Slack adapter's 10 s drain plus closing
+BOUND = 15.0  # seconds: the drain (TOKBOT_DRAIN_SECONDS, 7 s) plus closing
 
 
 async def test_sigterm_finishes_the_answer_in_flight_and_exits_0(

@@ -23,6 +23,9 @@ ALICE = "U0ALICE"
 ADA = "U0ADA"  # a workspace admin
 BOB = "U0BOB"  # named in TOKBOT_ADMIN_USER_IDS
 CHANNEL = "C0GENERAL"
+#: Slack's minute, shortened for tests: chat.update's limit (50 a minute per workspace) holds
+#: per TEST_MINUTE seconds in the fake Slack and in the bot's edit budget alike.
+TEST_MINUTE = 2.0
 
 
 @dataclass
@@ -53,10 +56,18 @@ class Bot:
         )
         return self.slack.texts(channel, **kwargs)
 
+    async def private_replies(self, count: int, user: str = ALICE) -> list[str]:
+        """Wait until `user` was shown `count` private messages and no work is left."""
+        await self.slack.wait_for(
+            lambda: len(self.slack.private_texts(user)) >= count and self.adapter.bot.busy == 0
+        )
+        return self.slack.private_texts(user)
+
 
 @pytest.fixture
 async def slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
+    fake.update_limit = (50, TEST_MINUTE)
     await fake.start()
     fake.add_user(ALICE, "Alice")
     fake.add_user(ADA, "Ada", is_admin=True)
@@ -85,11 +96,23 @@ def slack_settings(
 
 @asynccontextmanager
 async def running(
-    settings: Settings, slack: FakeSlack, fake: FakeTokModel, *, edit_interval: float = 0.05
+    settings: Settings,
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    *,
+    edit_interval: float = 0.05,
+    edit_window: float = TEST_MINUTE,
 ) -> AsyncIterator[Bot]:
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
         web = WebServer("127.0.0.1", 0)
-        adapter = SlackAdapter(core, settings, web, edit_interval=edit_interval, drain_timeout=3)
+        adapter = SlackAdapter(
+            core,
+            settings,
+            web,
+            edit_interval=edit_interval,
+            drain_timeout=3,
+            edit_window=edit_window,
+        )
         web.add_health_check(adapter.name, adapter.healthy)
         await web.start()
         try:

@@ -42,27 +42,28 @@ async def test_forget_usage_help(bot: Bot) -> None:
     await bot.command("/forget")
     assert "Fresh start" in (await bot.replies(2))[-1]
     await bot.command("/usage")
-    assert "you: 1 requests" in (await bot.replies(3))[-1]
+    assert "you: 1 requests" in (await bot.private_replies(1))[-1]
     await bot.command("/help")
-    help_text = (await bot.replies(4))[-1]
+    help_text = (await bot.private_replies(2))[-1]
     assert "/imagine" in help_text and "/transcription" in help_text
+    assert len(bot.slack.messages) == 2  # the answer and "Fresh start"
 
 
 async def test_model_and_persona_need_an_admin_to_change(bot: Bot) -> None:
     await bot.command("/model")
     assert "This channel uses `openai/gpt-4o-mini`" in (await bot.replies(1))[-1]
     await bot.command("/model", "openai/gpt-4o", user_id=ALICE)
-    assert "Only admins" in (await bot.replies(2))[-1]
+    assert "Only admins" in (await bot.private_replies(1))[-1]  # a refusal: private
     await bot.command("/model", "openai/gpt-4o", user_id=ADA, user_name="ada")
-    assert "now uses `openai/gpt-4o`" in (await bot.replies(3))[-1]
+    assert "now uses `openai/gpt-4o`" in (await bot.replies(2))[-1]
     await bot.command("/persona", "You are a pirate.", user_id=BOB)  # TOKBOT_ADMIN_USER_IDS
-    assert "Persona updated" in (await bot.replies(4))[-1]
+    assert "Persona updated" in (await bot.replies(3))[-1]
     await bot.command("/persona")
-    assert "&gt; You are a pirate." in (await bot.replies(5))[-1]
+    assert "\n> You are a pirate." in (await bot.replies(4))[-1]  # a quote, as mrkdwn
     await bot.command("/transcription", "translate", user_id=ALICE)
-    assert "Only admins" in (await bot.replies(6))[-1]
+    assert "Only admins" in (await bot.private_replies(2))[-1]
     await bot.command("/transcription", "translate", user_id=ADA)
-    assert "Voice messages here: translate" in (await bot.replies(7))[-1]
+    assert "Voice messages here: translate" in (await bot.replies(5))[-1]
     # users.info is asked once per person (cached), and only for admin-only changes.
     looked_up = [c.args["user"] for c in bot.slack.calls_to("users.info")]
     assert sorted(looked_up) == [ADA, ALICE, BOB]
@@ -98,18 +99,18 @@ async def test_imagine_and_tts_upload_files_into_the_channel(bot: Bot) -> None:
 async def test_bad_input_gets_a_one_line_answer(bot: Bot) -> None:
     await bot.command("/ask")
     await bot.command("/frobnicate")
-    texts = await bot.replies(2)
+    texts = await bot.private_replies(2)
     assert any("Ask me something" in t for t in texts)
     assert any("Unknown command /frobnicate" in t for t in texts)
 
 
 async def test_a_public_channel_is_joined_and_a_private_one_asks_for_an_invite(bot: Bot) -> None:
     bot.slack.not_in_channel |= {"C0RANDOM", "G0SECRET"}
-    await bot.command("/help", channel_id="C0RANDOM")
-    [help_text] = await bot.replies(1, channel="C0RANDOM")
-    assert "/ask" in help_text
+    await bot.command("/forget", channel_id="C0RANDOM")
+    [reply] = await bot.replies(1, channel="C0RANDOM")
+    assert "Fresh start" in reply
     assert [c.args["channel"] for c in bot.slack.calls_to("conversations.join")] == ["C0RANDOM"]
-    await bot.command("/help", channel_id="G0SECRET")
+    await bot.command("/forget", channel_id="G0SECRET")
     await bot.slack.wait_for(lambda: bool(bot.slack.responses) and bot.adapter.bot.busy == 0)
     assert bot.slack.responses == [{"response_type": "ephemeral", "text": INVITE_ME}]
     assert bot.slack.texts("G0SECRET") == []

@@ -111,12 +111,13 @@ async def test_audio_uploads_are_checked(bot: Bot) -> None:
     not_audio = bot.slack.add_file("notes.mp3", b"just some text, not sound", "audio/mpeg")
     event = bot.slack.message_event("", files=[not_audio])
     await bot.event(event)
-    [reply] = await bot.replies(1, thread_ts=event["ts"])
+    [reply] = await bot.private_replies(1)  # a refusal: only the sender sees it
     assert "doesn't contain audio" in reply
+    assert bot.slack.ephemeral[0].thread_ts == event["ts"]
     images = bot.slack.add_file("photo.png", b"\x89PNG\r\n\x1a\n", "image/png")
     await bot.event(bot.slack.message_event("", files=[images]))
     await asyncio.sleep(0.2)
-    assert len(bot.slack.messages) == 1  # a picture in a channel is nobody's business
+    assert bot.slack.messages == [] and len(bot.slack.ephemeral) == 1  # nobody's business
 
 
 async def test_a_login_page_is_not_audio(bot: Bot) -> None:
@@ -124,7 +125,7 @@ async def test_a_login_page_is_not_audio(bot: Bot) -> None:
     clip["url_private_download"] = clip["url_private_download"].replace(clip["id"], "F0GONE")
     event = bot.slack.message_event("", files=[clip])
     await bot.event(event)
-    [reply] = await bot.replies(1, thread_ts=event["ts"])
+    [reply] = await bot.private_replies(1)
     assert "wouldn't let me download memo.m4a" in reply
 
 
@@ -137,7 +138,7 @@ async def test_oversize_audio_is_refused_while_downloading(
         big["size"] = 10  # lie about the size: the cap holds while reading
         event = bot.slack.message_event("", files=[big])
         await bot.event(event)
-        [reply] = await bot.replies(1, thread_ts=event["ts"])
+        [reply] = await bot.private_replies(1)
     assert "too large" in reply
 
 
@@ -146,7 +147,7 @@ async def test_the_token_never_goes_to_a_foreign_host(bot: Bot) -> None:
     clip["url_private_download"] = "https://evil.example/steal.wav"
     event = bot.slack.message_event("", files=[clip])
     await bot.event(event)
-    [reply] = await bot.replies(1, thread_ts=event["ts"])
+    [reply] = await bot.private_replies(1)
     assert "can't fetch memo.wav" in reply
 
 

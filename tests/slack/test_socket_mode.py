@@ -62,4 +62,4 @@ async def test_reconnects_when_slack_asks(socket_bot: Bot) -> None:
     await slack.wait_for(lambda: len(slack.calls_to("apps.connections.open")) == 2)
     await slack.wait_for(lambda: slack.connects == 2 and slack.connections == 1)
     await slack.send_envelope("slash_commands", slack.command_payload("/help"))
-    assert "/ask" in (await socket_bot.replies(1))[0]
+    assert "/ask" in (await socket_bot.private_replies(1))[0]
