@@ -351,14 +351,31 @@ class Inbox:
             except BaseException:
                 self.release(ticket)
                 raise
+        shown: list[bool] = []
+
+        async def started() -> None:
+            shown.append(True)
+            await self._started(ticket)
+
         try:
-            yield _Watched(replier, lambda: self._started(ticket))
-        finally:
-            try:
-                if ticket.inbox_id is not None:
-                    await asyncio.shield(self._finish(ticket))
-            finally:
+            yield _Watched(replier, started)
+        except asyncio.CancelledError:
+            if not shown:  # stopping before anything showed: kept for the restart or a replica
                 self.release(ticket)
+                raise
+            await self._close(ticket)
+            raise
+        except BaseException:
+            await self._close(ticket)
+            raise
+        await self._close(ticket)
+
+    async def _close(self, ticket: Ticket) -> None:
+        try:
+            if ticket.inbox_id is not None:  # done before the next in line looks
+                await asyncio.shield(self._finish(ticket))
+        finally:
+            self.release(ticket)
 
     async def _blocked(self, ticket: Ticket) -> str | None:
         if self.alone or ticket.inbox_id is None:

@@ -4,11 +4,13 @@ answered events forgotten while the process runs (not only at start-up)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
 from sqlalchemy import func, select, update
 
+from bot.core import Core
 from bot.domain import Author, ConversationKey, Incoming
 from bot.inbox import decode, encode
 from bot.runtime import TokModelEndpoint, open_core
@@ -107,3 +109,23 @@ async def test_sqlite_s_writer_takes_an_urgent_write_before_those_queued() -> No
         await asyncio.sleep(0)
     await asyncio.gather(*tasks)
     assert order == ["ack", "a", "b"]
+
+
+async def test_an_event_cancelled_before_anything_showed_is_kept_for_the_restart(
+    core: Core, fake: FakeTokModel
+) -> None:
+    fake.latency = 30  # TokModel is slow: nothing shows before the process stops
+    replier = RecordingReplier()
+    replier.stream_placeholder = None
+    ticket = await core.accept(incoming(1), {"channel": "C1"})
+    assert ticket is not None and ticket.inbox_id is not None
+    answering = asyncio.create_task(core.handle(incoming(1), replier, ticket))
+    async with asyncio.timeout(5):
+        while not [r for r in fake.requests if r.path.endswith("/chat/completions")]:
+            await asyncio.sleep(0.01)
+    answering.cancel()  # a shutdown's cut-off
+    with contextlib.suppress(asyncio.CancelledError):
+        await answering
+    await core.inbox.stop()  # (writes what it had batched)
+    assert replier.order == []
+    assert await core.store.open_before(KEY, ticket.inbox_id + 1) == "waiting"
