@@ -297,6 +297,15 @@ async def test_transcribe_and_translate(client: TokModelClient, fake: FakeTokMod
     assert fake.requests[-1].form == {"model": "openai/whisper-1"}  # no language to translations
 
 
+async def test_a_file_name_with_spaces_reaches_tokmodel_as_it_is(
+    client: TokModelClient, fake: FakeTokModel
+) -> None:
+    # Gateways read the name as sent (none decodes %20), and take the format from it.
+    audio = fake_media.opus_audio(0.2)
+    await client.transcribe(audio, "my standup é.ogg", model="openai/whisper-1")
+    assert fake.requests[-1].files == {"file": ("my standup é.ogg", len(audio))}
+
+
 async def test_transcribe_rejected_file_is_bad_request(client: TokModelClient) -> None:
     with pytest.raises(BadRequest, match="Invalid file format"):
         await client.transcribe(b"not audio", "notes.txt", model="openai/whisper-1")

@@ -737,7 +737,8 @@ def _form_factory(
     files: Mapping[str, tuple[bytes, str, str]], fields: Mapping[str, str | None]
 ) -> FormFactory:
     def build() -> aiohttp.FormData:
-        form = aiohttp.FormData()
+        # Names as they are (aiohttp would send "my%20file.ogg"; no gateway decodes that).
+        form = aiohttp.FormData(quote_fields=False)
         for name, (data, filename, content_type) in files.items():
             form.add_field(name, data, filename=filename, content_type=content_type)
         for name, value in fields.items():
