@@ -15,29 +15,24 @@ needs, and answered in its conversation's order by whichever process is alive.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from bot.domain import (
-    Attachment,
-    Author,
     ConversationKey,
     Incoming,
-    OutgoingFile,
-    PlatformHelp,
     Replier,
 )
+from bot.inbox.codec import Route, decode, encode, line_number
+from bot.inbox.lines import Lines
+from bot.inbox.repliers import Nowhere, Watched
 from bot.store import Store
 from bot.store.inbox import ANNOUNCED, ANSWERING, DONE, VISIBLE
 
@@ -45,15 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
 EVENT_MEMORY_SECONDS = 7 * 24 * 3600
-#: Seconds between two looks at the database while another replica answers an earlier event.
-POLL_SECONDS = 0.05
-#: Longest wait for another replica's earlier event of the conversation (a lost row must not
-#: hold a conversation up for good; a real queue of answers is far shorter).
-STUCK_SECONDS = 900.0
 #: A process alone marks the rows finished within this many seconds done in one statement.
 DONE_FLUSH_SECONDS = 0.05
 
-Route = Mapping[str, str]
 #: Rebuilds a stored event and a replier for it from its route (None: it cannot be answered).
 Recoverer = Callable[[Incoming, Route], Awaitable[tuple[Incoming, Replier] | None]]
 Handler = Callable[[Incoming, Replier, "Ticket"], Awaitable[None]]
@@ -69,192 +58,6 @@ class Ticket:
     inbox_id: int | None = None
     #: Waits for the conversation's earlier events (False: a command that never waits).
     ordered: bool = True
-
-
-def encode(incoming: Incoming, route: Route) -> str:
-    """What answering the event later needs, as JSON (no credentials: routes hold ids)."""
-    return json.dumps(
-        {
-            "key": [incoming.key.platform, incoming.key.workspace, incoming.key.channel,
-                    incoming.key.thread],
-            "author": [incoming.author.id, incoming.author.name, incoming.author.is_admin,
-                       incoming.author.is_bot],
-            "command": incoming.command,
-            "text": incoming.text,
-            "options": incoming.options,
-            "attachments": [
-                [a.filename, a.content_type, a.size, a.url, a.is_voice,
-                 a.ref if isinstance(a.ref, str) else None]
-                for a in incoming.attachments
-            ],
-            "message_id": incoming.message_id,
-            "event_id": incoming.event_id,
-            "slash": incoming.slash,
-            "route": dict(route),
-        },
-        separators=(",", ":"),
-    )  # fmt: skip
-
-
-def decode(payload: str) -> tuple[Incoming, dict[str, str]]:
-    data = json.loads(payload)
-    incoming = Incoming(
-        key=ConversationKey(*data["key"]),
-        author=Author(*data["author"]),
-        command=data["command"],
-        text=data["text"],
-        options=dict(data["options"]),
-        attachments=tuple(
-            Attachment(name, ctype, size, url, voice, ref)
-            for name, ctype, size, url, voice, ref in data["attachments"]
-        ),
-        message_id=data["message_id"],
-        event_id=data["event_id"],
-        slash=bool(data["slash"]),
-    )
-    return incoming, dict(data["route"])
-
-
-def line_number(key: ConversationKey) -> int:
-    """A signed 64-bit number for the conversation (PostgreSQL's advisory lock key)."""
-    digest = hashlib.blake2b(repr(tuple(vars(key).values())).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-@dataclass
-class _Line:
-    members: list[int] = field(default_factory=list)  # ordinals, sorted
-    running: int | None = None
-    visible: set[int] = field(default_factory=set)  # members that showed something
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class Lines:
-    """Per-conversation lines in this process: an entry runs when it is the earliest in its
-    line and nothing in the line runs. Entries join when accepted (in id order, whatever order
-    their tasks start in)."""
-
-    def __init__(self) -> None:
-        self._lines: dict[ConversationKey, _Line] = {}
-
-    def join(self, key: ConversationKey, ordinal: int) -> None:
-        bisect.insort(self._lines.setdefault(key, _Line()).members, ordinal)
-
-    async def wait(
-        self,
-        key: ConversationKey,
-        ordinal: int,
-        blocked: Callable[[], Awaitable[str | None]],
-        on_wait: Callable[[], Awaitable[None]] | None = None,
-        ahead_shows: Callable[[], Awaitable[bool]] | None = None,
-    ) -> None:
-        """Until it is this entry's turn and `blocked` (asked at that moment) names no earlier
-        open row elsewhere (it returns that row's state). `on_wait` is awaited once, when the
-        entry must wait and the one just ahead of it shows something (so what `on_wait` posts
-        lands below it; `ahead_shows` confirms it when other processes may hold rows in
-        between, and is asked again every POLL_SECONDS until it does)."""
-        line = self._lines[key]
-        since = time.monotonic()
-        while True:
-            while not (line.running is None and line.members[0] == ordinal):
-                if on_wait is not None and self._ahead_visible(line, ordinal):
-                    if ahead_shows is None or await ahead_shows():
-                        told, on_wait = on_wait, None
-                        await told()
-                        continue  # the line may have moved meanwhile
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(line.changed.wait(), POLL_SECONDS)
-                    continue
-                await line.changed.wait()
-            line.running = ordinal  # nobody else starts while the database is asked
-            try:
-                ahead = await blocked()
-            except BaseException:
-                self._release(line)
-                raise
-            if ahead is None:
-                return
-            if time.monotonic() - since > STUCK_SECONDS:
-                # Better an answer out of order than a conversation stuck for good.
-                log.warning("gave up waiting for an earlier event of the conversation (%s)", ahead)
-                return
-            self._release(line)
-            if on_wait is not None and ahead in VISIBLE:
-                told, on_wait = on_wait, None
-                await told()
-            await asyncio.sleep(POLL_SECONDS)
-
-    def show(self, key: ConversationKey, ordinal: int) -> None:
-        """The entry has something on screen (its answer, or its notice)."""
-        line = self._lines.get(key)
-        if line is not None and ordinal in line.members and ordinal not in line.visible:
-            line.visible.add(ordinal)
-            self._notify(line)
-
-    def leave(self, key: ConversationKey, ordinal: int) -> None:
-        line = self._lines.get(key)
-        if line is None or ordinal not in line.members:
-            return
-        line.members.remove(ordinal)
-        line.visible.discard(ordinal)
-        if line.running == ordinal:
-            line.running = None
-        if not line.members:
-            del self._lines[key]
-        self._notify(line)
-
-    @staticmethod
-    def _ahead_visible(line: _Line, ordinal: int) -> bool:
-        at = bisect.bisect_left(line.members, ordinal)
-        return at > 0 and line.members[at - 1] in line.visible
-
-    def _release(self, line: _Line) -> None:
-        line.running = None
-        self._notify(line)
-
-    @staticmethod
-    def _notify(line: _Line) -> None:
-        line.changed.set()
-        line.changed = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-
-class _Watched:
-    """The replier of an event in line: its first message also marks it as answering (the
-    row, at the same time, so no latency is added; after that a crash does not answer it
-    again), and lets the next in line announce itself below it."""
-
-    def __init__(self, inner: Replier, mark: Callable[[], Awaitable[None]]) -> None:
-        self._inner = inner
-        self._mark: Callable[[], Awaitable[None]] | None = mark
-        self.max_message_length = inner.max_message_length
-        self.edit_interval = inner.edit_interval
-        self.stream_placeholder = inner.stream_placeholder
-
-    def __getattr__(self, name: str) -> Any:  # ThreadReader and adapter extras
-        return getattr(self._inner, name)
-
-    async def _first(self, action: Awaitable[Any]) -> Any:
-        if self._mark is None:
-            return await action
-        mark, self._mark = self._mark, None
-        _, result = await asyncio.gather(mark(), action)
-        return result
-
-    async def post(self, text: str, *, private: bool = False) -> str:
-        result: str = await self._first(self._inner.post(text, private=private))
-        return result
-
-    async def edit(self, message_id: str, text: str) -> None:
-        await self._first(self._inner.edit(message_id, text))
-
-    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
-        await self._first(self._inner.upload(file, comment))
-
-    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
-        return await self._inner.download(attachment, max_bytes)
 
 
 class Inbox:
@@ -358,7 +161,7 @@ class Inbox:
             await self._started(ticket)
 
         try:
-            yield _Watched(replier, started)
+            yield Watched(replier, started)
         except asyncio.CancelledError:
             if not shown:  # stopping before anything showed: kept for the restart or a replica
                 self.release(ticket)
@@ -510,27 +313,6 @@ class Inbox:
             log.exception("could not rebuild stored event %s", ticket.inbox_id)
             rebuilt = None
         if rebuilt is None:
-            async with self.turn(ticket, _Nowhere()):
+            async with self.turn(ticket, Nowhere()):
                 return  # nothing to answer through: closed
         await self._handle(*rebuilt, ticket)
-
-
-class _Nowhere:
-    """Never used to speak: the replier of an event closed without an answer."""
-
-    max_message_length = 1
-    edit_interval = 1.0
-    stream_placeholder: str | None = None
-    platform_help = PlatformHelp()
-
-    async def post(self, text: str, *, private: bool = False) -> str:
-        raise RuntimeError("no route")
-
-    async def edit(self, message_id: str, text: str) -> None:
-        raise RuntimeError("no route")
-
-    async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
-        raise RuntimeError("no route")
-
-    async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
-        raise RuntimeError("no route")
