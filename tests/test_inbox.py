@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -12,7 +15,8 @@ from sqlalchemy import func, select, update
 
 from bot.core import Core
 from bot.domain import Author, ConversationKey, Incoming
-from bot.inbox import decode, encode
+from bot.inbox import Inbox, decode, encode
+from bot.inbox.inbox import _died_on_this_host
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.store import Store
@@ -129,3 +133,24 @@ async def test_an_event_cancelled_before_anything_showed_is_kept_for_the_restart
     await core.inbox.stop()  # (writes what it had batched)
     assert replier.order == []
     assert await core.store.open_before(KEY, ticket.inbox_id + 1) == "waiting"
+
+
+async def test_a_process_of_this_host_whose_pid_is_gone_is_dead_at_once(store: Store) -> None:
+    exited = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await exited.wait()
+    killed = f"{socket.gethostname()}-{exited.pid}-abc123"  # e.g. SIGKILLed a moment ago
+    living = f"{socket.gethostname()}-{os.getppid()}-abc123"
+    await store.heartbeat(killed, alive_after=0)
+    inbox = Inbox(store)  # a 15 s lease: the killed one would count as alive for 15 s
+
+    async def handle(*_: object) -> None:
+        raise AssertionError("nothing to answer")
+
+    async with asyncio.timeout(2):  # no beat and a half's wait for a process that is gone
+        await inbox.start(handle)
+    try:
+        _, alive = await store.heartbeat(inbox.owner, alive_after=time.time() - 15)
+        assert alive == 0  # (and, having left nothing open, it is forgotten)
+        assert not _died_on_this_host(living) and not _died_on_this_host("other-host-1-abc123")
+    finally:
+        await inbox.stop()

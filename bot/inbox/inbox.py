@@ -240,6 +240,7 @@ class Inbox:
         """Say this process is alive (waiting a beat when others are, so they stop skipping
         the database's order), answer what dead processes left, then keep it up."""
         self._handle = handle
+        await self._forget_dead_neighbours()
         known, alive = await self._store.heartbeat(self.owner, alive_after=self._alive_after())
         self.alone = known == 0
         if alive:
@@ -266,6 +267,15 @@ class Inbox:
             await self._store.leave(self.owner)
         except Exception:
             log.warning("could not record this process's stop", exc_info=True)
+
+    async def _forget_dead_neighbours(self) -> None:
+        """Processes of this host whose pid is gone (killed, crashed) are dead now, not when
+        their lease runs out: a restart neither waits for them nor leaves their events waiting
+        a lease."""
+        everyone = await self._store.dead_processes(self.owner, alive_after=time.time() + 1)
+        for other in everyone:
+            if _died_on_this_host(other):
+                await self._store.leave(other)
 
     def _alive_after(self) -> float:
         return time.time() - self._lease
@@ -316,3 +326,21 @@ class Inbox:
             async with self.turn(ticket, Nowhere()):
                 return  # nothing to answer through: closed
         await self._handle(*rebuilt, ticket)
+
+
+def _died_on_this_host(owner: str) -> bool:
+    """Whether `owner` (host-pid-token, as `Inbox.owner` names processes) ran on this host and
+    its process is gone. A pid equal to ours is a previous life (a container restarted)."""
+    host, _, rest = owner.rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not rest.isdigit():
+        return False
+    pid = int(rest)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
