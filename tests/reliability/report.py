@@ -171,9 +171,10 @@ def render(rows: list[dict[str, Any]], exit_code: int) -> str:
         "- Order within a conversation is the order in which the events were stored, before "
         "any network call. Two messages sent within a few milliseconds to different replicas "
         "are ordered by whichever stored first, not by the platform's timestamps.",
-        "- The SIGTERM test covers an answer that finishes within the drain (10 s). Answers "
-        "still running after it are cancelled and stored as interrupted by the answer's own "
-        "clean-up; no reliability test waits out the drain to check that row.",
+        "- The SIGTERM test here covers an answer that finishes within the drain "
+        "(`TOKBOT_DRAIN_SECONDS`, 7 s). Answers still running at the deadline are cut off, "
+        "shown so and stored as interrupted: `tests/test_drain.py` checks that on Slack and "
+        "Discord with real `tokbot run` processes (and that a second signal stops at once).",
         "",
     ]
     return "\n".join(out)
