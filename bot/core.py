@@ -4,10 +4,11 @@ failure into a reply a person can act on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, Incoming, Replier
@@ -123,6 +124,19 @@ class Core:
         """An accepted event the adapter will not hand over after all: stopping (its row is
         kept, for the restart or a replica), or `failed` (closed, so it holds up nobody)."""
         self.inbox.release(ticket, close=failed)
+
+    @contextlib.contextmanager
+    def handing_over(self, ticket: Ticket) -> Iterator[None]:
+        """Around an adapter's work between `accept` and `handle` (author look-ups, building
+        the replier): cancelled, the event is kept; failed, it is closed (see `release`)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.release(ticket)
+            raise
+        except Exception:
+            self.release(ticket, failed=True)
+            raise
 
     async def handle(
         self, incoming: Incoming, replier: Replier, ticket: Ticket | None = None

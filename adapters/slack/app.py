@@ -177,25 +177,19 @@ class SlackBot:
     async def _run_command(
         self, command: dict[str, Any], incoming: Incoming, ticket: Ticket
     ) -> None:
-        try:
+        with self._core.handing_over(ticket):  # cancelled (stopping): answered after a restart
             if incoming.command in translate.ADMIN_COMMANDS and incoming.text.strip():
                 author = await self.users.author(incoming.author.id, incoming.author.name)
                 incoming = dataclasses.replace(incoming, author=author)  # is_admin, from users.info
             replier = self._replier(
                 incoming, thread_ts=None, response_url=command.get("response_url")
             )
-        except asyncio.CancelledError:  # stopping: the row is answered after the restart
-            self._core.release(ticket)
-            raise
-        except Exception:
-            self._core.release(ticket, failed=True)
-            raise
         await self._core.handle(incoming, replier, ticket)
 
     async def _run_event(
         self, event: dict[str, Any], context: AsyncBoltContext, incoming: Incoming, ticket: Ticket
     ) -> None:
-        try:
+        with self._core.handing_over(ticket):  # cancelled (stopping): answered after a restart
             author = await self.users.author(incoming.author.id)
             incoming = dataclasses.replace(incoming, author=author)
             ts, thread_ts = event.get("ts"), event.get("thread_ts")
@@ -212,12 +206,6 @@ class SlackBot:
                     bot_id=context.bot_id,
                 )
             replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
-        except asyncio.CancelledError:  # stopping: the row is answered after the restart
-            self._core.release(ticket)
-            raise
-        except Exception:
-            self._core.release(ticket, failed=True)
-            raise
         await self._core.handle(incoming, replier, ticket)
 
     async def _recover(
