@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=20, alias="TOKBOT_RATE_LIMIT_PER_MINUTE", ge=0)
     stream_edit_interval: float = Field(default=1.0, alias="TOKBOT_STREAM_EDIT_INTERVAL", ge=0)
     #: TokModel commands one process runs at once; the rest wait in arrival order, told so.
-    max_answers_in_flight: int = Field(default=256, alias="TOKBOT_MAX_ANSWERS_IN_FLIGHT", gt=0)
+    max_answers_in_flight: int = Field(default=1000, alias="TOKBOT_MAX_ANSWERS_IN_FLIGHT", gt=0)
     #: Bytes of downloaded attachments (audio, images) held in memory at once, all commands.
     max_download_bytes_in_flight: int = Field(
         default=128 * 1024 * 1024, alias="TOKBOT_MAX_DOWNLOAD_BYTES_IN_FLIGHT", gt=0
