@@ -91,6 +91,23 @@ def _too_long(body: Any) -> web.Response | None:
     return _json({"message": "Invalid Form Body", "code": 50035, "errors": error}, 400)
 
 
+def _empty(call: RestCall) -> web.Response | None:
+    """Discord refuses a new message with nothing in it: 400, code 50006 "Cannot send an empty
+    message" (topics/opcodes-and-status-codes, JSON error codes). Checked where messages are
+    created: channel messages and webhook (interaction follow-up) posts."""
+    parts = call.path.strip("/").split("/")
+    creates = call.method == "POST" and (
+        (len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages")
+        or (len(parts) == 3 and parts[0] == "webhooks")
+    )
+    if not creates or call.files:
+        return None
+    body = call.json if isinstance(call.json, dict) else {}
+    if body.get("content") or body.get("embeds") or body.get("sticker_ids"):
+        return None
+    return _json({"message": "Cannot send an empty message", "code": 50006}, 400)
+
+
 @dataclass
 class RestCall:
     """One REST request as the fake received it."""
@@ -631,7 +648,7 @@ class FakeDiscord:
             if not path.startswith(("/webhooks/", "/interactions/")):
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
         try:
-            return _too_long(call.json) or await self._route(call)
+            return _too_long(call.json) or _empty(call) or await self._route(call)
         finally:
             async with self._changed:
                 self._changed.notify_all()

@@ -64,6 +64,17 @@ async def _set_long_persona(fake: FakeDiscord) -> None:
     await answer(fake, inter, "Persona updated")
 
 
+async def test_the_fake_refuses_an_empty_message_as_discord_does(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord
+) -> None:
+    assert adapter.client is not None
+    channel = adapter.client.get_partial_messageable(discord_fake.channel_id)
+    with pytest.raises(discord.HTTPException) as refused:
+        await channel.send("")
+    assert refused.value.status == 400 and refused.value.code == 50006
+    await channel.send(file=discord.File(io.BytesIO(b"data"), "a.txt"))  # a file alone is fine
+
+
 async def test_a_long_persona_is_shown_in_several_messages(
     adapter: DiscordAdapter, discord_fake: FakeDiscord
 ) -> None:
