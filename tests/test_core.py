@@ -650,3 +650,24 @@ async def test_each_handled_event_logs_one_info_line_without_the_text(
     assert lines[0].startswith("test /ask: ok in ") and lines[0].endswith(" ms")
     assert lines[1].startswith("test /ask: duplicate in ")
     assert "private question" not in caplog.text
+
+
+async def test_a_queued_notice_never_lands_above_the_answer_before_it(
+    core: Core, fake: FakeTokModel
+) -> None:
+    class SlowPlatform(RecordingReplier):
+        slow = True
+
+        async def post(self, text: str, *, private: bool = False) -> str:
+            if self.slow:  # the platform takes a while to show the first message
+                self.slow = False
+                await asyncio.sleep(0.2)
+            return await super().post(text, private=private)
+
+    replier = SlowPlatform()
+    fake.fail(Fault(delay=0.5, times=1, path=CHAT))  # the first answer streams a while
+    first = asyncio.create_task(core.handle(message("ask", "first", event_id="E1"), replier))
+    second = asyncio.create_task(core.handle(message("ask", "second", event_id="E2"), replier))
+    await asyncio.gather(first, second)
+    assert len(replier.texts) == 2
+    assert "first" in replier.texts[0] and "second" in replier.texts[1], replier.texts

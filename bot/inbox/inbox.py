@@ -155,13 +155,8 @@ class Inbox:
                 self.release(ticket)
                 raise
         shown: list[bool] = []
-
-        async def started() -> None:
-            shown.append(True)
-            await self._started(ticket)
-
         try:
-            yield Watched(replier, started)
+            yield Watched(replier, lambda: shown.append(True), lambda: self._started(ticket))
         except asyncio.CancelledError:
             if not shown:  # stopping before anything showed: kept for the restart or a replica
                 self.release(ticket)

@@ -3,7 +3,6 @@ and one for events answered where nobody sees (closed without a reply)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,13 +10,20 @@ from bot.domain import Attachment, OutgoingFile, PlatformHelp, Replier
 
 
 class Watched:
-    """The replier of an event in line: its first message also marks it as answering (the
-    row, at the same time, so no latency is added; after that a crash does not answer it
-    again), and lets the next in line announce itself below it."""
+    """The replier of an event in line. Its first message is noted as it starts (`starting`:
+    a cancellation from then on may have shown something), and once the platform has it
+    (`on_screen`: the row is marked answering, so a crash does not answer it again, and the
+    next in line may announce itself below it; not before, or its notice could land above)."""
 
-    def __init__(self, inner: Replier, mark: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        inner: Replier,
+        starting: Callable[[], None],
+        on_screen: Callable[[], Awaitable[None]],
+    ) -> None:
         self._inner = inner
-        self._mark: Callable[[], Awaitable[None]] | None = mark
+        self._starting = starting
+        self._on_screen: Callable[[], Awaitable[None]] | None = on_screen
         self.max_message_length = inner.max_message_length
         self.edit_interval = inner.edit_interval
         self.stream_placeholder = inner.stream_placeholder
@@ -26,10 +32,12 @@ class Watched:
         return getattr(self._inner, name)
 
     async def _first(self, action: Awaitable[Any]) -> Any:
-        if self._mark is None:
+        if self._on_screen is None:
             return await action
-        mark, self._mark = self._mark, None
-        _, result = await asyncio.gather(mark(), action)
+        on_screen, self._on_screen = self._on_screen, None
+        self._starting()
+        result = await action
+        await on_screen()
         return result
 
     async def post(self, text: str, *, private: bool = False) -> str:
