@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from adapters.cli import build_parser
-from tests.db import POSTGRES_URL_VARIABLE, reset_postgres
+from tests.db import POSTGRES_URL_VARIABLE, reset_postgres, worker_postgres_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,17 +123,17 @@ def test_a_plain_sqlite_url_uses_the_async_driver(tmp_path: Path) -> None:
         assert db.execute("select version_num from alembic_version").fetchone()
 
 
-def _postgres_url() -> str:
+async def _postgres_url() -> str:
     url = os.environ.get(POSTGRES_URL_VARIABLE, "")
     if not url.startswith("postgresql+asyncpg://"):
         pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set (a postgresql+asyncpg:// URL)")
-    return url
+    return await worker_postgres_url(url)
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 async def test_a_plain_postgres_url_uses_the_async_driver(tmp_path: Path, scheme: str) -> None:
-    url = _postgres_url()
+    url = await _postgres_url()
     await reset_postgres(url)
     plain = scheme + "://" + url.partition("://")[2]
     result = _tokbot(tmp_path, "db", "upgrade", DATABASE_URL=plain)
@@ -167,7 +167,7 @@ def test_a_database_that_cannot_be_used_is_one_line_with_the_fix(
 
 @pytest.mark.postgres
 async def test_a_missing_postgres_database_says_how_to_create_it(tmp_path: Path) -> None:
-    url = _postgres_url().rpartition("/")[0] + "/tokbot_no_such_database"
+    url = (await _postgres_url()).rpartition("/")[0] + "/tokbot_no_such_database"
     line = _one_line_error(_tokbot(tmp_path, "db", "upgrade", DATABASE_URL=url))
     assert "does not exist" in line and "createdb" in line
 
@@ -194,8 +194,9 @@ async def _forward(port: int, target: tuple[str, int]) -> asyncio.Server:
 
 @pytest.mark.postgres
 async def test_a_database_still_starting_is_waited_for_and_said_once(tmp_path: Path) -> None:
-    real = make_url(_postgres_url())
-    await reset_postgres(_postgres_url())
+    own = await _postgres_url()
+    real = make_url(own)
+    await reset_postgres(own)
     port = _free_port()
     url = real.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     process = await asyncio.create_subprocess_exec(
