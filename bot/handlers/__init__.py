@@ -72,7 +72,7 @@ def default_commands() -> list[CommandSpec]:
         CommandSpec(
             "transcription",
             "show or (admins) set what happens to voice messages",
-            "/transcription [off|transcribe|translate]",
+            "/transcription [off|transcribe|translate|answer|speak]",
             channel.transcription,
             reads_history=False,
         ),

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from bot.core import Core
 
 IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
-TRANSCRIPTION_MODES = ("off", "transcribe", "translate")
+TRANSCRIPTION_MODES = ("off", "transcribe", "translate", "answer", "speak")
 
 
 async def imagine(inv: Invocation) -> None:
