@@ -16,6 +16,7 @@ from bot.conversation import (
 )
 from bot.domain import BOT_AUTHOR, ThreadReader, Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
+from bot.handlers.attached import file_attachments, read_attached
 from bot.media import is_image_attachment
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
@@ -38,7 +39,7 @@ EMPTY_ASK = "Ask me something, e.g. `/ask what changed in the last release?`"
 async def ask(inv: Invocation) -> None:
     prompt = inv.text.strip()
     unread = _attachments_note(inv)
-    if not prompt:
+    if not prompt and not file_attachments(inv.incoming.attachments):
         raise UserError(unread or EMPTY_ASK)
     core, settings = inv.core, inv.core.settings
     if len(prompt) > settings.max_prompt_chars:
@@ -57,24 +58,24 @@ async def ask(inv: Invocation) -> None:
             f"That question is {len(prompt):,} characters long; the limit is "
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
-    await answer(inv, prompt)
-    if unread:
-        await inv.reply(unread)
+    files = await read_attached(inv)  # text files, logs, PDFs: read into the question
+    notes = [*files.notes, *([unread] if unread else [])]
+    if not prompt and not files.read:
+        raise UserError("\n".join(notes))
+    await answer(inv, files.question(prompt))
+    if notes:
+        await inv.reply("\n".join(notes))
 
 
 def _attachments_note(inv: Invocation) -> str | None:
-    """What to say about files sent with a question: the answer reads only the text."""
-    attached = inv.incoming.attachments
-    if not attached:
-        return None
-    if any(is_image_attachment(a) for a in attached):
+    """What to say about pictures sent with a question (files are read: `read_attached`)."""
+    if any(is_image_attachment(a) for a in inv.incoming.attachments):
         return (
             "🖼️ I can't look at pictures in a question. To change this one, send it again with "
             "`imagine` and the change, e.g. `imagine make it watercolour` (or `imagine` alone "
             "for a variation)."
         )
-    names = ", ".join(a.filename for a in attached)
-    return f"📎 I only read the text of a question, not attached files ({names})."
+    return None
 
 
 async def answer(inv: Invocation, prompt: str) -> None:
