@@ -36,10 +36,10 @@ def default_commands() -> list[CommandSpec]:
         ),
         CommandSpec(
             "transcribe",
-            "transcribe an audio file",
-            "/transcribe <audio file>",
+            "transcribe an audio file (`--answer`: then answer it as a question)",
+            "/transcribe [--translate] [--answer] <audio file>",
             media.transcribe,
-            flags=("translate",),
+            flags=("translate", "answer"),
             uses_tokmodel=True,
             takes_files=True,
         ),

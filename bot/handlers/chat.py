@@ -78,11 +78,12 @@ def _attachments_note(inv: Invocation) -> str | None:
     return None
 
 
-async def answer(inv: Invocation, prompt: str) -> None:
-    """Store `prompt` and stream TokModel's answer to the conversation so far (the core runs one
-    command at a time per conversation, so each answer sees the one before). People wait on one
-    database read before TokModel is asked: the question and the pending answer are stored while
-    TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
+async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT) -> str | None:
+    """Store `prompt` (typed, or a voice message's transcript: `kind`) and stream TokModel's
+    answer to the conversation so far (the core runs one command at a time per conversation, so
+    each answer sees the one before); return the answer, or None when it failed. People wait on
+    one database read before TokModel is asked: the question and the pending answer are stored
+    while TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
     `Store.add_exchange`, `Store.finish_answer`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
@@ -93,7 +94,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
     model = channel.model or settings.chat_model
     author = inv.author
     question = Turn(
-        0, TurnRole.USER, TurnKind.TEXT, prompt, author.id, author.name, TurnStatus.OK, 0
+        0, TurnRole.USER, kind, prompt, author.id, author.name, TurnStatus.OK, 0
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
@@ -104,6 +105,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
             author=author,
             platform_message_id=inv.incoming.message_id,
             model=model,
+            kind=kind,
         )
     )
     stream = core.tokmodel.chat_stream(messages, model)
@@ -153,7 +155,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         await store.update_turn(answer_turn, content=partial, status=status, error=error)
         await store.update_turn(user_turn, error=error)
         finished = True
-        return
+        return None
     finally:
         if not finished:
             # Cancelled (shutdown) or a bug: keep what was shown, marked as cut off.
@@ -179,6 +181,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         model=model,
         usage=usage,
     )
+    return text
 
 
 async def _show_cut_off(renderer: StreamRenderer) -> None:
