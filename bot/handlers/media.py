@@ -164,10 +164,12 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     async with core.downloads.hold(_reserve(attachment, settings.max_audio_bytes)):
         text = await _transcript(inv, attachment, translate=translate)
     label = "🎙️ (translated) " if translate else "🎙️ "
-    await inv.show(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
+    shown = f"{label}{inv.author.name}: {text or '(no speech heard)'}"
     if not (answering and text):
         await _store_transcript(inv, text)
+        await inv.show(shown)
         return
+    await inv.show(shown)
     # Stored with its answer, as a question; the answer follows in the same thread/reply chain.
     answered = await answer(inv, text, kind=TurnKind.TRANSCRIPT)
     if answered and mode == "speak":
