@@ -36,8 +36,8 @@ def default_commands() -> list[CommandSpec]:
         ),
         CommandSpec(
             "transcribe",
-            "transcribe an audio file (`--answer`: then answer it as a question)",
-            "/transcribe [--translate] [--answer] <audio file>",
+            "transcribe an audio file (`translate`: to English; `answer`: then answer it)",
+            "/transcribe <audio file>",
             media.transcribe,
             flags=("translate", "answer"),
             uses_tokmodel=True,

@@ -1,5 +1,5 @@
-"""Voice messages answered as questions (`/transcription answer` and `speak`) through the real
-discord.py against the fake Discord: transcript, then the answer, in the message's reply chain."""
+"""Files read into a question, and voice messages answered as questions (`/transcription answer`
+and `speak`), through the real discord.py against the fake Discord (which serves attachments)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,20 @@ from bot.tokmodel.fake import FakeTokModel
 from tests.discord.helpers import answer, reply
 
 MANAGE_GUILD = 1 << 5
+BOT = "<@900000000000000001>"
+CHAT = "/v1/chat/completions"
+
+
+async def test_a_mention_with_a_log_file_reaches_tokmodel_with_its_text(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
+) -> None:
+    log_text = "worker-3 OOMKilled after 512Mi\nrestarting\n"
+    log = discord_fake.attachment("pod.log", log_text.encode(), "text/plain; charset=utf-8")
+    msg = await discord_fake.message(f"{BOT} why?", mention_bot=True, attachments=[log])
+    (sent,) = await reply(discord_fake, msg, "Files I saw: pod.log.")
+    assert sent.reply_to == msg["id"]
+    asked = [r.json for r in fake.requests if r.path == CHAT and r.json][-1]["messages"][-1]
+    assert asked["content"] == f"alice: why?\n\n📎 pod.log (2 lines):\n```\n{log_text}```"
 
 
 async def test_a_voice_message_in_a_speak_channel_gets_transcript_answer_and_audio(
