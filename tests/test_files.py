@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+from hypothesis import given
+from hypothesis import strategies as st
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -134,6 +136,23 @@ def test_pdfs_that_cannot_be_read_get_one_line() -> None:
     assert isinstance(broken, NotRead) and "may be damaged" in broken.reason
     scanned = read_file("scan.pdf", pdf_bytes([""]), 1000)
     assert isinstance(scanned, NotRead) and "no text I can read" in scanned.reason
+
+
+@given(st.binary(max_size=2000), st.sampled_from(["a.txt", "b.pdf", "c", "d.log"]))
+def test_any_bytes_are_read_or_refused_in_one_line_never_raised(data: bytes, name: str) -> None:
+    found = read_file(name, data, 500)
+    if isinstance(found, NotRead):
+        assert name in found.reason and "\n" not in found.reason
+    else:
+        assert len(found.text) <= 500
+
+
+# (A leading U+FEFF is a byte-order mark; U+FFFD counts as undecodable.)
+@given(
+    st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufeff\ufffd"))
+)
+def test_printable_utf8_text_comes_back_as_it_was(text: str) -> None:
+    assert decode_text(text.encode()) == text
 
 
 # -- /ask with files, through the core ----------------------------------------------------------
