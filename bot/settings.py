@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_tts_chars: int = Field(default=4096, alias="TOKBOT_MAX_TTS_CHARS", gt=0)
     max_audio_bytes: int = Field(default=25 * 1024 * 1024, alias="TOKBOT_MAX_AUDIO_BYTES", gt=0)
     max_image_bytes: int = Field(default=4 * 1024 * 1024, alias="TOKBOT_MAX_IMAGE_BYTES", gt=0)
+    #: Characters of attached files (text, PDF pages) put into one question, all files together.
+    max_file_chars: int = Field(default=60_000, alias="TOKBOT_MAX_FILE_CHARS", gt=0)
+    #: Largest attached file downloaded to be read (a bigger one gets a line saying so).
+    max_file_bytes: int = Field(default=20 * 1024 * 1024, alias="TOKBOT_MAX_FILE_BYTES", gt=0)
     rate_limit_per_minute: int = Field(default=20, alias="TOKBOT_RATE_LIMIT_PER_MINUTE", ge=0)
     stream_edit_interval: float = Field(default=1.0, alias="TOKBOT_STREAM_EDIT_INTERVAL", ge=0)
     #: TokModel commands one process runs at once; the rest wait in arrival order, told so.

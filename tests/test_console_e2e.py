@@ -117,6 +117,21 @@ async def test_media_commands_write_files_and_transcripts_join_the_history(
     )
 
 
+async def test_transcribe_with_answer_is_a_voice_question(
+    fake: FakeTokModel, tmp_path: Path
+) -> None:
+    clip = tmp_path / "question.wav"
+    write_wav(clip)
+    run = await console(f"/transcribe --answer {clip}\n/ask and then?\n", tmp_path, fake)
+    assert run.code == 0, run.err
+    transcript = run.out.index("🎙️ ")
+    answered = run.out.index("You said: «")
+    assert transcript < answered  # the transcript, then its answer
+    assert "(voice message): (stand-in transcript of question.wav" in run.out[answered:]
+    # Both are history: the follow-up sees the voice question and its answer.
+    assert "I can see 2 earlier message(s)" in run.out
+
+
 async def test_each_failure_is_explained_and_the_turn_kept(
     fake: FakeTokModel, tmp_path: Path
 ) -> None:

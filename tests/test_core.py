@@ -250,9 +250,11 @@ async def test_a_question_with_a_picture_says_the_picture_was_not_read(
     assert len(chat_requests(fake)) == 1  # the text was still answered
     await core.handle(message("ask", "", attachments=(picture,)), replier)
     assert "can't look at pictures" in replier.last and len(chat_requests(fake)) == 1
-    notes = Attachment("notes.pdf", "application/pdf", 10)
+    replier.files["notes.pdf"] = b"not a PDF after all"
+    notes = Attachment("notes.pdf", "application/pdf", 19)
     await core.handle(message("ask", "summarise", attachments=(notes,)), replier)
-    assert replier.last == "📎 I only read the text of a question, not attached files (notes.pdf)."
+    assert replier.last == "📎 I couldn't read notes.pdf as a PDF: it may be damaged."
+    assert len(chat_requests(fake)) == 2  # the question was answered all the same
 
 
 async def test_imagine_refuses_an_image_that_is_not_png(

@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.domain import Author, ConversationKey, TurnKind, TurnRole
@@ -143,3 +145,30 @@ async def test_alembic_cli_prints_sql_offline(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "CREATE TABLE turns" in done.stdout
     assert not (tmp_path / "never-created.db").exists()
+
+
+async def test_voice_modes_are_allowed_and_others_refused_by_the_database(store: Store) -> None:
+    """0005: the CHECK on channel_settings takes answer and speak (and still refuses the rest);
+    a downgrade turns those channels back into plain transcription."""
+    insert = text(
+        "INSERT INTO channel_settings (platform, workspace, channel, transcription_mode, "
+        "updated_by, updated_at) VALUES ('slack', 'T1', :channel, :mode, 'U1', 0)"
+    )
+    async with store.engine.begin() as conn:
+        for mode in ("answer", "speak"):
+            await conn.execute(insert, {"channel": f"C-{mode}", "mode": mode})
+    with pytest.raises(IntegrityError):
+        async with store.engine.begin() as conn:
+            await conn.execute(insert, {"channel": "C-shout", "mode": "shout"})
+
+    def downgrade(conn: Connection) -> None:
+        command.downgrade(alembic_config(conn), "0004")
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(downgrade)
+        modes = (await conn.execute(text("SELECT transcription_mode FROM channel_settings"))).all()
+        assert {m for (m,) in modes} == {"transcribe"}
+    with pytest.raises(IntegrityError):
+        async with store.engine.begin() as conn:
+            await conn.execute(insert, {"channel": "C-again", "mode": "answer"})
+    await store.upgrade()

@@ -43,7 +43,8 @@ class ConsoleReplier:
     platform_help = PlatformHelp(
         addressing=(
             "Type a question without a slash to ask it. `/imagine --image pic.png <change>` "
-            "edits a picture; `/transcribe <file>` stands in for a voice message."
+            "edits a picture; `/transcribe <file>` stands in for a voice message "
+            "(`/transcribe --answer <file>`: a voice question)."
         ),
         voice_messages=False,
     )

@@ -72,13 +72,19 @@ def build_tree(client: TokbotClient) -> app_commands.CommandTree[TokbotClient]:
         await run(interaction, "tts", text, {"voice": voice.value} if voice else {})
 
     @tree.command(name="transcribe", description="Transcribe an audio file")
-    @app_commands.describe(audio="The recording", translate="Translate it to English")
+    @app_commands.describe(
+        audio="The recording",
+        translate="Translate it to English",
+        answer="Then answer it as a question",
+    )
     async def transcribe(
-        interaction: discord.Interaction, audio: discord.Attachment, translate: bool = False
+        interaction: discord.Interaction,
+        audio: discord.Attachment,
+        translate: bool = False,
+        answer: bool = False,
     ) -> None:
-        await run(
-            interaction, "transcribe", "", {"translate": "true"} if translate else {}, [audio]
-        )
+        flags = {name: "true" for name, on in (("translate", translate), ("answer", answer)) if on}
+        await run(interaction, "transcribe", "", flags, [audio])
 
     @tree.command(name="forget", description="Start a fresh context here")
     async def forget(interaction: discord.Interaction) -> None:

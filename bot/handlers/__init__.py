@@ -36,10 +36,10 @@ def default_commands() -> list[CommandSpec]:
         ),
         CommandSpec(
             "transcribe",
-            "transcribe an audio file",
+            "transcribe an audio file (`translate`: to English; `answer`: then answer it)",
             "/transcribe <audio file>",
             media.transcribe,
-            flags=("translate",),
+            flags=("translate", "answer"),
             uses_tokmodel=True,
             takes_files=True,
         ),
@@ -72,7 +72,7 @@ def default_commands() -> list[CommandSpec]:
         CommandSpec(
             "transcription",
             "show or (admins) set what happens to voice messages",
-            "/transcription [off|transcribe|translate]",
+            "/transcription [off|transcribe|translate|answer|speak]",
             channel.transcription,
             reads_history=False,
         ),

@@ -11,6 +11,14 @@ from bot.tokmodel.kinds import KIND_NAMES
 from bot.wording import describe_tokmodel_error
 
 MAX_PERSONA_CHARS = 4000
+#: What each transcription mode does, as /transcription says it.
+MODE_MEANINGS = {
+    "off": "left alone",
+    "transcribe": "transcribed",
+    "translate": "translated to English",
+    "answer": "transcribed, then answered as a question",
+    "speak": "transcribed and answered, the answer also spoken",
+}
 _MODELS_SHOWN = 25
 
 
@@ -90,17 +98,21 @@ async def transcription(inv: Invocation) -> None:
     if not wanted:
         mode = (await core.store.channel_settings(inv.key)).transcription_mode
         await inv.reply(
-            f"🎙️ Voice messages here: {mode}. Admins can choose "
-            "`/transcription off|transcribe|translate`."
+            f"🎙️ Voice messages here: {mode} ({MODE_MEANINGS[mode]}). Admins can choose "
+            "`/transcription off|transcribe|translate|answer|speak`."
         )
         return
     if wanted not in TRANSCRIPTION_MODES:
-        raise UserError("Choose one of: off, transcribe, translate (to English).")
+        raise UserError(
+            "Choose one of: "
+            + "; ".join(f"`{name}` ({meaning})" for name, meaning in MODE_MEANINGS.items())
+            + "."
+        )
     inv.require_admin("change how voice messages are handled")
     await core.store.update_channel_settings(
         inv.key, updated_by=inv.author.id, transcription_mode=wanted
     )
-    await inv.reply(f"🎙️ Voice messages here: {wanted}.")
+    await inv.reply(f"🎙️ Voice messages here: {wanted} ({MODE_MEANINGS[wanted]}).")
 
 
 async def usage(inv: Invocation) -> None:
@@ -129,5 +141,8 @@ async def help_(inv: Invocation) -> None:
     if offered.addressing:
         lines.append(offered.addressing)
     if offered.voice_messages:
-        lines.append("Voice messages and audio uploads are transcribed (see `/transcription`).")
+        lines.append(
+            "Voice messages and audio uploads are transcribed, or answered as questions "
+            "(see `/transcription`)."
+        )
     await inv.reply("\n".join(lines), private=True)

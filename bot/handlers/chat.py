@@ -16,6 +16,7 @@ from bot.conversation import (
 )
 from bot.domain import BOT_AUTHOR, ThreadReader, Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
+from bot.handlers.attached import file_attachments, read_attached
 from bot.media import is_image_attachment
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
@@ -38,7 +39,7 @@ EMPTY_ASK = "Ask me something, e.g. `/ask what changed in the last release?`"
 async def ask(inv: Invocation) -> None:
     prompt = inv.text.strip()
     unread = _attachments_note(inv)
-    if not prompt:
+    if not prompt and not file_attachments(inv.incoming.attachments):
         raise UserError(unread or EMPTY_ASK)
     core, settings = inv.core, inv.core.settings
     if len(prompt) > settings.max_prompt_chars:
@@ -57,31 +58,32 @@ async def ask(inv: Invocation) -> None:
             f"That question is {len(prompt):,} characters long; the limit is "
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
-    await answer(inv, prompt)
-    if unread:
-        await inv.reply(unread)
+    files = await read_attached(inv)  # text files, logs, PDFs: read into the question
+    notes = [*files.notes, *([unread] if unread else [])]
+    if not prompt and not files.read:
+        raise UserError("\n".join(notes))
+    await answer(inv, files.question(prompt))
+    if notes:
+        await inv.reply("\n".join(notes))
 
 
 def _attachments_note(inv: Invocation) -> str | None:
-    """What to say about files sent with a question: the answer reads only the text."""
-    attached = inv.incoming.attachments
-    if not attached:
-        return None
-    if any(is_image_attachment(a) for a in attached):
+    """What to say about pictures sent with a question (files are read: `read_attached`)."""
+    if any(is_image_attachment(a) for a in inv.incoming.attachments):
         return (
             "🖼️ I can't look at pictures in a question. To change this one, send it again with "
             "`imagine` and the change, e.g. `imagine make it watercolour` (or `imagine` alone "
             "for a variation)."
         )
-    names = ", ".join(a.filename for a in attached)
-    return f"📎 I only read the text of a question, not attached files ({names})."
+    return None
 
 
-async def answer(inv: Invocation, prompt: str) -> None:
-    """Store `prompt` and stream TokModel's answer to the conversation so far (the core runs one
-    command at a time per conversation, so each answer sees the one before). People wait on one
-    database read before TokModel is asked: the question and the pending answer are stored while
-    TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
+async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT) -> str | None:
+    """Store `prompt` (typed, or a voice message's transcript: `kind`) and stream TokModel's
+    answer to the conversation so far (the core runs one command at a time per conversation, so
+    each answer sees the one before); return the answer, or None when it failed. People wait on
+    one database read before TokModel is asked: the question and the pending answer are stored
+    while TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
     `Store.add_exchange`, `Store.finish_answer`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
@@ -92,7 +94,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
     model = channel.model or settings.chat_model
     author = inv.author
     question = Turn(
-        0, TurnRole.USER, TurnKind.TEXT, prompt, author.id, author.name, TurnStatus.OK, 0
+        0, TurnRole.USER, kind, prompt, author.id, author.name, TurnStatus.OK, 0
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
@@ -103,6 +105,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
             author=author,
             platform_message_id=inv.incoming.message_id,
             model=model,
+            kind=kind,
         )
     )
     stream = core.tokmodel.chat_stream(messages, model)
@@ -152,7 +155,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         await store.update_turn(answer_turn, content=partial, status=status, error=error)
         await store.update_turn(user_turn, error=error)
         finished = True
-        return
+        return None
     finally:
         if not finished:
             # Cancelled (shutdown) or a bug: keep what was shown, marked as cut off.
@@ -178,6 +181,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         model=model,
         usage=usage,
     )
+    return text
 
 
 async def _show_cut_off(renderer: StreamRenderer) -> None:

@@ -15,6 +15,7 @@ from bot.domain import (
     TurnStatus,
 )
 from bot.errors import UserError
+from bot.handlers.chat import answer
 from bot.media import (
     is_audio_attachment,
     is_image_attachment,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from bot.core import Core
 
 IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1792x1024", "1024x1792")
-TRANSCRIPTION_MODES = ("off", "transcribe", "translate")
+TRANSCRIPTION_MODES = ("off", "transcribe", "translate", "answer", "speak")
 
 
 async def imagine(inv: Invocation) -> None:
@@ -149,6 +150,8 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     if automatic and mode == "off":
         return  # turned off while this waited its turn
     translate = mode == "translate" or "translate" in inv.options
+    # answer/speak: the transcript is a question (console: /transcribe --answer).
+    answering = mode in ("answer", "speak") or "answer" in inv.options
     audio = [a for a in inv.incoming.attachments if is_audio_attachment(a)]
     if not audio:
         if inv.incoming.attachments:
@@ -161,7 +164,50 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     async with core.downloads.hold(_reserve(attachment, settings.max_audio_bytes)):
         text = await _transcript(inv, attachment, translate=translate)
     label = "🎙️ (translated) " if translate else "🎙️ "
-    await inv.show(f"{label}{inv.author.name}: {text or '(no speech heard)'}")
+    shown = f"{label}{inv.author.name}: {text or '(no speech heard)'}"
+    if not (answering and text):
+        await _store_transcript(inv, text)
+        await inv.show(shown)
+        return
+    await inv.show(shown)
+    # Stored with its answer, as a question; the answer follows in the same thread/reply chain.
+    answered = await answer(inv, text, kind=TurnKind.TRANSCRIPT)
+    if answered and mode == "speak":
+        await _speak_answer(inv, answered)
+
+
+async def _store_transcript(inv: Invocation, text: str) -> None:
+    await inv.core.store.add_turn(
+        inv.key,
+        role=TurnRole.USER,
+        kind=TurnKind.TRANSCRIPT,
+        content=text,
+        author=inv.author,
+        platform_message_id=inv.incoming.message_id,
+    )
+
+
+async def _speak_answer(inv: Invocation, text: str) -> None:
+    """The answer as audio too (`speak` mode), in the default voice; the text stays the answer
+    of record, so a failure here is one line and nothing more."""
+    core, settings = inv.core, inv.core.settings
+    spoken = text[: settings.max_tts_chars]
+    try:
+        audio = await core.tokmodel.speech(
+            spoken, model=settings.tts_model, voice=settings.tts_voice, response_format="mp3"
+        )
+    except TokModelError as exc:
+        inv.tokmodel_failed(exc)
+        await inv.reply(
+            "🔊 No audio this time: " + describe_tokmodel_error(exc, model=settings.tts_model)
+        )
+        return
+    cut = " (the first part)" if len(spoken) < len(text) else ""
+    await inv.replier.upload(
+        OutgoingFile(audio, "tokbot-answer.mp3", "audio/mpeg", title=f"🔊 The answer{cut}"),
+        comment=None,
+    )
+    await core.record_usage(inv, model=settings.tts_model, usage=None)
 
 
 def _reserve(attachment: Attachment, limit: int) -> int:
@@ -170,7 +216,8 @@ def _reserve(attachment: Attachment, limit: int) -> int:
 
 
 async def _transcript(inv: Invocation, attachment: Attachment, *, translate: bool) -> str:
-    """Download, transcribe and store one audio attachment; return the text."""
+    """Download and transcribe one audio attachment; return the text (stored by the caller; a
+    failure is stored here)."""
     core, settings = inv.core, inv.core.settings
     data = await inv.replier.download(attachment, settings.max_audio_bytes)
     if len(data) > settings.max_audio_bytes:
@@ -201,17 +248,8 @@ async def _transcript(inv: Invocation, attachment: Attachment, *, translate: boo
             platform_message_id=inv.incoming.message_id,
         )
         raise
-    text = text.strip()
-    await core.store.add_turn(
-        inv.key,
-        role=TurnRole.USER,
-        kind=TurnKind.TRANSCRIPT,
-        content=text,
-        author=inv.author,
-        platform_message_id=inv.incoming.message_id,
-    )
     await core.record_usage(inv, model=settings.transcribe_model, usage=None)
-    return text
+    return text.strip()
 
 
 def _too_big(attachment: Attachment, limit: int) -> str:

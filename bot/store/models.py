@@ -32,7 +32,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-TRANSCRIPTION_MODES = ("off", "transcribe", "translate")
+#: What happens to a voice message in a channel (migration 0005 added answer and speak).
+TRANSCRIPTION_MODES = ("off", "transcribe", "translate", "answer", "speak")
 DEFAULT_TRANSCRIPTION_MODE = "transcribe"
 
 #: 64-bit ids on PostgreSQL; on SQLite a plain INTEGER PRIMARY KEY, which aliases the rowid.
@@ -97,7 +98,7 @@ class ChannelSettingsRow(Base):
     __tablename__ = "channel_settings"
     __table_args__ = (
         CheckConstraint(
-            "transcription_mode IN ('off', 'transcribe', 'translate')",
+            "transcription_mode IN ('off', 'transcribe', 'translate', 'answer', 'speak')",
             name="transcription_mode",
         ),
     )

@@ -232,9 +232,11 @@ class Store:
         author: Author,
         platform_message_id: str | None,
         model: str,
+        kind: TurnKind = TurnKind.TEXT,
     ) -> tuple[int, int]:
-        """Store a question and its answer-to-be (PENDING, by `model`) in one statement; return
-        both ids. Its transaction holds SQLite's single writer for that one INSERT."""
+        """Store a question (typed, or a voice message's transcript: `kind`) and its
+        answer-to-be (PENDING, by `model`) in one statement; return both ids. Its transaction
+        holds SQLite's single writer for that one INSERT."""
         question = _turn_values(
             0,
             role=TurnRole.USER,
@@ -243,6 +245,7 @@ class Store:
             status=TurnStatus.OK,
             platform_message_id=platform_message_id,
         )
+        question["kind"] = kind.value
         pending = _turn_values(
             0, role=TurnRole.ASSISTANT, content="", author=BOT_AUTHOR, status=TurnStatus.PENDING
         )

@@ -169,6 +169,9 @@ class RecordedRequest:
 # --------------------------------------------------------------------------- stand-in content
 
 
+_ATTACHED_FILE = re.compile(r"📎 ([^\n]+?) \([^()\n]*\):$", re.MULTILINE)
+
+
 def _role_content(message: Mapping[str, Any] | ChatMessage) -> tuple[str, str]:
     if isinstance(message, ChatMessage):
         return message.role, message.content
@@ -188,6 +191,9 @@ def stand_in_reply(messages: Sequence[Mapping[str, Any] | ChatMessage]) -> str:
     )
     if earlier > 0 and users:
         text += f" The first was: «{pairs[users[0]][1][:80]}»."
+    files = _ATTACHED_FILE.findall(said)  # tokbot quotes files as "📎 name (12 lines):"
+    if files:
+        text += f" Files I saw: {', '.join(files)}."
     system = next((c for role, c in pairs if role in ("system", "developer")), None)
     if system is not None:  # short: the bot sends its long default persona every time
         text += f" Persona: «{system if len(system) <= 40 else system[:39] + '…'}»."
