@@ -650,7 +650,11 @@ class FakeDiscord:
         private = " (only you can see this)" if message.ephemeral else ""
         files = "".join(f"\n  [file {name}, {len(data):,} bytes]" for name, data in message.files)
         text = "is thinking…" if message.loading else message.content
-        print(f"[{where}] tokbot {what}{private}:{' ' if text else ''}{text}{files}", flush=True)
+        buttons = "".join(f"\n  [{_button_face(b)}]" for b in buttons_of(message))
+        print(
+            f"[{where}] tokbot {what}{private}:{' ' if text else ''}{text}{files}{buttons}",
+            flush=True,
+        )
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket (as a network blip would); sessions stay resumable."""
@@ -1018,6 +1022,17 @@ class FakeDiscord:
         if message.channel_id in (str(self.channel_id), str(self.thread_id)):
             payload["guild_id"] = str(self.guild_id)
         return payload
+
+
+def buttons_of(message: FakeMessage) -> list[JSONDict]:
+    """The buttons a message carries, in order."""
+    return [item for row in message.components for item in row.get("components", [])]
+
+
+def _button_face(button: JSONDict) -> str:
+    emoji = button.get("emoji") or {}
+    face = " ".join(str(p) for p in (emoji.get("name"), button.get("label")) if p)
+    return f"{face or '(button)'} {button.get('custom_id') or button.get('url') or ''}".strip()
 
 
 async def _serve(host: str, port: int, token: str) -> None:
