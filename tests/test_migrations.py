@@ -32,6 +32,7 @@ TABLES = {
     "rate_events",
     "inbox",
     "processes",
+    "feedback",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 
