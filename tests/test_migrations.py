@@ -30,6 +30,9 @@ TABLES = {
     "rate_events",
     "inbox",
     "processes",
+    "budgets",
+    "usage_daily",
+    "alerts_sent",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 
