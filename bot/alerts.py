@@ -73,6 +73,7 @@ class Alerts:
         self._tasks: set[asyncio.Task[int]] = set()
         #: Why TokModel refuses us right now (for /healthz), or None.
         self.problem: str | None = None
+        self._admins: dict[tuple[str, str], set[str]] = {}
 
     def register(self, sink: AlertSink) -> None:
         self._sinks.append(sink)
@@ -80,6 +81,14 @@ class Alerts:
     def unregister(self, sink: AlertSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
+
+    def saw_admin(self, platform: str, workspace: str, user_id: str) -> None:
+        """A platform admin used the bot: alerts for this workspace may DM them too."""
+        self._admins.setdefault((platform, workspace), set()).add(user_id)
+
+    def admins_seen(self, platform: str, workspace: str) -> frozenset[str]:
+        """Admins of the workspace who used the bot since this process started."""
+        return frozenset(self._admins.get((platform, workspace), ()))
 
     # -- TokModel's health ----------------------------------------------------------------
 

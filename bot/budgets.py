@@ -270,13 +270,13 @@ def _budget_alert(status: BudgetStatus, now: float) -> Alert:
         ("budget", budget.platform, budget.workspace, budget.scope, status.subject, str(first_day))
     )
     whose = {
-        "user": f"<@{status.subject}>'s",
-        "default": f"<@{status.subject}>'s (default)",
-        "channel": f"<#{status.subject}>'s",
+        "user": f"user {status.subject}'s",
+        "default": f"user {status.subject}'s (default)",
+        "channel": f"channel {status.subject}'s",
     }[budget.scope]
     return Alert(
         kind,
-        f"🪙 tokbot: {whose} {budget.period}ly budget "
+        f"🪙 tokbot: {whose} {'daily' if budget.period == 'day' else 'monthly'} budget "
         f"({describe_limit(budget.tokens, budget.period)}) is {status.fraction:.0%} spent "
         f"({status.spent:,} tokens; {status.left:,} left). "
         f"It resets at {describe_reset(status.resets_at, now)}.",
