@@ -4,6 +4,7 @@ alerts by DM (conversations.open + chat.postMessage) once per hour, and /healthz
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -100,3 +101,36 @@ async def test_alerts_go_to_the_alert_channel_when_one_is_set(
         await slack.wait_for(lambda: bool(slack.texts("C0ALERTS")))
         assert "rejected the API key (401)" in slack.texts("C0ALERTS")[0]
         assert slack.calls_to("conversations.open") == []
+
+
+async def test_two_replicas_share_budgets_and_send_each_alert_once(
+    slack_settings: Callable[..., Settings], slack: FakeSlack, fake: FakeTokModel
+) -> None:
+    """Two Cores (each with its own store connections and Slack app) on one database, as two
+    replicas behind a load balancer: what one counts, the other refuses on."""
+    settings = slack_settings()
+    async with running(settings, slack, fake) as one, running(settings, slack, fake) as two:
+        await one.command("/budget", f"user <@{ALICE}> 10/day", user_id=BOB)
+        await one.private_replies(1, user=BOB)
+        await one.command("/ask", "hello")  # counted by replica one, past the budget
+        await one.replies(1)
+        await slack.wait_for(lambda: bool(slack.direct_messages(BOB)))  # the 80 % alert
+        sent = chats(fake)
+        await two.command("/ask", "more?")
+        assert "Not sent" in (await two.private_replies(1))[-1]
+        assert chats(fake) == sent
+        await two.command("/budget", "channel 5M/month", user_id=BOB)
+        await two.private_replies(2, user=BOB)
+        await one.command("/budget")
+        assert "this channel: 5M tokens a month" in (await one.private_replies(2))[-1]
+
+        # A 403 on each replica at once: the admins hear about it once.
+        fake.fail(Fault(status=403, times=2, path=CHAT))
+        await asyncio.gather(
+            one.command("/ask", "x", user_id=BOB), two.command("/ask", "y", user_id=BOB)
+        )
+        await slack.wait_for(lambda: len(slack.direct_messages(BOB)) == 2)
+        await one.replies(3)
+        await asyncio.gather(one.core.alerts.close(), two.core.alerts.close())
+        assert "out of credits" in slack.direct_messages(BOB)[1]
+        assert len(slack.direct_messages(BOB)) == 2
