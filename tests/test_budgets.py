@@ -19,13 +19,13 @@ from bot.budgets import (
     period_bounds,
 )
 from bot.core import Core
-from bot.domain import ConversationKey
+from bot.domain import Author, ConversationKey
 from bot.errors import UserError
 from bot.store import Store
 from bot.store.budgets import day_number
 from bot.tokmodel.fake import FakeTokModel
 from bot.tokmodel.types import Usage
-from tests.platform import ALICE, KEY, RecordingReplier, message
+from tests.platform import ADMIN, ALICE, KEY, RecordingReplier, message
 
 
 def epoch(*parts: int) -> float:
@@ -166,3 +166,42 @@ async def test_a_request_past_a_budget_is_refused_privately_and_not_sent(
     assert replier.order[-1] in replier.private
     assert "Not sent: this would go past your daily budget" in replier.last
     assert "tokens left" in replier.last or "nothing left" in replier.last
+
+
+async def test_budget_command_for_admins_and_everyone(
+    core: Core, replier: RecordingReplier
+) -> None:
+    async def say(text: str, author: Author = ADMIN) -> str:
+        await core.handle(message("budget", text, author=author), replier)
+        assert replier.order[-1] in replier.private  # every /budget reply is private
+        return replier.last
+
+    assert "you: no budget" in await say("", ALICE)
+    assert "Only admins" in await say("channel 5M/month", ALICE)
+    assert "This channel's budget is now 5M tokens a month" in await say("channel 5M/month")
+    assert "The default budget is now 100k tokens a day" in await say("default 100k/day")
+    assert "User 123's budget is now 1k tokens a day" in await say("user <@!123> 1k/day")
+    assert "User U9's budget is now 2k tokens a day" in await say("user <@U9|bob> 2000/day")
+    listed = await say("list")
+    assert "• the default: 100k tokens a day per person" in listed
+    assert "• user 123's: 1k tokens a day: 0 spent, 1,000 left" in listed
+    shown = await say("", ALICE)
+    assert "you (the default): 100k tokens a day: 0 spent" in shown
+    assert "this channel: 5M tokens a month: 0 spent" in shown
+    assert "user 123 (the default)" not in await say("user 123")
+    assert "Removed user 123's budget" in await say("user 123 off")
+    assert "had no budget" in await say("user 123 off")
+    assert "I got a name, not an id" in await say("user @bob 1k/day")
+    assert "I can't read `lots` as a budget" in await say("channel lots")
+    assert "I don't know `/budget week`" in await say("week")
+
+
+async def test_media_without_reported_usage_counts_the_documented_estimates(
+    core: Core, replier: RecordingReplier
+) -> None:
+    await core.handle(message("imagine", "--size 256x256 a lighthouse"), replier)
+    await core.handle(message("tts", "x" * 400), replier)
+    spent = await core.store.budgets.spent(
+        KEY.platform, KEY.workspace, "user", ALICE.id, first_day=day_number(time.time())
+    )
+    assert spent == image_tokens("256x256") + 101  # 250, and 400 characters / 4 + 1
