@@ -225,18 +225,24 @@ class Budgets:
         self, key: ConversationKey, user_id: str, *, now: float | None = None
     ) -> Statuses:
         """The person's budget (their own, else the default) and the channel's, where they
-        stand now; one read when there are none."""
-        found = await self._store.budgets.applying(
-            key.platform, key.workspace, user_id=user_id, channel=key.channel
+        stand now, in one read."""
+        now = time.time() if now is None else now
+        found = await self._store.budgets.standing(
+            key.platform,
+            key.workspace,
+            user_id=user_id,
+            channel=key.channel,
+            today=day_number(now),
+            month_first_day=period_bounds("month", now)[0],
         )
         if not found:
             return Statuses(None, None)
-        by_scope: Mapping[str, StoredBudget] = {b.scope: b for b in found}
+        by_scope = {budget.scope: (budget, spent) for budget, spent in found}
         person = by_scope.get("user") or by_scope.get("default")
         channel = by_scope.get("channel")
         return Statuses(
-            await self.status(person, user_id=user_id, now=now) if person else None,
-            await self.status(channel, now=now) if channel else None,
+            _status(person, user_id, now) if person else None,
+            _status(channel, key.channel, now) if channel else None,
         )
 
     async def check(self, key: ConversationKey, user_id: str, *, estimate: int) -> None:
@@ -256,6 +262,11 @@ class Budgets:
         for status in (await self.statuses(key, user_id, now=now)).all():
             if status.fraction >= ALERT_FRACTION:
                 self._alerts.notify(_budget_alert(status, now), quiet_seconds=_period(status))
+
+
+def _status(found: tuple[StoredBudget, int], subject: str, now: float) -> BudgetStatus:
+    budget, spent = found
+    return BudgetStatus(budget, subject, spent, period_bounds(budget.period, now)[1])
 
 
 def _period(status: BudgetStatus) -> float:

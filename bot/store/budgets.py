@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select
+from sqlalchemy import bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.database import Database, Session
@@ -131,7 +131,33 @@ class BudgetStore:
                     {"platform": platform, "workspace": workspace, "user": user_id, "ch": channel},
                 )
             ).all()
-        return [_budget(row) for row in rows]
+        found = [_budget(row) for row in rows]
+        return [b for b in found if _belongs(b, user_id, channel)]
+
+    async def standing(
+        self,
+        platform: str,
+        workspace: str,
+        *,
+        user_id: str,
+        channel: str,
+        today: int,
+        month_first_day: int,
+    ) -> list[tuple[StoredBudget, int]]:
+        """As `applying`, each with the tokens spent in its current period (a default budget:
+        `user_id`'s), in one read: the check before every TokModel request."""
+        params = {
+            "platform": platform,
+            "workspace": workspace,
+            "user": user_id,
+            "ch": channel,
+            "today": today,
+            "month_first": month_first_day,
+        }
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(_STANDING, params)).all()
+        found = [(_budget(row), int(row.spent)) for row in rows]
+        return [(b, spent) for b, spent in found if _belongs(b, user_id, channel)]
 
     async def spent(
         self, platform: str, workspace: str, scope: str, subject: str, *, first_day: int
@@ -268,15 +294,38 @@ def _alert_claim(dialect: str) -> Any:
     ).returning(AlertSentRow.kind)
 
 
+#: The user's, the channel's and the default budget, by at most nine primary-key lookups (IN on
+#: both columns; an OR of the three pairs made SQLite read every budget of the workspace). The
+#: pairs that do not belong together are dropped by `_belongs`.
 _APPLYING = select(BudgetRow).where(
     BudgetRow.platform == bindparam("platform"),
     BudgetRow.workspace == bindparam("workspace"),
-    or_(
-        and_(BudgetRow.scope == "user", BudgetRow.subject == bindparam("user")),
-        and_(BudgetRow.scope == "channel", BudgetRow.subject == bindparam("ch")),
-        and_(BudgetRow.scope == "default", BudgetRow.subject == ""),
-    ),
+    BudgetRow.scope.in_(("user", "channel", "default")),
+    BudgetRow.subject.in_((bindparam("user"), bindparam("ch"), "")),
 )
+
+
+def _belongs(budget: StoredBudget, user_id: str, channel: str) -> bool:
+    wanted = {"user": user_id, "channel": channel, "default": ""}
+    return wanted[budget.scope] == budget.subject
+
+
+_IS_DEFAULT = BudgetRow.scope == "default"
+#: Tokens spent in a budget's current period (correlated with its row in `_STANDING`).
+_SPENT_IN_PERIOD = (
+    select(func.coalesce(func.sum(UsageDailyRow.tokens), 0))
+    .where(
+        UsageDailyRow.platform == BudgetRow.platform,
+        UsageDailyRow.workspace == BudgetRow.workspace,
+        UsageDailyRow.scope == case((_IS_DEFAULT, "user"), else_=BudgetRow.scope),
+        UsageDailyRow.subject == case((_IS_DEFAULT, bindparam("user")), else_=BudgetRow.subject),
+        UsageDailyRow.day
+        >= case((BudgetRow.period == "day", bindparam("today")), else_=bindparam("month_first")),
+    )
+    .correlate(BudgetRow)
+    .scalar_subquery()
+)
+_STANDING = _APPLYING.add_columns(_SPENT_IN_PERIOD.label("spent"))
 _SPENT = select(func.coalesce(func.sum(UsageDailyRow.tokens), 0)).where(
     UsageDailyRow.platform == bindparam("platform"),
     UsageDailyRow.workspace == bindparam("workspace"),
