@@ -253,7 +253,7 @@ class Budgets:
             if status.spent + max(1, estimate) > status.budget.tokens:
                 raise BudgetExceeded(status, now)
 
-    async def spent(self, key: ConversationKey, user_id: str) -> None:
+    async def after_usage(self, key: ConversationKey, user_id: str) -> None:
         """After a request's usage is stored: tell the admins about a budget that passed 80 %
         (once per budget and period, across replicas)."""
         if self._alerts is None:

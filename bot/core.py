@@ -114,7 +114,7 @@ class Core:
             model=model,
             usage=usage,
         )
-        await self.budgets.spent(invocation.key, invocation.author.id)
+        await self.budgets.after_usage(invocation.key, invocation.author.id)
 
     # -- dispatch -------------------------------------------------------------------------
 
