@@ -138,8 +138,6 @@ class BudgetStatus:
         period = "daily" if self.budget.period == "day" else "monthly"
         if self.budget.scope == "channel":
             return f"this channel's {period} budget"
-        if self.budget.scope == "default":
-            return f"your {period} budget (the default for everyone)"
         return f"your {period} budget"
 
     def line(self, now: float) -> str:
@@ -167,11 +165,13 @@ class BudgetExceeded(UserError):
 
     def __init__(self, status: BudgetStatus, now: float) -> None:
         self.status = status
+        budget = status.budget
         left = f"{status.left:,} tokens left" if status.left else "nothing left"
+        default = " (the default for everyone)" if budget.scope == "default" else ""
         super().__init__(
-            f"🪙 Not sent: this would go past {status.name} "
-            f"({describe_limit(status.budget.tokens, status.budget.period)}), which has "
-            f"{left}. It resets at {describe_reset(status.resets_at, now)}. "
+            f"🪙 Not sent: this would go past {status.name} of "
+            f"{describe_limit(budget.tokens, budget.period)}{default}: {left}. "
+            f"It resets at {describe_reset(status.resets_at, now)}. "
             "An admin can change it with `/budget`."
         )
 

@@ -144,7 +144,8 @@ async def test_statuses_and_check(store: Store) -> None:
     await budgets.check(key, "U1", estimate=5)
     with pytest.raises(BudgetExceeded) as refused:
         await budgets.check(key, "U1", estimate=6)
-    assert "your daily budget (the default for everyone) (100 tokens a day)" in str(refused.value)
+    said = str(refused.value)
+    assert "past your daily budget of 100 tokens a day (the default for everyone): " in said
     assert "5 tokens left" in str(refused.value) and "00:00 UTC" in str(refused.value)
     await budgets.check(key, "U2", estimate=100)  # the default counts each person apart
     await budgets.set("slack", "T1", "user", "U2", Limit(1_000_000, "day"), by="A")

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, select
+from sqlalchemy import Integer, String, bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.database import Database, Session
@@ -318,9 +318,13 @@ _SPENT_IN_PERIOD = (
         UsageDailyRow.platform == BudgetRow.platform,
         UsageDailyRow.workspace == BudgetRow.workspace,
         UsageDailyRow.scope == case((_IS_DEFAULT, "user"), else_=BudgetRow.scope),
-        UsageDailyRow.subject == case((_IS_DEFAULT, bindparam("user")), else_=BudgetRow.subject),
+        UsageDailyRow.subject
+        == case((_IS_DEFAULT, bindparam("user", type_=String)), else_=BudgetRow.subject),
         UsageDailyRow.day
-        >= case((BudgetRow.period == "day", bindparam("today")), else_=bindparam("month_first")),
+        >= case(
+            (BudgetRow.period == "day", bindparam("today", type_=Integer)),
+            else_=bindparam("month_first", type_=Integer),
+        ),
     )
     .correlate(BudgetRow)
     .scalar_subquery()

@@ -55,7 +55,7 @@ async def test_a_budget_set_with_a_mention_refuses_and_alerts_the_admins(
     sent = chats(fake)
     await bot.command("/ask", "and again")
     refusal = (await bot.private_replies(2))[-1]
-    assert "Not sent: this would go past your daily budget (10 tokens a day)" in refusal
+    assert "Not sent: this would go past your daily budget of 10 tokens a day:" in refusal
     assert "nothing left" in refusal and "resets at 00:00 UTC" in refusal
     assert chats(fake) == sent  # nothing went to TokModel
     assert bot.slack.texts(CHANNEL) == [answer]  # the refusal was private
