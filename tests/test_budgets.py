@@ -21,6 +21,7 @@ from bot.budgets import (
 from bot.core import Core
 from bot.domain import Author, ConversationKey
 from bot.errors import UserError
+from bot.settings import load_settings
 from bot.store import Store
 from bot.store.budgets import day_number
 from bot.tokmodel.fake import FakeTokModel
@@ -69,6 +70,13 @@ def test_format_tokens_and_image_estimate() -> None:
         7000,
         4000,
     ]
+
+
+def test_alert_channels_per_platform() -> None:
+    settings = load_settings({"TOKBOT_ALERT_CHANNEL": "slack:C0A, discord:123, C0B, 456, slack:"})
+    assert settings.alert_channels("slack") == ["C0A", "C0B"]
+    assert settings.alert_channels("discord") == ["123", "456"]
+    assert load_settings({}).alert_channels("slack") == []
 
 
 def test_period_bounds_in_utc() -> None:

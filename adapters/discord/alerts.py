@@ -2,8 +2,9 @@
 server's owner, the users in TOKBOT_ADMIN_USER_IDS and the admins (Manage Server or an admin
 role) seen using the bot; or a message in the channel(s) TOKBOT_ALERT_CHANNEL names for Discord.
 
-Members of DISCORD_ADMIN_ROLE_IDS are not listed from the server: that needs the privileged
-Server Members intent, which tokbot does not ask for."""
+Members of DISCORD_ADMIN_ROLE_IDS are reached only as far as discord.py has them cached (people
+seen talking): listing a role's members needs the privileged Server Members intent, which
+tokbot does not ask for."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class DiscordAlerts:
         self._channels = [int(c) for c in settings.alert_channels(self.platform) if c.isdigit()]
         # Discord ids are snowflakes (digits); TOKBOT_ADMIN_USER_IDS may hold Slack ids too.
         self._admin_ids = {int(i) for i in settings.admin_ids if i.isdigit()}
+        self._admin_roles = translate.admin_role_ids(settings)
 
     async def send_alert(self, alert: Alert) -> int:
         guilds = [
@@ -43,6 +45,9 @@ class DiscordAlerts:
         for guild in guilds:
             if guild.owner_id is not None:
                 people.add(guild.owner_id)
+            for role_id in self._admin_roles:
+                role = guild.get_role(role_id)
+                people.update(m.id for m in (role.members if role else ()) if not m.bot)
             seen = self._alerts.admins_seen(self.platform, str(guild.id))
             people.update(int(i) for i in seen if i.isdigit())
         reached = 0
