@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import hashlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -280,6 +281,8 @@ def _budget_alert(status: BudgetStatus, now: float) -> Alert:
     kind = ":".join(
         ("budget", budget.platform, budget.workspace, budget.scope, status.subject, str(first_day))
     )
+    if len(kind) > 200:  # (alerts_sent.kind holds 255; platform ids are far shorter)
+        kind = "budget:" + hashlib.sha256(kind.encode()).hexdigest()
     whose = {
         "user": f"user {status.subject}'s",
         "default": f"user {status.subject}'s (default)",
