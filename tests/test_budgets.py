@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bot.alerts import Alerts
 from bot.budgets import (
     BudgetExceeded,
     Budgets,
@@ -214,3 +215,12 @@ async def test_media_without_reported_usage_counts_the_documented_estimates(
         KEY.platform, KEY.workspace, "user", ALICE.id, first_day=day_number(time.time())
     )
     assert spent == image_tokens("256x256") + 101  # 250, and 400 characters / 4 + 1
+
+
+async def test_admins_seen_are_shared_through_the_database(store: Store) -> None:
+    one, two = Alerts(store), Alerts(store)
+    one.saw_admin("slack", "T1", "U0ADA")
+    one.saw_admin("slack", "T1", "U0ADA")  # stored once per process
+    await one.close()
+    assert await two.admins_seen("slack", "T1") == {"U0ADA"}
+    assert await two.admins_seen("slack", "T2") == frozenset()

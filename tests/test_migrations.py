@@ -33,6 +33,7 @@ TABLES = {
     "budgets",
     "usage_daily",
     "alerts_sent",
+    "admins_seen",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

@@ -48,7 +48,7 @@ class DiscordAlerts:
             for role_id in self._admin_roles:
                 role = guild.get_role(role_id)
                 people.update(m.id for m in (role.members if role else ()) if not m.bot)
-            seen = self._alerts.admins_seen(self.platform, str(guild.id))
+            seen = await self._alerts.admins_seen(self.platform, str(guild.id))
             people.update(int(i) for i in seen if i.isdigit())
         reached = 0
         for user_id in sorted(people):

@@ -1,5 +1,5 @@
 """Admin alerts on Slack: a DM (conversations.open, then chat.postMessage) to each user in
-TOKBOT_ADMIN_USER_IDS and each workspace admin who used the bot, or a post in the channel(s)
+TOKBOT_ADMIN_USER_IDS and each workspace admin who has used the bot (any replica), or a post in the channel(s)
 TOKBOT_ALERT_CHANNEL names for Slack instead."""
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class SlackAlerts:
         text = translate.to_slack(alert.text)
         if self._channels:
             return sum([await self._post(channel, text) for channel in self._channels])
-        people = set(self._admin_ids) | self._alerts.admins_seen(self.platform, self.team_id)
+        seen = await self._alerts.admins_seen(self.platform, self.team_id)
+        people = set(self._admin_ids) | seen
         reached = 0
         for user in sorted(people):
             reached += await self._direct_message(user, text)

@@ -18,7 +18,7 @@ from sqlalchemy import Integer, String, bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.database import Database, Session
-from bot.store.models import AlertSentRow, BudgetRow, UsageDailyRow
+from bot.store.models import AdminSeenRow, AlertSentRow, BudgetRow, UsageDailyRow
 
 SCOPES = ("user", "channel", "default")
 PERIODS = ("day", "month")
@@ -212,6 +212,19 @@ class BudgetStore:
         """Let `kind` be sent again at once (its delivery failed everywhere)."""
         await self._db.write(delete(AlertSentRow).where(AlertSentRow.kind == kind))
 
+    async def saw_admin(self, platform: str, workspace: str, user_id: str) -> None:
+        """Remember a platform admin who used the bot (alerts may DM them)."""
+        row = {"platform": platform, "workspace": workspace, "user_id": user_id}
+        await self._db.write(_admin_upsert(self._dialect), {**row, "seen_at": time.time()})
+
+    async def admins_seen(self, platform: str, workspace: str) -> list[str]:
+        """The admins of a workspace who used the bot (by any replica, ever)."""
+        query = select(AdminSeenRow.user_id).where(
+            AdminSeenRow.platform == platform, AdminSeenRow.workspace == workspace
+        )
+        async with self._db.reading() as conn:
+            return [str(u) for u in (await conn.execute(query)).scalars()]
+
 
 async def count_daily(conn: Session, usage_row: Mapping[str, Any], *, dialect: str) -> None:
     """Add one usage record (the values of a `usage_records` row) to its user's and channel's
@@ -279,6 +292,15 @@ def _daily_upsert(dialect: str) -> Any:
             "requests": UsageDailyRow.requests + statement.excluded.requests,
             "tokens": UsageDailyRow.tokens + statement.excluded.tokens,
         },
+    )
+
+
+@functools.cache
+def _admin_upsert(dialect: str) -> Any:
+    statement = _insert(dialect)(AdminSeenRow)
+    return statement.on_conflict_do_update(
+        index_elements=["platform", "workspace", "user_id"],
+        set_={"seen_at": statement.excluded.seen_at},
     )
 
 
