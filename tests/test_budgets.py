@@ -127,6 +127,11 @@ async def test_usage_is_counted_per_day_for_user_and_channel(store: Store) -> No
     assert await spent("slack", "T1", "user", "U1", first_day=today + 1) == 0
     daily = await store.budgets.daily_usage("slack", "T1", since_day=today - 30, scope="user")
     assert [(d.subject, d.day, d.requests, d.tokens) for d in daily] == [("U1", today, 3, 17)]
+    everywhere = await store.budgets.daily_usage(since_day=today, scope="channel")
+    assert [(d.platform, d.workspace, d.subject, d.tokens) for d in everywhere] == [
+        ("slack", "T1", "C1", 17),
+        ("slack", "T1", "C2", 0),
+    ]
 
 
 async def test_an_alert_is_claimed_once_per_quiet_period(store: Store) -> None:

@@ -1,6 +1,6 @@
 """Admin alerts on Slack: a DM (conversations.open, then chat.postMessage) to each user in
-TOKBOT_ADMIN_USER_IDS and each workspace admin who has used the bot (any replica), or a post in the channel(s)
-TOKBOT_ALERT_CHANNEL names for Slack instead."""
+TOKBOT_ADMIN_USER_IDS and each workspace admin who has used the bot (seen by any replica), or a
+post in the channel(s) TOKBOT_ALERT_CHANNEL names for Slack instead."""
 
 from __future__ import annotations
 

@@ -54,6 +54,8 @@ class DailyUsage:
     day: int
     requests: int
     tokens: int
+    platform: str = ""
+    workspace: str = ""
 
 
 class BudgetStore:
@@ -176,20 +178,22 @@ class BudgetStore:
 
     async def daily_usage(
         self,
-        platform: str,
-        workspace: str,
+        platform: str | None = None,
+        workspace: str | None = None,
         *,
         since_day: int,
         scope: str | None = None,
         subject: str | None = None,
     ) -> list[DailyUsage]:
-        """Requests and tokens per UTC day since `since_day`, per user and channel (narrowed to
-        a scope, and a subject), oldest first: what the admin page charts."""
-        query = select(UsageDailyRow).where(
-            UsageDailyRow.platform == platform,
-            UsageDailyRow.workspace == workspace,
-            UsageDailyRow.day >= since_day,
-        )
+        """Requests and tokens per UTC day since `since_day`, per user and channel, oldest
+        first: what the admin page charts. Narrowed to a platform, a workspace, a scope ("user"
+        or "channel": every request counts once in each), a subject; None: all of them (without
+        a platform, it reads the table's rows since that day, for the admin page only)."""
+        query = select(UsageDailyRow).where(UsageDailyRow.day >= since_day)
+        if platform is not None:
+            query = query.where(UsageDailyRow.platform == platform)
+        if workspace is not None:
+            query = query.where(UsageDailyRow.workspace == workspace)
         if scope is not None:
             query = query.where(UsageDailyRow.scope == scope)
         if subject is not None:
@@ -197,7 +201,10 @@ class BudgetStore:
         query = query.order_by(UsageDailyRow.day, UsageDailyRow.scope, UsageDailyRow.subject)
         async with self._db.reading() as conn:
             rows = (await conn.execute(query)).all()
-        return [DailyUsage(r.scope, r.subject, r.day, r.requests, r.tokens) for r in rows]
+        return [
+            DailyUsage(r.scope, r.subject, r.day, r.requests, r.tokens, r.platform, r.workspace)
+            for r in rows
+        ]
 
     async def claim_alert(self, kind: str, *, quiet_seconds: float) -> bool:
         """True when this process should send the alert `kind` now: none was sent (by any
