@@ -33,6 +33,10 @@ TABLES = {
     "inbox",
     "processes",
     "feedback",
+    "budgets",
+    "usage_daily",
+    "alerts_sent",
+    "admins_seen",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

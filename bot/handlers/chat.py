@@ -189,6 +189,7 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         usage=usage,
         status=status,
     )
+    await core.budgets.after_usage(inv.key, inv.author.id)  # (alerts admins past 80 %)
     return text
 
 
