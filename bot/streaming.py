@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.domain import Replier
+from bot.domain import NativeStream, NativeStreamer, Replier
 from bot.logs import SecretRedactor
 from bot.text import split_message
 
@@ -25,6 +25,11 @@ class StreamRenderer:
     Secrets are scrubbed from the whole text, never piece by piece (a model streams a key a few
     characters at a time), and while the answer grows, a tail that could be the start of a
     secret is held back until the next piece shows whether it is one.
+
+    A replier that streams natively (`NativeStreamer`) gets each message as appends instead of
+    edits. An append can't be taken back, so only text that extends what was given is
+    appended; should scrubbing ever change text already given, the message waits for the end
+    and is then replaced as a whole (`Replier.edit`).
     """
 
     def __init__(
@@ -57,6 +62,11 @@ class StreamRenderer:
         self._last_edit = 0.0
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Native streaming: the replier that offers it (None: post and edit), the open stream,
+        # and what it was given (scrubbed; only ever extended).
+        self._streamer = replier if isinstance(replier, NativeStreamer) else None
+        self._stream: NativeStream | None = None
+        self._streamed = ""
 
     @property
     def text(self) -> str:
@@ -103,7 +113,7 @@ class StreamRenderer:
         self._text = shown + suffix
         if not self._text.strip():
             self._text = "…"  # platforms refuse empty messages
-        await self._render()
+        await self._render(final=True)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -128,14 +138,18 @@ class StreamRenderer:
                 except Exception:
                     log.warning("could not save the answer so far", exc_info=True)
 
-    async def _render(self) -> None:
+    async def _render(self, *, final: bool = False) -> None:
         async with self._lock:
             # The whole text, re-split: a piece may hold more than its share of the text (a code
             # block closed and reopened), and the pieces before the last never change.
             pieces = split_message(self._text, self._limit)[len(self._frozen) :]
             for index, piece in enumerate(pieces):
+                closing = final or index < len(pieces) - 1
                 if self._open is None:
-                    self._open = (await self._replier.post(piece), piece)
+                    self._open = (await self._show_new(piece, closing), piece)
+                elif self._stream is not None:
+                    await self._extend_stream(piece, closing)
+                    self._open = (self._open[0], piece)
                 elif piece != self._open[1]:
                     await self._replier.edit(self._open[0], piece)
                     self._open = (self._open[0], piece)
@@ -143,3 +157,35 @@ class StreamRenderer:
                     # A full message: freeze it; the rest continues in a new one.
                     self._frozen.append(self._open[0])
                     self._open = None
+
+    async def _show_new(self, piece: str, closing: bool) -> str:
+        """Post `piece` as a new message (streamed when the replier can); return its id."""
+        if self._streamer is not None:
+            stream = await self._streamer.start_stream(piece)
+            if stream is None:
+                self._streamer = None  # not available: post and edit for the rest
+            else:
+                self._stream, self._streamed = stream, piece
+                if closing:
+                    await self._extend_stream(piece, closing)
+                return stream.message_id
+        return await self._replier.post(piece)
+
+    async def _extend_stream(self, piece: str, closing: bool) -> None:
+        """Append what `piece` adds to the open stream (and stop it when `closing`)."""
+        stream = self._stream
+        assert stream is not None
+        if piece.startswith(self._streamed):
+            added = piece[len(self._streamed) :]
+            if closing:
+                await stream.stop(added)
+                self._stream = None
+            elif added:
+                await stream.append(added)
+            self._streamed = piece
+        elif closing:
+            # Scrubbing changed text already given (a longer secret completed): end the
+            # stream, then show the message as it must read.
+            await stream.stop()
+            self._stream = None
+            await self._replier.edit(stream.message_id, piece)

@@ -21,8 +21,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.drain import drain_tasks
 from adapters.slack import translate
+from adapters.slack.assistant import THINKING, Pane, pane_thread, set_status
 from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
 from adapters.slack.replier import SlackReplier
+from adapters.slack.streaming import Mode, StreamingPolicy
 from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
 from bot.core import Core
@@ -50,6 +52,7 @@ class SlackBot:
         edit_interval: float = 1.0,
         edits_per_minute: int = SLACK_UPDATES_PER_MINUTE,
         edit_window: float = 60.0,
+        streaming: Mode = "auto",
     ) -> None:
         self._core = core
         self._token = token
@@ -69,6 +72,8 @@ class SlackBot:
         )
         self.users = UserDirectory(self.client)
         self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
+        self.streaming = StreamingPolicy(streaming)
+        self.pane = Pane(self.client)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
@@ -88,6 +93,8 @@ class SlackBot:
         self.app.command(re.compile(r"^/\S+$"))(self._on_command)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
+        self.app.event("assistant_thread_started")(self._on_thread_started)
+        self.app.event("assistant_thread_context_changed")(self._on_context_changed)
 
     # -- listeners: store, ack, then work in the background ------------------------------------
     # Each event is stored (`Core.accept`, one INSERT) before the ack goes out, so an
@@ -142,6 +149,21 @@ class SlackBot:
         else:
             await ack()
 
+    async def _on_thread_started(self, ack: AsyncAck, event: dict[str, Any]) -> None:
+        """The assistant pane opened a new thread: greet, and suggest prompts (no TokModel call,
+        so nothing to store before the ack)."""
+        await ack()
+        thread = pane_thread(event)
+        if thread is not None and not self.closing:
+            self._spawn_plain(self.pane.started(thread))
+
+    async def _on_context_changed(self, ack: AsyncAck, event: dict[str, Any]) -> None:
+        """The person moved to another channel with the pane open: prompts about that one."""
+        await ack()
+        thread = pane_thread(event)
+        if thread is not None and not self.closing:
+            self._spawn_plain(self.pane.context_changed(thread))
+
     async def _accept_event(
         self,
         ack: AsyncAck,
@@ -189,7 +211,16 @@ class SlackBot:
     async def _run_event(
         self, event: dict[str, Any], context: AsyncBoltContext, incoming: Incoming, ticket: Ticket
     ) -> None:
+        status = False
         with self._core.handing_over(ticket):  # cancelled (stopping): answered after a restart
+            if incoming.command == "ask" and translate.is_direct_message(event):
+                # In DMs (and the assistant pane, a DM thread) Slack shows "tokbot is thinking…"
+                # until the first reply; it stands in for the placeholder message.
+                status = await set_status(
+                    self.client, incoming.key.channel, incoming.key.thread, THINKING
+                )
+                if event.get("thread_ts") and not await self._core.store.history(incoming.key, 1):
+                    await self.pane.title(incoming.key.channel, incoming.key.thread, incoming.text)
             author = await self.users.author(incoming.author.id)
             incoming = dataclasses.replace(incoming, author=author)
             ts, thread_ts = event.get("ts"), event.get("thread_ts")
@@ -205,8 +236,14 @@ class SlackBot:
                     bot_user_id=context.bot_user_id,
                     bot_id=context.bot_id,
                 )
-            replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
-        await self._core.handle(incoming, replier, ticket)
+            replier = self._replier(
+                incoming, thread_ts=incoming.key.thread, thread=thread, status_shown=status
+            )
+        try:
+            await self._core.handle(incoming, replier, ticket)
+        finally:
+            if status and not replier.posted:  # no reply cleared it (a private one, or none)
+                await set_status(self.client, incoming.key.channel, incoming.key.thread, "")
 
     async def _recover(
         self, incoming: Incoming, route: Mapping[str, str]
@@ -227,6 +264,7 @@ class SlackBot:
         thread_ts: str | None,
         response_url: str | None = None,
         thread: SlackThread | None = None,
+        status_shown: bool = False,
     ) -> SlackReplier:
         return SlackReplier(
             self.client,
@@ -240,6 +278,9 @@ class SlackBot:
             thread=thread,
             user_id=incoming.author.id,
             budget=self._budgets.get(incoming.key.workspace),
+            workspace=incoming.key.workspace,
+            streaming=self.streaming,
+            status_shown=status_shown,
         )
 
     # -- background tasks ----------------------------------------------------------------------
@@ -250,6 +291,12 @@ class SlackBot:
             self._core.release(ticket)  # stored: answered after the restart, or by a replica
             log.warning("Slack request acknowledged while shutting down; not handled")
             return
+        task = asyncio.create_task(self._guard(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn_plain(self, work: Coroutine[Any, Any, None]) -> None:
+        """Background work that answers no stored event (the assistant pane's greeting)."""
         task = asyncio.create_task(self._guard(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

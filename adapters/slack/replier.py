@@ -1,6 +1,7 @@
 """How the core speaks in one Slack conversation: messages with chat.postMessage / chat.update in
-the right channel and thread, private replies through a command's response_url or
-chat.postEphemeral, files with files_upload_v2, and downloads of shared files."""
+the right channel and thread (or streamed natively: `adapters.slack.streaming`), private replies
+through a command's response_url or chat.postEphemeral, files with files_upload_v2, and
+downloads of shared files."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.budget import EditBudget
+from adapters.slack.streaming import SlackStream, StreamingPolicy
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
 from bot.domain import Attachment, EarlierMessage, OutgoingFile, PlatformHelp
@@ -73,6 +75,9 @@ class SlackReplier:
         thread: SlackThread | None = None,
         user_id: str | None = None,
         budget: EditBudget | None = None,
+        workspace: str = "",
+        streaming: StreamingPolicy | None = None,
+        status_shown: bool = False,
     ) -> None:
         self._client = client
         self._session = session
@@ -89,6 +94,18 @@ class SlackReplier:
         self._thread = thread
         #: `bot.domain.ThreadReader`: the mention replies in a thread people started before.
         self.in_existing_thread = thread is not None
+        self.workspace = workspace
+        self._streaming = streaming
+        # Native streams are replies in a thread (chat.startStream requires thread_ts).
+        self._native = (
+            streaming is not None and self.thread_ts is not None and streaming.native(workspace)
+        )
+        #: Whether a message everyone sees was posted (it clears the thinking status).
+        self.posted = False
+        # No placeholder when the answer streams natively (it starts with its first words) or
+        # Slack shows the thinking status until then.
+        if self._native or status_shown:
+            self.stream_placeholder = None
 
     async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
         return await self._thread.earlier_messages(limit) if self._thread is not None else []
@@ -132,6 +149,29 @@ class SlackReplier:
         )
         return ""
 
+    async def start_stream(self, markdown: str) -> SlackStream | None:
+        """`bot.domain.NativeStreamer`: chat.startStream, or None (then the renderer posts) when
+        this workspace doesn't stream natively or Slack refuses it (`StreamingPolicy.refused`)."""
+        policy = self._streaming
+        if not self._native or policy is None or not policy.native(self.workspace):
+            return None
+        recipient = None
+        if not self.channel.startswith("D") and self.user_id:  # required outside DMs
+            recipient = (self.user_id, self.workspace)
+        try:
+            stream = await SlackStream.start(
+                self._client,
+                channel=self.channel,
+                thread_ts=str(self.thread_ts),
+                markdown=markdown,
+                recipient=recipient,
+            )
+        except SlackApiError as exc:
+            policy.refused(self.workspace, exc)
+            return None
+        self.posted = self.posted or stream is not None
+        return stream
+
     async def _post(self, text: str) -> str:
         response = await self._client.chat_postMessage(
             channel=self.channel,
@@ -140,6 +180,7 @@ class SlackReplier:
             unfurl_links=False,
             unfurl_media=False,
         )
+        self.posted = True
         return str(response["ts"])
 
     async def _join(self) -> bool:

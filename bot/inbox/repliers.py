@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.domain import Attachment, OutgoingFile, PlatformHelp, Replier
+from bot.domain import Attachment, NativeStream, OutgoingFile, PlatformHelp, Replier
 
 
 class Watched:
@@ -49,6 +49,24 @@ class Watched:
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         await self._first(self._inner.upload(file, comment))
+
+    async def start_stream(self, markdown: str) -> NativeStream | None:
+        """`bot.domain.NativeStreamer`, when the inner replier is one (else None: not
+        available). A stream that did not start showed nothing: the post after it is first."""
+        start = getattr(self._inner, "start_stream", None)
+        if start is None:
+            return None
+        if self._on_screen is None:
+            stream: NativeStream | None = await start(markdown)
+            return stream
+        on_screen, self._on_screen = self._on_screen, None
+        self._starting()
+        stream = await start(markdown)
+        if stream is None:
+            self._on_screen = on_screen
+        else:
+            await on_screen()
+        return stream
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await self._inner.download(attachment, max_bytes)
