@@ -57,8 +57,9 @@ def error_of(exc: SlackApiError) -> tuple[str, int | None]:
     """The Web API error code and HTTP status (a non-JSON answer carries no code)."""
     response = exc.response
     status = getattr(response, "status_code", None) or getattr(response, "status", None)
-    # A non-JSON answer (an old server's 404 page) leaves the aiohttp response here.
-    code = response.get("error") if hasattr(response, "get") else None
+    # A non-JSON answer (an old server's 404 page) has text for data, or is no SlackResponse.
+    data = getattr(response, "data", None)
+    code = data.get("error") if isinstance(data, dict) else None
     return (str(code) if code else ""), (int(status) if isinstance(status, int) else None)
 
 
