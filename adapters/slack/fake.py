@@ -51,6 +51,7 @@ SCOPES = (
     "files:read",
     "files:write",
     "users:read",
+    "assistant:write",
 )
 MAX_TEXT = 40_000  # Slack refuses longer message text with msg_too_long
 #: chat.startStream/appendStream/stopStream: "Limit this field [markdown_text] to 12,000
