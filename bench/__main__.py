@@ -28,6 +28,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: core_figures.memory(channels=100),
             lambda: adapter_figures.slack_ack_latency(rate=200, seconds=1.0),
             lambda: core_figures.first_visible_edit(runs=2),
+            lambda: adapter_figures.slack_streaming_paths(runs=3),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -38,6 +39,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: core_figures.memory(channels=10_000),
         lambda: adapter_figures.slack_ack_latency(rate=200, seconds=10),
         lambda: core_figures.first_visible_edit(runs=5),
+        lambda: adapter_figures.slack_streaming_paths(runs=30),
     ]
 
 
