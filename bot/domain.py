@@ -86,6 +86,24 @@ class PlatformHelp:
     voice_messages: bool = True
 
 
+@dataclass(frozen=True)
+class AnswerControls:
+    """Buttons under an answer's message: Stop while it streams, then 👍/👎 feedback. A
+    platform without buttons ignores them."""
+
+    #: The stored assistant turn the message shows.
+    turn_id: int
+    #: The only person who may stop it.
+    asker_id: str
+    #: True: a Stop button; False (finished): the 👍/👎 feedback buttons.
+    streaming: bool
+
+
+class FeedbackValue(StrEnum):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
 class Replier(Protocol):
     """What an adapter gives the core for one conversation: how to speak back in it."""
 
@@ -98,14 +116,19 @@ class Replier(Protocol):
     #: What this platform offers, for /help.
     platform_help: PlatformHelp
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         """Send a new message; return its id (used by `edit`). `private`: only the asker should
         see it (an ephemeral message where the platform has them; its id may be "", it is never
-        edited)."""
+        edited). `controls`: the buttons an answer's message carries (None: no buttons)."""
         ...
 
-    async def edit(self, message_id: str, text: str) -> None:
-        """Replace the text of a message this replier posted."""
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
+        """Replace the text of a message this replier posted, and its buttons (`controls`;
+        None removes them)."""
         ...
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
@@ -130,8 +153,9 @@ class NativeStream(Protocol):
         """Add `markdown` to the end of the message."""
         ...
 
-    async def stop(self, markdown: str = "") -> None:
-        """Add the last `markdown` and end the stream: the message is final."""
+    async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
+        """Add the last `markdown` and end the stream: the message is final, with `controls`'
+        buttons (None: none)."""
         ...
 
 
@@ -139,9 +163,12 @@ class NativeStream(Protocol):
 class NativeStreamer(Protocol):
     """A Replier that can stream an answer natively instead of posting and editing it."""
 
-    async def start_stream(self, markdown: str) -> NativeStream | None:
-        """Start a streamed message showing `markdown`; None when streaming is not available
-        here (then nothing was shown, and the caller posts and edits instead)."""
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> NativeStream | None:
+        """Start a streamed message showing `markdown` (with `controls`, the Stop button, as
+        the platform can); None when streaming is not available here (then nothing was shown,
+        and the caller posts and edits instead)."""
         ...
 
 
@@ -186,6 +213,7 @@ class TurnStatus(StrEnum):
     PENDING = "pending"  # an answer being streamed
     FAILED = "failed"  # the request failed; `error` says why
     INTERRUPTED = "interrupted"  # cut off half-way (stream broken, shutdown, crash)
+    STOPPED = "stopped"  # stopped by its asker; `content` is what was shown
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ TABLES = {
     "rate_events",
     "inbox",
     "processes",
+    "feedback",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.domain import AnswerControls
 from bot.logs import SecretRedactor
 from bot.streaming import StreamRenderer
 from tests.platform import RecordingReplier
@@ -54,8 +55,12 @@ async def test_an_empty_stream_still_shows_something() -> None:
 
 async def test_finishing_during_a_slow_first_post_does_not_post_twice() -> None:
     class SlowReplier(RecordingReplier):
-        async def post(self, text: str, *, private: bool = False) -> str:
-            message_id = await super().post(text, private=private)  # the platform has it...
+        async def post(
+            self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+        ) -> str:
+            message_id = await super().post(
+                text, private=private, controls=controls
+            )  # the platform has it...
             await asyncio.sleep(0.1)  # ...but its answer is still on the way
             return message_id
 
@@ -79,13 +84,17 @@ class EveryTextReplier(RecordingReplier):
         super().__init__()
         self.seen: list[str] = []
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         self.seen.append(text)
-        return await super().post(text, private=private)
+        return await super().post(text, private=private, controls=controls)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         self.seen.append(text)
-        await super().edit(message_id, text)
+        await super().edit(message_id, text, controls=controls)
 
 
 async def test_no_piece_of_a_secret_streamed_in_small_chunks_is_ever_shown() -> None:
@@ -134,10 +143,12 @@ class StreamingReplier(RecordingReplier):
         self.appends: dict[str, list[str]] = {}
         self.stopped: set[str] = set()
 
-    async def start_stream(self, markdown: str) -> Stream | None:
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> Stream | None:
         if not self.available:
             return None
-        message_id = await self.post(markdown)
+        message_id = await self.post(markdown, controls=controls)
         self.appends[message_id] = [markdown]
         return Stream(self, message_id)
 
@@ -151,8 +162,9 @@ class Stream:
         self.replier.appends[self.message_id].append(markdown)
         self.replier.messages[self.message_id] += markdown
 
-    async def stop(self, markdown: str = "") -> None:
+    async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
         await self.append(markdown)
+        self.replier.controls[self.message_id] = controls
         self.replier.stopped.add(self.message_id)
 
 
@@ -217,3 +229,29 @@ async def test_without_native_streaming_the_answer_is_posted_and_edited() -> Non
     renderer.feed("world")
     await renderer.finish()
     assert replier.texts == ["hello world"] and replier.appends == {}
+
+
+async def test_controls_stop_while_streaming_feedback_on_the_last_message_only() -> None:
+    replier = RecordingReplier(max_message_length=10)
+    streaming = AnswerControls(7, "u1", streaming=True)
+    renderer = StreamRenderer(replier, placeholder="…", interval=0, controls=streaming)
+    await renderer.start()
+    assert replier.controls == {"m1": streaming}  # Stop from the first moment
+    renderer.feed("aaaa bbbb cccc dddd")  # outgrows one message
+    await renderer.finish()
+    first, *_, last = replier.order
+    assert len(replier.order) >= 2
+    assert replier.controls[last] == AnswerControls(7, "u1", streaming=False)
+    assert all(replier.controls[i] is None for i in replier.order[:-1]), replier.controls
+    assert replier.controls[first] is None  # its Stop button was taken away
+
+
+async def test_a_failed_answer_ends_without_buttons() -> None:
+    replier = RecordingReplier()
+    renderer = StreamRenderer(
+        replier, placeholder="…", interval=0, controls=AnswerControls(7, "u1", streaming=True)
+    )
+    await renderer.start()
+    renderer.feed("half an answer")
+    await renderer.finish(" (broken)", complete=False, feedback=False)
+    assert replier.controls == {"m1": None}

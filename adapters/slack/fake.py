@@ -113,6 +113,7 @@ class Ephemeral:
     text: str
     via: str
     thread_ts: str | None = None
+    blocks: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -616,8 +617,11 @@ class FakeSlack:
             return _error("msg_too_long")
         thread = args.get("thread_ts") or None
         self.ephemeral.append(
-            Ephemeral(channel, user, text, "api", str(thread) if thread else None)
-        )
+            Ephemeral(
+                channel, user, text, "api", str(thread) if thread else None,
+                _blocks(args.get("blocks")),
+            )
+        )  # fmt: skip
         n = next(self._ids)
         return _ok(message_ts=f"{1_700_000_000 + n}.{n:06d}")
 

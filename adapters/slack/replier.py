@@ -13,11 +13,12 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import message_blocks, stop_blocks
 from adapters.slack.budget import EditBudget
 from adapters.slack.streaming import SlackStream, StreamingPolicy
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
-from bot.domain import Attachment, EarlierMessage, OutgoingFile, PlatformHelp
+from bot.domain import AnswerControls, Attachment, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ HELP = PlatformHelp(
 )
 _CHUNK = 64 * 1024
 _NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
+STOP_OFFER = "_Writing the answer… stop it here if it's not what you need._"
 INVITE_ME = (
     "I can't post in this conversation. Invite me first (`/invite @tokbot`), then try again."
 )
@@ -102,6 +104,7 @@ class SlackReplier:
         )
         #: Whether a message everyone sees was posted (it clears the thinking status).
         self.posted = False
+        self._with_blocks: set[str] = set()  # messages showing blocks (buttons) rather than text
         # No placeholder when the answer streams natively (it starts with its first words) or
         # Slack shows the thinking status until then.
         if self._native or status_shown:
@@ -110,19 +113,21 @@ class SlackReplier:
     async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
         return await self._thread.earlier_messages(limit) if self._thread is not None else []
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         """A message in the conversation; with `private`, one only the asker sees (an
         ephemeral message: it can't be edited, so its id is "")."""
         if private and self.response_url is not None and await self._respond(text):
             return ""
         send = self._post_ephemeral if private and self.user_id else self._post
         try:
-            return await send(text)
+            return await send(text, controls)
         except SlackApiError as exc:
             if exc.response.get("error") not in _NOT_IN_CHANNEL:
                 raise
             if await self._join():
-                return await send(text)
+                return await send(text, controls)
             log.info("Slack: not in channel %s and can't join it", self.channel)
             raise NotInChannel() from None
 
@@ -140,7 +145,7 @@ class SlackReplier:
             log.warning("response_url failed: %s", type(exc).__name__)
         return False
 
-    async def _post_ephemeral(self, text: str) -> str:
+    async def _post_ephemeral(self, text: str, controls: AnswerControls | None = None) -> str:
         await self._client.chat_postEphemeral(
             channel=self.channel,
             user=str(self.user_id),
@@ -149,9 +154,13 @@ class SlackReplier:
         )
         return ""
 
-    async def start_stream(self, markdown: str) -> SlackStream | None:
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> SlackStream | None:
         """`bot.domain.NativeStreamer`: chat.startStream, or None (then the renderer posts) when
-        this workspace doesn't stream natively or Slack refuses it (`StreamingPolicy.refused`)."""
+        this workspace doesn't stream natively or Slack refuses it (`StreamingPolicy.refused`).
+        chat.startStream takes no blocks, so a streaming answer's Stop button is shown to the
+        asker alone, as an ephemeral message in the thread."""
         policy = self._streaming
         if not self._native or policy is None or not policy.native(self.workspace):
             return None
@@ -169,18 +178,37 @@ class SlackReplier:
         except SlackApiError as exc:
             policy.refused(self.workspace, exc)
             return None
-        self.posted = self.posted or stream is not None
+        if stream is not None:
+            self.posted = True
+            if controls is not None and controls.streaming and self.user_id:
+                await self._offer_stop(controls.turn_id)
         return stream
 
-    async def _post(self, text: str) -> str:
+    async def _offer_stop(self, turn_id: int) -> None:
+        try:
+            await self._client.chat_postEphemeral(
+                channel=self.channel,
+                user=str(self.user_id),
+                thread_ts=self.thread_ts,
+                text=STOP_OFFER,
+                blocks=[_section(STOP_OFFER), *stop_blocks(turn_id)],
+            )
+        except SlackApiError as exc:
+            log.info("Slack: could not offer a Stop button (%s)", exc.response.get("error"))
+
+    async def _post(self, text: str, controls: AnswerControls | None = None) -> str:
+        mrkdwn = to_slack(text)
         response = await self._client.chat_postMessage(
             channel=self.channel,
             thread_ts=self.thread_ts,
-            text=to_slack(text),
+            text=mrkdwn,
+            blocks=message_blocks(mrkdwn, controls) if controls is not None else None,
             unfurl_links=False,
             unfurl_media=False,
         )
         self.posted = True
+        if controls is not None:
+            self._with_blocks.add(str(response["ts"]))
         return str(response["ts"])
 
     async def _join(self) -> bool:
@@ -194,10 +222,20 @@ class SlackReplier:
             return False
         return True
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         if self._budget is not None:
             await self._budget.take()  # busy workspace: wait, so this edit is never refused
-        await self._client.chat_update(channel=self.channel, ts=message_id, text=to_slack(text))
+        mrkdwn, blocks = to_slack(text), None
+        if controls is not None or message_id in self._with_blocks:
+            # Blocks, once there, are what Slack shows: the text goes in them too (and an edit
+            # without controls takes the buttons away, keeping the text).
+            blocks = message_blocks(mrkdwn, controls)
+            self._with_blocks.add(message_id)
+        await self._client.chat_update(
+            channel=self.channel, ts=message_id, text=mrkdwn, blocks=blocks
+        )
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         try:
@@ -262,6 +300,10 @@ class SlackReplier:
         if host == "slack.com" or host.endswith(".slack.com"):
             return parts.scheme == "https"
         return host in self._file_hosts
+
+
+def _section(text: str) -> dict[str, object]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _too_large(attachment: Attachment, limit: int) -> str:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import control_blocks, message_blocks
 from adapters.slack.translate import to_slack
+from bot.domain import AnswerControls
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +144,11 @@ class SlackStream:
         self._given += markdown
         await self._catch_up(finished=False)
 
-    async def stop(self, markdown: str = "", *, blocks: list[dict[str, Any]] | None = None) -> None:
+    async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
+        """The rest of the text and the final buttons (chat.stopStream's `blocks`, "rendered at
+        the bottom of the finalized message")."""
         self._given += markdown
+        blocks = control_blocks(controls) if controls is not None else None
         whole = harmless(self._given, finished=True)
         if not self._broken:
             rest = whole[len(self._sent) :] if whole.startswith(self._sent) else ""
@@ -159,8 +164,12 @@ class SlackStream:
             except SlackApiError as exc:
                 log.warning("Slack: a stream broke off (%s); finishing it with chat.update",
                             error_of(exc)[0] or "no error code")  # fmt: skip
+        mrkdwn = to_slack(self._given)
         await self._client.chat_update(
-            channel=self.channel, ts=self.message_id, text=to_slack(self._given), blocks=blocks
+            channel=self.channel,
+            ts=self.message_id,
+            text=mrkdwn,
+            blocks=message_blocks(mrkdwn, controls) if controls is not None else None,
         )
 
     async def _catch_up(self, *, finished: bool) -> None:

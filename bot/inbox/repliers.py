@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.domain import Attachment, NativeStream, OutgoingFile, PlatformHelp, Replier
+from bot.domain import (
+    AnswerControls,
+    Attachment,
+    NativeStream,
+    OutgoingFile,
+    PlatformHelp,
+    Replier,
+)
 
 
 class Watched:
@@ -40,28 +47,34 @@ class Watched:
         await on_screen()
         return result
 
-    async def post(self, text: str, *, private: bool = False) -> str:
-        result: str = await self._first(self._inner.post(text, private=private))
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
+        result: str = await self._first(self._inner.post(text, private=private, controls=controls))
         return result
 
-    async def edit(self, message_id: str, text: str) -> None:
-        await self._first(self._inner.edit(message_id, text))
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
+        await self._first(self._inner.edit(message_id, text, controls=controls))
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         await self._first(self._inner.upload(file, comment))
 
-    async def start_stream(self, markdown: str) -> NativeStream | None:
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> NativeStream | None:
         """`bot.domain.NativeStreamer`, when the inner replier is one (else None: not
         available). A stream that did not start showed nothing: the post after it is first."""
         start = getattr(self._inner, "start_stream", None)
         if start is None:
             return None
         if self._on_screen is None:
-            stream: NativeStream | None = await start(markdown)
+            stream: NativeStream | None = await start(markdown, controls=controls)
             return stream
         on_screen, self._on_screen = self._on_screen, None
         self._starting()
-        stream = await start(markdown)
+        stream = await start(markdown, controls=controls)
         if stream is None:
             self._on_screen = on_screen
         else:
@@ -80,10 +93,14 @@ class Nowhere:
     stream_placeholder: str | None = None
     platform_help = PlatformHelp()
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         raise RuntimeError("no route")
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         raise RuntimeError("no route")
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:

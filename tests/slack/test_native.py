@@ -41,12 +41,22 @@ async def test_a_mention_streams_natively_with_the_exact_markdown(
     assert "".join(message.appends) == ANSWER  # every call only added to the end
     calls = methods(bot.slack)
     assert calls[0] == "chat.startStream" and calls[-1] == "chat.stopStream"
-    assert set(calls) <= {"chat.startStream", "chat.appendStream", "chat.stopStream"}
+    streaming = {"chat.startStream", "chat.appendStream", "chat.stopStream"}
+    assert set(calls) == streaming | {"chat.postEphemeral"}  # the asker's Stop button
+    [stop_offer] = bot.slack.ephemeral
+    assert stop_offer.user == "U0ALICE" and stop_offer.thread_ts == event["ts"]
+    assert stop_offer.blocks is not None
+    [stop] = [e for b in stop_offer.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert stop["action_id"] == "tokbot_stop"
+    # The finished message has the feedback buttons (chat.stopStream's blocks).
+    assert message.blocks is not None and message.blocks[0]["type"] == "context_actions"
+    assert message.blocks[0]["elements"][0]["type"] == "feedback_buttons"
     start = bot.slack.calls_to("chat.startStream")[0].args
     assert start["recipient_user_id"] == "U0ALICE" and start["recipient_team_id"] == "T0FAKE"
     key = conversation_key(bot.slack.team_id, CHANNEL, event["ts"])
     [*_, stored] = await bot.core.store.history(key, 5)
     assert stored.content == ANSWER and stored.platform_message_id == message.ts
+    assert stop["value"] == str(stored.id)
 
 
 async def test_a_dm_shows_the_thinking_status_until_the_stream_starts(bot: Bot) -> None:
