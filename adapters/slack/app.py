@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.drain import drain_tasks
 from adapters.slack import translate
 from adapters.slack.assistant import THINKING, Pane, pane_thread, set_status
+from adapters.slack.blocks import FEEDBACK_ACTION, STOP_ACTION, parse_feedback, parse_stop
 from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
 from adapters.slack.replier import SlackReplier
 from adapters.slack.streaming import Mode, StreamingPolicy
@@ -95,6 +96,8 @@ class SlackBot:
         self.app.event("message")(self._on_message)
         self.app.event("assistant_thread_started")(self._on_thread_started)
         self.app.event("assistant_thread_context_changed")(self._on_context_changed)
+        self.app.action(FEEDBACK_ACTION)(self._on_feedback)
+        self.app.action(STOP_ACTION)(self._on_stop)
 
     # -- listeners: store, ack, then work in the background ------------------------------------
     # Each event is stored (`Core.accept`, one INSERT) before the ack goes out, so an
@@ -163,6 +166,69 @@ class SlackBot:
         thread = pane_thread(event)
         if thread is not None and not self.closing:
             self._spawn_plain(self.pane.context_changed(thread))
+
+    # -- buttons (block_actions): acknowledged at once, answered privately -------------------
+
+    async def _on_feedback(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """A 👍/👎 under an answer (value `positive:<turn id>` / `negative:<turn id>`)."""
+        await ack()
+        parsed = parse_feedback(str(action.get("value") or ""))
+        clicker = _clicker(body)
+        if parsed is None or clicker is None:
+            log.warning("Slack: a feedback click without a valid value or user; ignored")
+            return
+        value, turn_id = parsed
+
+        async def record() -> None:
+            said = await self._core.record_feedback(translate.PLATFORM, turn_id, clicker, value)
+            await self._tell_clicker(body, said)
+
+        self._spawn_plain(record())
+
+    async def _on_stop(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """The Stop button of a streaming answer (value `<turn id>`); only its asker may."""
+        await ack()
+        turn_id = parse_stop(str(action.get("value") or ""))
+        clicker = _clicker(body)
+        if turn_id is None or clicker is None:
+            log.warning("Slack: a Stop click without a valid value or user; ignored")
+            return
+
+        async def stop() -> None:
+            await self._tell_clicker(body, await self._core.stop_answer(turn_id, clicker))
+
+        self._spawn_plain(stop())
+
+    async def _tell_clicker(self, body: Mapping[str, Any], text: str) -> None:
+        """Show `text` to the person who clicked, only to them: through the action's
+        response_url (an ephemeral message; replacing the clicked one when that was ephemeral
+        itself, the asker's Stop offer), else chat.postEphemeral."""
+        container = body.get("container") or {}
+        url = body.get("response_url")
+        if isinstance(url, str) and url:
+            reply = {
+                "response_type": "ephemeral",
+                "replace_original": bool(container.get("is_ephemeral")),
+                "text": translate.to_slack(text),
+            }
+            try:
+                async with self._session.post(url, json=reply) as response:
+                    if response.status == 200:
+                        return
+                    log.info("Slack: response_url refused an acknowledgement (%s)", response.status)
+            except aiohttp.ClientError as exc:
+                log.info("Slack: response_url failed: %s", type(exc).__name__)
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        user = (body.get("user") or {}).get("id")
+        if channel and user:
+            await self.client.chat_postEphemeral(
+                channel=str(channel),
+                user=str(user),
+                thread_ts=container.get("thread_ts"),
+                text=translate.to_slack(text),
+            )
 
     async def _accept_event(
         self,
@@ -321,6 +387,14 @@ class SlackBot:
         self.closing = True
         self._core.inbox.cannot_answer(translate.PLATFORM)
         await drain_tasks(self._tasks, timeout)
+
+
+def _clicker(body: Mapping[str, Any]) -> Author | None:
+    """Who clicked a button (a block_actions payload's `user`)."""
+    user = body.get("user")
+    if not isinstance(user, Mapping) or not isinstance(user.get("id"), str) or not user["id"]:
+        return None
+    return Author(user["id"], str(user.get("name") or user.get("username") or user["id"]))
 
 
 def _name(command: Mapping[str, Any], user_id: str) -> str:

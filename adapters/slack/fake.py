@@ -419,6 +419,58 @@ class FakeSlack:
             "event_ts": f"{int(time.time())}.{next(self._ids):06d}",
         }
 
+    def block_action(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = "U0ALICE",
+        message: Message | Ephemeral | None = None,
+        channel: str = "C0GENERAL",
+        action_type: str = "button",
+    ) -> dict[str, Any]:
+        """A `block_actions` payload for a click on a button of `message` (a message the app
+        posted, or an ephemeral one it showed `user`), with a response_url this fake serves.
+        Shape from docs.slack.dev/reference/interaction-payloads/block_actions-payload: `user`,
+        `container` (message_ts / channel_id / is_ephemeral / thread_ts), `channel`, `message`
+        (not for ephemeral ones), `response_url`, `actions` [{action_id, value, type, …}]."""
+        n = next(self._ids)
+        where = message.channel if message is not None else channel
+        self._commands[str(n)] = (user, where, 0)
+        ephemeral = isinstance(message, Ephemeral)
+        ts = message.ts if isinstance(message, Message) else f"{1_700_000_000 + n}.{n:06d}"
+        thread = message.thread_ts if message is not None else None
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(),
+                     "team_id": self.team_id},
+            "api_app_id": "A0TOKBOT",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": ts, "channel_id": where,
+                          "is_ephemeral": ephemeral, **({"thread_ts": thread} if thread else {})},
+            "trigger_id": f"{n}.{self.team_id}.trigger",
+            "team": {"id": self.team_id, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": where, "name": "general"},
+            "state": {"values": {}},
+            "response_url": f"{self.url}/commands/{self.team_id}/{n}",
+            "actions": [{"action_id": action_id, "block_id": f"b{n}", "value": value,
+                         "type": action_type, "action_ts": f"{int(time.time())}.{n:06d}"}],
+        }  # fmt: skip
+        if isinstance(message, Message):
+            payload["message"] = {"type": "message", "user": self.bot_user_id, "ts": ts,
+                                  "text": message.text, "blocks": message.blocks or []}  # fmt: skip
+        return payload
+
+    async def post_action(
+        self, app_url: str, payload: Mapping[str, Any], **sign: Any
+    ) -> tuple[int, str]:
+        """Send an interaction as Slack does: form-encoded `payload=<JSON>`, signed."""
+        body = urlencode({"payload": json.dumps(payload)})
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body, **sign)}
+        return await _post(app_url, body, headers)
+
     async def post_command(
         self, app_url: str, payload: Mapping[str, str], **sign: Any
     ) -> tuple[int, str]:

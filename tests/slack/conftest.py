@@ -104,7 +104,7 @@ async def running(
     edit_window: float = TEST_MINUTE,
 ) -> AsyncIterator[Bot]:
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
-        web = WebServer("127.0.0.1", 0)
+        web = WebServer("127.0.0.1", 0, metrics=core.metrics)
         adapter = SlackAdapter(
             core,
             settings,
