@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 
 from adapters.discord import translate
+from adapters.discord.buttons import FeedbackButton, StopButton
 from adapters.discord.commands import build_tree
 from adapters.discord.replier import (
     NO_MENTIONS,
@@ -76,6 +77,8 @@ class TokbotClient(discord.AutoShardedClient):
         await super().launch_shards()
 
     async def setup_hook(self) -> None:
+        # Clicks on answers' buttons reach us whoever sent them (before a restart, a replica).
+        self.add_dynamic_items(FeedbackButton, StopButton)
         guild_id = self.settings.discord_dev_guild_id
         try:
             if guild_id is not None:

@@ -91,6 +91,68 @@ def _too_long(body: Any) -> web.Response | None:
     return _json({"message": "Invalid Form Body", "code": 50035, "errors": error}, 400)
 
 
+#: Discord's limits on buttons (docs: components/reference, "Action Row" and "Button"): up to
+#: 5 action rows of up to 5 buttons; a button has a style 1-5 (5: a link, with a `url` and no
+#: custom_id; the others with a custom_id of 1-100 characters, unique in the message), and a
+#: label of at most 80 characters or an emoji.
+MAX_ACTION_ROWS: Final = 5
+MAX_ROW_BUTTONS: Final = 5
+MAX_CUSTOM_ID: Final = 100
+MAX_BUTTON_LABEL: Final = 80
+
+
+def _bad_components(body: Any) -> web.Response | None:
+    """Discord's answer to components it does not take: 400, 50035 "Invalid Form Body", the
+    offending field named in `errors` (`components.N.components.M.field`; under `data` in an
+    interaction callback)."""
+    if not isinstance(body, dict):
+        return None
+    nested = body.get("data") if isinstance(body.get("data"), dict) else None
+    rows = (nested or body).get("components")
+    if not rows:
+        return None
+    problem = _component_problem(rows)
+    if problem is None:
+        return None
+    path, code = problem
+    error: JSONDict = {"_errors": [{"code": code, "message": code.replace("_", " ").lower()}]}
+    for key in reversed(["data", "components", *path] if nested else ["components", *path]):
+        error = {key: error}
+    return _json({"message": "Invalid Form Body", "code": 50035, "errors": error}, 400)
+
+
+def _component_problem(rows: Any) -> tuple[list[str], str] | None:
+    """Where `rows` break Discord's rules for buttons, and the error code (None: they don't)."""
+    if not isinstance(rows, list) or len(rows) > MAX_ACTION_ROWS:
+        return [], "BASE_TYPE_MAX_LENGTH"
+    seen: set[str] = set()
+    for r, row in enumerate(rows):
+        items = row.get("components") if isinstance(row, dict) else None
+        if row.get("type") != 1 or not isinstance(items, list) or not 1 <= len(items) <= 5:
+            return [str(r)], "COMPONENT_LAYOUT_WIDTH_EXCEEDED"
+        for i, item in enumerate(items):
+            at = [str(r), "components", str(i)]
+            custom_id = item.get("custom_id") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or item.get("type") != 2:
+                return at, "UNION_TYPE_CHOICES"
+            if item.get("style") not in (1, 2, 3, 4, 5):
+                return [*at, "style"], "BASE_TYPE_CHOICES"
+            if (item.get("style") == 5) != (custom_id is None):
+                return [*at, "custom_id"], "BUTTON_COMPONENT_CUSTOM_ID_REQUIRED"
+            if custom_id is not None:
+                if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+                    return [*at, "custom_id"], "BASE_TYPE_BAD_LENGTH"
+                if custom_id in seen:
+                    return [*at, "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED"
+                seen.add(custom_id)
+            label = item.get("label")
+            if label is None and not item.get("emoji"):
+                return [*at, "label"], "BUTTON_COMPONENT_LABEL_OR_EMOJI_REQUIRED"
+            if label is not None and len(str(label)) > MAX_BUTTON_LABEL:
+                return [*at, "label"], "BASE_TYPE_MAX_LENGTH"
+    return None
+
+
 def _empty(call: RestCall) -> web.Response | None:
     """Discord refuses a new message with nothing in it: 400, code 50006 "Cannot send an empty
     message" (topics/opcodes-and-status-codes, JSON error codes). Checked where messages are
@@ -135,6 +197,7 @@ class FakeMessage:
     edits: int = 0
     ephemeral: bool = False  # only the asker sees it
     loading: bool = False  # a deferred response still "thinking…"
+    components: list[JSONDict] = field(default_factory=list)  # action rows of buttons
     payload: JSONDict = field(default_factory=dict)
 
 
@@ -182,6 +245,8 @@ class FakeDiscord:
         self._sessions: dict[str, _Session] = {}
         self._original: dict[str, str] = {}  # interaction token -> @original message id
         self._channel_of: dict[str, str] = {}  # interaction token -> its channel id
+        self._kind_of: dict[str, int] = {}  # interaction id -> its type (2, 3 or 4)
+        self._clicked: dict[str, str] = {}  # component interaction token -> its message id
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -398,11 +463,78 @@ class FakeDiscord:
         for key, attachment in (attachments or {}).items():
             opts.append({"name": key, "type": 11, "value": attachment["id"]})
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
+        data = {"id": self.snowflake(), "name": name, "type": 1, "options": opts}
+        return await self._interact(
+            4 if autocomplete else 2,
+            data | {"resolved": resolved},
+            user_id=user_id,
+            user_name=user_name,
+            permissions=permissions,
+            roles=roles,
+            channel_id=channel_id,
+            dm=dm,
+            age=age,
+        )
+
+    async def click(
+        self,
+        message_id: str,
+        custom_id: str,
+        *,
+        user_id: int = 111,
+        user_name: str = "alice",
+        permissions: int = 0,
+        roles: tuple[int, ...] = (),
+    ) -> JSONDict:
+        """A person clicks the button `custom_id` on a message the bot sent: INTERACTION_CREATE
+        of type 3 (MESSAGE_COMPONENT) with the message as it is now, as Discord's docs describe
+        it (interactions/receiving-and-responding: "Interaction Object", and "Message Component
+        Data Structure": `custom_id` and `component_type`, 2 for a button). Discord sends no
+        interaction for a button the message does not carry, so neither does the fake (it
+        raises). Returns the payload (its "id" keys the responses, `replies_to` finds them)."""
+        message = self.messages[message_id]
+        buttons = [
+            item
+            for row in message.components
+            for item in row.get("components", [])
+            if item.get("custom_id") == custom_id
+        ]
+        if not buttons:
+            raise ValueError(f"message {message_id} has no button {custom_id!r}")
+        dm = message.channel_id not in (str(self.channel_id), str(self.thread_id))
+        return await self._interact(
+            3,
+            {"custom_id": custom_id, "component_type": buttons[0]["type"]},
+            user_id=user_id,
+            user_name=user_name,
+            permissions=permissions,
+            roles=roles,
+            channel_id=None if dm else int(message.channel_id),
+            dm=dm,
+            message=message.payload,
+        )
+
+    async def _interact(
+        self,
+        kind: int,
+        data: JSONDict,
+        *,
+        user_id: int,
+        user_name: str,
+        permissions: int,
+        roles: tuple[int, ...],
+        channel_id: int | None,
+        dm: bool,
+        age: float = 0.0,
+        message: JSONDict | None = None,
+    ) -> JSONDict:
+        """Dispatch an INTERACTION_CREATE of type `kind` (2 application command, 3 message
+        component, 4 autocomplete) from a person, in a guild channel or their DM."""
         user = self.user(user_id, user_name)
         payload: JSONDict = {
             "id": self.snowflake(),
             "application_id": str(self.application_id),
-            "type": 4 if autocomplete else 2,
+            "type": kind,
             "token": "itoken-" + self.snowflake(),
             "version": 1,
             "locale": "en-US",
@@ -410,14 +542,10 @@ class FakeDiscord:
             "entitlements": [],
             "authorizing_integration_owners": {},
             "attachment_size_limit": self.attachment_size_limit,
-            "data": {
-                "id": self.snowflake(),
-                "name": name,
-                "type": 1,
-                "options": opts,
-                "resolved": resolved,
-            },
+            "data": data,
         }
+        if message is not None:
+            payload["message"] = message
         if dm:
             dm_id = str(700000000000000000 + user_id)
             payload |= {
@@ -437,6 +565,9 @@ class FakeDiscord:
                 "context": 0,
             }
         self._channel_of[payload["token"]] = payload["channel_id"]
+        self._kind_of[payload["id"]] = kind
+        if message is not None:
+            self._clicked[payload["token"]] = message["id"]
         # Discord's clock for it starts when it was created: `age` makes it arrive late.
         self._created[payload["id"]] = self._created[payload["token"]] = time.monotonic() - age
         await self.dispatch("INTERACTION_CREATE", payload)
@@ -519,7 +650,11 @@ class FakeDiscord:
         private = " (only you can see this)" if message.ephemeral else ""
         files = "".join(f"\n  [file {name}, {len(data):,} bytes]" for name, data in message.files)
         text = "is thinking…" if message.loading else message.content
-        print(f"[{where}] tokbot {what}{private}:{' ' if text else ''}{text}{files}", flush=True)
+        buttons = "".join(f"\n  [{_button_face(b)}]" for b in buttons_of(message))
+        print(
+            f"[{where}] tokbot {what}{private}:{' ' if text else ''}{text}{files}{buttons}",
+            flush=True,
+        )
 
     async def drop_connections(self, code: int = 4000) -> None:
         """Close every gateway socket (as a network blip would); sessions stay resumable."""
@@ -648,7 +783,12 @@ class FakeDiscord:
             if not path.startswith(("/webhooks/", "/interactions/")):
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
         try:
-            return _too_long(call.json) or _empty(call) or await self._route(call)
+            return (
+                _too_long(call.json)
+                or _empty(call)
+                or _bad_components(call.json)
+                or await self._route(call)
+            )
         finally:
             async with self._changed:
                 self._changed.notify_all()
@@ -736,10 +876,24 @@ class FakeDiscord:
                 {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
             )
         body: JSONDict = call.json if isinstance(call.json, dict) else {}
-        self.interaction_responses.setdefault(interaction_id, []).append(body)
         kind = int(body.get("type", 0))
         data: JSONDict = body["data"] if isinstance(body.get("data"), dict) else {}
         ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL_FLAG)
+        clicked = self._clicked.get(token)
+        if kind in (6, 7) and clicked is None:
+            # "Only valid for component-based interactions" (Discord's docs, interactions/
+            # receiving-and-responding, "Interaction Callback Type"); the exact error body is
+            # not documented, so this is Discord's generic form error.
+            invalid = {"code": "INTERACTION_RESPONSE_TYPE_INVALID", "message": "Invalid type"}
+            error = {"type": {"_errors": [invalid]}}
+            return _json({"message": "Invalid Form Body", "code": 50035, "errors": error}, 400)
+        self.interaction_responses.setdefault(interaction_id, []).append(body)
+        if kind in (6, 7) and clicked is not None:
+            # For a component: 6 acknowledges now and edits the message later, 7 edits the
+            # message the button is on; either way that message is the @original response.
+            self._original[token] = clicked
+            if kind == 7:
+                self._edit(clicked, RestCall("PATCH", "", {}, data, list(call.files)))
         if kind in (4, 5):  # a message (4), or "thinking…" (5): the @original response
             original = FakeMessage(
                 id=self.snowflake(),
@@ -751,6 +905,7 @@ class FakeDiscord:
                 interaction_token=token,
                 ephemeral=ephemeral,
                 loading=kind == 5,
+                components=list(data.get("components") or []) if kind == 4 else [],
             )
             original.payload = self._message_payload(original)
             self.messages[original.id] = original
@@ -759,13 +914,13 @@ class FakeDiscord:
         result: JSONDict = {
             "interaction": {
                 "id": interaction_id,
-                "type": 2,
+                "type": self._kind_of.get(interaction_id, 2),
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": ephemeral,
             },
             "resource": {"type": kind},
         }
-        if kind in (4, 5):
+        if kind in (4, 5, 6, 7):
             result["interaction"]["response_message_id"] = self._original[token]
         return _json(result)
 
@@ -808,6 +963,7 @@ class FakeDiscord:
             content=str(body.get("content") or ""),
             author_id=str(self.application_id),
             files=list(call.files),
+            components=list(body.get("components") or []),
             via=via,
             # Only interaction responses and follow-ups can be ephemeral.
             ephemeral=via == "followup" and bool(int(body.get("flags") or 0) & EPHEMERAL_FLAG),
@@ -824,6 +980,8 @@ class FakeDiscord:
         body: JSONDict = call.json if isinstance(call.json, dict) else {}
         if "content" in body:
             message.content = str(body["content"] or "")
+        if "components" in body:  # [] (or null) takes the buttons away
+            message.components = list(body["components"] or [])
         message.files.extend(call.files)
         message.edits += 1
         what = "answers" if message.loading else "edits"
@@ -857,13 +1015,24 @@ class FakeDiscord:
             ],
             "embeds": [],
             "pinned": False,
-            "components": [],
+            "components": message.components,
             "flags": (EPHEMERAL_FLAG if message.ephemeral else 0)
             | (LOADING_FLAG if message.loading else 0),
         }
         if message.channel_id in (str(self.channel_id), str(self.thread_id)):
             payload["guild_id"] = str(self.guild_id)
         return payload
+
+
+def buttons_of(message: FakeMessage) -> list[JSONDict]:
+    """The buttons a message carries, in order."""
+    return [item for row in message.components for item in row.get("components", [])]
+
+
+def _button_face(button: JSONDict) -> str:
+    emoji = button.get("emoji") or {}
+    face = " ".join(str(p) for p in (emoji.get("name"), button.get("label")) if p)
+    return f"{face or '(button)'} {button.get('custom_id') or button.get('url') or ''}".strip()
 
 
 async def _serve(host: str, port: int, token: str) -> None:

@@ -1,7 +1,8 @@
 """Typing into the fake Discord (`python -m adapters.discord.fake`): each line becomes what a
 person in #general would send. `/name text --option value` is a slash command (an
-INTERACTION_CREATE, its options read from the commands the bot synced); any other line is a
-message that mentions the bot. The person typing owns the test server, so admin commands work.
+INTERACTION_CREATE, its options read from the commands the bot synced); `!good`, `!bad` and
+`!stop` click that button on the newest message that has it; any other line is a message that
+mentions the bot. The person typing owns the test server, so admin commands work.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from adapters.discord.fake import MANAGE_GUILD, FakeDiscord, JSONDict
+from adapters.discord.fake import MANAGE_GUILD, FakeDiscord, JSONDict, buttons_of
 
 #: The server's owner in the fake (`guild_payload`), so Manage Server holds for messages too.
 PERSON_ID = 1
 PERSON_NAME = "you"
 #: Discord's application command option types (docs: interactions/application-commands).
 STRING, INTEGER, BOOLEAN, ATTACHMENT = 3, 4, 5, 11
+#: Typed clicks: the start of the custom_id of the button each one clicks.
+CLICKS = {
+    "!good": "tokbot:feedback:positive:",
+    "!bad": "tokbot:feedback:negative:",
+    "!stop": "tokbot:stop:",
+}
 
 
 class LineError(Exception):
@@ -58,6 +65,9 @@ async def send_line(fake: FakeDiscord, line: str) -> None:
     """Dispatch one typed line to the connected bot."""
     if not fake.bot_connected:
         raise LineError("no bot is connected yet: start `tokbot run` with the values above")
+    if line in CLICKS:
+        await click(fake, CLICKS[line])
+        return
     if not line.startswith("/"):
         await fake.message(
             f"<@{fake.application_id}> {line}",
@@ -79,6 +89,17 @@ async def send_line(fake: FakeDiscord, line: str) -> None:
         permissions=MANAGE_GUILD,
         attachments=files,
     )
+
+
+async def click(fake: FakeDiscord, prefix: str) -> None:
+    """Click the button whose custom_id starts with `prefix` on the newest message with one."""
+    for message in reversed(list(fake.messages.values())):
+        for button in buttons_of(message):
+            custom_id = str(button.get("custom_id") or "")
+            if custom_id.startswith(prefix):
+                await fake.click(message.id, custom_id, user_id=PERSON_ID, user_name=PERSON_NAME)
+                return
+    raise LineError("no message has that button (yet)")
 
 
 def slash_options(

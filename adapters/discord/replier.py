@@ -11,6 +11,7 @@ from typing import Any
 
 import discord
 
+from adapters.discord.buttons import view as buttons_for
 from bot.domain import (
     AnswerControls,
     Attachment,
@@ -45,6 +46,17 @@ def fit(text: str) -> list[str]:
 def shortened(text: str) -> str:
     """`text` cut to Discord's limit with a visible "…", where one message must hold it."""
     return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 1] + "…"
+
+
+def _marking_last(pieces: list[str]) -> list[tuple[bool, str]]:
+    """The pieces of one post, each with whether it is the last (which carries the buttons)."""
+    return [(index == len(pieces) - 1, piece) for index, piece in enumerate(pieces)]
+
+
+def _with(buttons: discord.ui.View | None) -> dict[str, Any]:
+    """`view=` for sending a new message: given only when there are buttons (discord.py's
+    send methods take a View or nothing, not None)."""
+    return {} if buttons is None else {"view": buttons}
 
 
 def _too_big(file: OutgoingFile, limit: int) -> UserError:
@@ -131,29 +143,37 @@ class InteractionReplier:
     ) -> str:
         """Long text continues in follow-ups; the first message's id is returned."""
         if (late := await self._refused()) is not None:
-            return await late.post(text)  # no ephemeral messages without an interaction
+            # (no ephemeral messages without an interaction)
+            return await late.post(text, controls=controls)
         if private and not self._ephemeral and self._thinking():
             try:
                 await self._interaction.delete_original_response()
                 self._original_gone = True
             except discord.HTTPException as exc:  # then it fills the public "thinking…"
                 log.warning("could not withdraw the public response: %s", exc)
-        ids = [await self._send(piece, private=private) for piece in fit(text)]
+        pieces = fit(text)
+        ids = [
+            await self._send(piece, private=private, controls=controls if last else None)
+            for last, piece in _marking_last(pieces)
+        ]
         return ids[0]
 
     def _thinking(self) -> bool:
         """Whether the deferred "thinking…" response is still to be filled."""
         return self._original_id is None and not self._original_gone
 
-    async def _send(self, text: str, *, private: bool = False) -> str:
+    async def _send(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
+        buttons = buttons_for(controls)
         if self._thinking():
             message = await self._interaction.edit_original_response(
-                content=text, allowed_mentions=NO_MENTIONS
+                content=text, allowed_mentions=NO_MENTIONS, view=buttons
             )
             self._original_id = str(message.id)
             return self._original_id
         sent = await self._interaction.followup.send(
-            text, wait=True, ephemeral=private, allowed_mentions=NO_MENTIONS
+            text, wait=True, ephemeral=private, allowed_mentions=NO_MENTIONS, **_with(buttons)
         )
         return str(sent.id)
 
@@ -161,15 +181,16 @@ class InteractionReplier:
         self, message_id: str, text: str, *, controls: AnswerControls | None = None
     ) -> None:
         if (late := await self._refused()) is not None:
-            return await late.edit(message_id, text)
+            return await late.edit(message_id, text, controls=controls)
         text = shortened(text)
+        buttons = buttons_for(controls)  # None takes them away
         if message_id == self._original_id:
             await self._interaction.edit_original_response(
-                content=text, allowed_mentions=NO_MENTIONS
+                content=text, allowed_mentions=NO_MENTIONS, view=buttons
             )
         else:
             await self._interaction.followup.edit_message(
-                int(message_id), content=text, allowed_mentions=NO_MENTIONS
+                int(message_id), content=text, allowed_mentions=NO_MENTIONS, view=buttons
             )
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
@@ -214,14 +235,17 @@ class _ChannelReplier:
     ) -> None:
         sent = self._sent[message_id]
         self._sent[message_id] = await sent.edit(
-            content=shortened(text), allowed_mentions=NO_MENTIONS
+            content=shortened(text), allowed_mentions=NO_MENTIONS, view=buttons_for(controls)
         )
 
     async def post(
         self, text: str, *, private: bool = False, controls: AnswerControls | None = None
     ) -> str:
         """Long text continues in further messages; the first message's id is returned."""
-        ids = [self._keep(await self._send(piece)) for piece in fit(text)]
+        ids = [
+            self._keep(await self._send(piece, buttons=buttons_for(controls) if last else None))
+            for last, piece in _marking_last(fit(text))
+        ]
         return ids[0]
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
@@ -234,7 +258,12 @@ class _ChannelReplier:
     def _filesize_limit(self) -> int:
         raise NotImplementedError
 
-    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+    async def _send(
+        self,
+        text: str | None,
+        file: discord.File | None = None,
+        buttons: discord.ui.View | None = None,
+    ) -> discord.Message:
         raise NotImplementedError
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
@@ -282,12 +311,19 @@ class MessageReplier(_ChannelReplier):
         guild = self._message.guild
         return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 
-    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+    async def _send(
+        self,
+        text: str | None,
+        file: discord.File | None = None,
+        buttons: discord.ui.View | None = None,
+    ) -> discord.Message:
         if file is not None:  # a file goes to the channel, as it always has
             return await self._message.channel.send(text, file=file, allowed_mentions=NO_MENTIONS)
         if not self._sent:
-            return await self._message.reply(text, allowed_mentions=NO_MENTIONS)
-        return await self._message.channel.send(text, allowed_mentions=NO_MENTIONS)
+            return await self._message.reply(text, allowed_mentions=NO_MENTIONS, **_with(buttons))
+        return await self._message.channel.send(
+            text, allowed_mentions=NO_MENTIONS, **_with(buttons)
+        )
 
 
 class LateCommandReplier(_ChannelReplier):
@@ -309,8 +345,13 @@ class LateCommandReplier(_ChannelReplier):
     def _filesize_limit(self) -> int:
         return self._file_limit
 
-    async def _send(self, text: str | None, file: discord.File | None = None) -> discord.Message:
+    async def _send(
+        self,
+        text: str | None,
+        file: discord.File | None = None,
+        buttons: discord.ui.View | None = None,
+    ) -> discord.Message:
         await self._introduce()
         if file is None:
-            return await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+            return await self._channel.send(text, allowed_mentions=NO_MENTIONS, **_with(buttons))
         return await self._channel.send(text, file=file, allowed_mentions=NO_MENTIONS)

@@ -139,7 +139,6 @@ async def answer(inv: Invocation, prompt: str) -> None:
         notice=inv.take_notice(),
         controls=AnswerControls(answer_turn, author.id, streaming=True),
     )
-    usage: Usage | None = None
     finished = False
     try:
         try:  # the placeholder is posted while TokModel thinks, too
@@ -147,23 +146,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         except BaseException:
             await _abandon(first)
             raise
-        reading = asyncio.ensure_future(_read(first, stream, renderer))
-        with core.answers.running(answer_turn, author.id, reading) as running:
-            try:
-                usage = await reading
-            except asyncio.CancelledError:
-                if not running.stop_requested or _cancelled(asyncio.current_task()):
-                    raise
-        if running.stop_requested and reading.cancelled():
-            await _abandon(first)  # (if the stop came before reading began)
-            await _close(stream)
-            text = renderer.text  # what was shown
-            await renderer.finish(STOPPED_MARK, complete=False)
-            status = TurnStatus.STOPPED
-        else:
-            text = renderer.answer
-            await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
-            status = TurnStatus.OK
+        text, status, usage = await _show_answer(inv, renderer, first, stream, answer_turn)
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
@@ -203,6 +186,33 @@ async def answer(inv: Invocation, prompt: str) -> None:
         usage=usage,
         status=status,
     )
+
+
+async def _show_answer(
+    inv: Invocation,
+    renderer: StreamRenderer,
+    first: asyncio.Future[ChatDelta | None],
+    stream: AsyncIterator[ChatDelta],
+    answer_turn: int,
+) -> tuple[str, TurnStatus, Usage | None]:
+    """Show TokModel's answer as it streams, until it ends or its asker stops it (the Stop
+    button: `Core.stop_answer` cancels the reading); return the text to store, its status, and
+    TokModel's usage if it said."""
+    reading = asyncio.ensure_future(_read(first, stream, renderer))
+    with inv.core.answers.running(answer_turn, inv.author.id, reading) as running:
+        try:
+            usage = await reading
+        except asyncio.CancelledError:
+            if not running.stop_requested or _cancelled(asyncio.current_task()):
+                raise  # shutting down: the caller marks it cut off
+            await _abandon(first)  # (if the stop came before reading began)
+            await _close(stream)
+            shown = renderer.text
+            await renderer.finish(STOPPED_MARK, complete=False)
+            return shown, TurnStatus.STOPPED, None
+    text = renderer.answer
+    await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
+    return text, TurnStatus.OK, usage
 
 
 async def _read(

@@ -83,6 +83,11 @@ async def test_lines_typed_into_the_fake_discord_reach_the_bot(
                 # The answer streams: its first message may hold only the start of it.
                 answered = r"\[#general\] tokbot (says|edits): .*You said: «you: hello bot»"
                 await terminal.until(answered)
+                await terminal.until(r"^  \[👍 tokbot:feedback:positive:\d+\]")
+                await terminal.type("!good")  # clicks 👍 under that answer
+                await terminal.until(r"tokbot answers \(only you can see this\): 👍 Thanks")
+                await terminal.type("!stop")  # no answer is streaming: nothing to click
+                await terminal.until(r"\(no message has that button \(yet\)\)")
                 await terminal.type("/persona --reset")  # the person typing is an admin
                 await terminal.until(r"Persona reset to the default")
                 await terminal.type("/help")
