@@ -23,7 +23,11 @@ from adapters.drain import drain_tasks
 from adapters.slack import translate
 from adapters.slack.assistant import THINKING, Pane, pane_thread, set_status
 from adapters.slack.blocks import FEEDBACK_ACTION, STOP_ACTION, parse_feedback, parse_stop
-from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
+from adapters.slack.budget import (
+    SLACK_APPENDS_PER_MINUTE,
+    SLACK_UPDATES_PER_MINUTE,
+    WorkspaceBudgets,
+)
 from adapters.slack.replier import SlackReplier
 from adapters.slack.streaming import Mode, StreamingPolicy
 from adapters.slack.thread import SlackThread
@@ -73,6 +77,9 @@ class SlackBot:
         )
         self.users = UserDirectory(self.client)
         self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
+        # (No edit budget, no append budget: both are off for loads beyond one workspace's.)
+        appends = SLACK_APPENDS_PER_MINUTE if edits_per_minute > 0 else 0
+        self._append_budgets = WorkspaceBudgets(appends, edit_window)
         self.streaming = StreamingPolicy(streaming)
         self.pane = Pane(self.client)
         self._file_hosts = _file_hosts(api_url)
@@ -344,6 +351,7 @@ class SlackBot:
             thread=thread,
             user_id=incoming.author.id,
             budget=self._budgets.get(incoming.key.workspace),
+            append_budget=self._append_budgets.get(incoming.key.workspace),
             workspace=incoming.key.workspace,
             streaming=self.streaming,
             status_shown=status_shown,

@@ -169,6 +169,11 @@ class FakeSlack:
         self.update_limit: tuple[int, float] | None = (50, 60.0)
         self._updates: collections.deque[float] = collections.deque()
         self.update_refusals = 0  # chat.update calls answered 429 by that limit
+        #: chat.appendStream calls allowed per window: Tier 4, "100+ per minute" per workspace
+        #: (docs.slack.dev/reference/methods/chat.appendStream); None: no limit.
+        self.append_limit: tuple[int, float] | None = (100, 60.0)
+        self._appends: collections.deque[float] = collections.deque()
+        self.append_refusals = 0
         #: Set by `refuse_streaming`: how chat.*Stream calls are refused (error code, HTTP status).
         self._stream_refusal: tuple[str, int] | None = None
         #: Assistant threads by (channel, thread_ts).
@@ -582,6 +587,15 @@ class FakeSlack:
             response.set_status(429)
             response.headers["Retry-After"] = str(limited[1])
             return response
+        if (
+            method == "chat.appendStream"
+            and (wait := _window_wait(self._appends, self.append_limit)) is not None
+        ):
+            self.append_refusals += 1
+            response = _error("ratelimited")
+            response.set_status(429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         if method == "chat.update" and (wait := self._update_wait()) is not None:
             self.update_refusals += 1
             response = _error("ratelimited")
@@ -606,16 +620,7 @@ class FakeSlack:
 
     def _update_wait(self) -> int | None:
         """Whole seconds until one more chat.update is allowed (None: now; counted)."""
-        if self.update_limit is None:
-            return None
-        allowed, window = self.update_limit
-        now = time.monotonic()
-        while self._updates and self._updates[0] <= now - window:
-            self._updates.popleft()
-        if len(self._updates) >= allowed:
-            return max(1, math.ceil(self._updates[0] + window - now))
-        self._updates.append(now)
-        return None
+        return _window_wait(self._updates, self.update_limit)
 
     async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         response = _ok(
@@ -1037,6 +1042,21 @@ class FakeSlack:
         return ws
 
 
+def _window_wait(calls: collections.deque[float], limit: tuple[int, float] | None) -> int | None:
+    """Whole seconds until one more call is allowed under `limit` (calls, window in seconds),
+    or None: now (and it is counted in `calls`)."""
+    if limit is None:
+        return None
+    allowed, window = limit
+    now = time.monotonic()
+    while calls and calls[0] <= now - window:
+        calls.popleft()
+    if len(calls) >= allowed:
+        return max(1, math.ceil(calls[0] + window - now))
+    calls.append(now)
+    return None
+
+
 def _blocks(value: Any) -> list[dict[str, Any]] | None:
     """Blocks as sent: a JSON list, or a string of one (form-encoded calls)."""
     if isinstance(value, str):
@@ -1064,7 +1084,7 @@ async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) 
     fake = FakeSlack()
     fake.echo = True
     if not update_limit:
-        fake.update_limit = None
+        fake.update_limit = fake.append_limit = None
     fake.add_user("U0ALICE", "alice", is_admin=True)  # the person typing at the terminal
     url = await fake.start(host, port)
     print(

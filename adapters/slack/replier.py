@@ -77,6 +77,7 @@ class SlackReplier:
         thread: SlackThread | None = None,
         user_id: str | None = None,
         budget: EditBudget | None = None,
+        append_budget: EditBudget | None = None,
         workspace: str = "",
         streaming: StreamingPolicy | None = None,
         status_shown: bool = False,
@@ -93,6 +94,8 @@ class SlackReplier:
         self.user_id = user_id or None
         #: The workspace's chat.update budget, shared with every answer streaming there.
         self._budget = budget
+        #: The workspace's chat.appendStream budget, shared by every answer streaming natively.
+        self._append_budget = append_budget
         self._thread = thread
         #: `bot.domain.ThreadReader`: the mention replies in a thread people started before.
         self.in_existing_thread = thread is not None
@@ -174,6 +177,7 @@ class SlackReplier:
                 thread_ts=str(self.thread_ts),
                 markdown=markdown,
                 recipient=recipient,
+                budget=self._append_budget,
             )
         except SlackApiError as exc:
             policy.refused(self.workspace, exc)

@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import control_blocks, message_blocks
+from adapters.slack.budget import EditBudget
 from adapters.slack.translate import to_slack
 from bot.domain import AnswerControls
 
@@ -102,8 +103,11 @@ class SlackStream:
     long streams: `message_not_in_streaming_state`), the end replaces the message's text with
     chat.update instead."""
 
-    def __init__(self, client: AsyncWebClient, channel: str, ts: str) -> None:
+    def __init__(
+        self, client: AsyncWebClient, channel: str, ts: str, budget: EditBudget | None = None
+    ) -> None:
         self._client = client
+        self._budget = budget  # the workspace's chat.appendStream budget
         self.channel = channel
         self.message_id = ts
         self._given = ""  # everything the renderer gave
@@ -119,6 +123,7 @@ class SlackStream:
         thread_ts: str,
         markdown: str,
         recipient: tuple[str, str] | None,
+        budget: EditBudget | None = None,
     ) -> SlackStream | None:
         """chat.startStream with the first text (raises SlackApiError when refused); None when
         there is nothing to show yet."""
@@ -134,7 +139,7 @@ class SlackStream:
             recipient_user_id=user,
             recipient_team_id=team,
         )
-        stream = cls(client, str(response.get("channel") or channel), str(response["ts"]))
+        stream = cls(client, str(response.get("channel") or channel), str(response["ts"]), budget)
         stream._given, stream._sent = markdown, first
         if len(ready) > len(first):
             await stream._catch_up(finished=False)
@@ -190,6 +195,8 @@ class SlackStream:
     async def _send_parts(self, text: str) -> None:
         for start in range(0, len(text), MAX_MARKDOWN):
             part = text[start : start + MAX_MARKDOWN]
+            if self._budget is not None:
+                await self._budget.take()  # busy workspace: wait rather than be refused
             await self._client.chat_appendStream(
                 channel=self.channel, ts=self.message_id, markdown_text=part
             )

@@ -68,6 +68,7 @@ class Bot:
 async def slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
     fake.update_limit = (50, TEST_MINUTE)
+    fake.append_limit = (100, TEST_MINUTE)
     await fake.start()
     fake.add_user(ALICE, "Alice")
     fake.add_user(ADA, "Ada", is_admin=True)
