@@ -14,7 +14,7 @@ from adapters.slack.fake import FakeSlack
 from adapters.slack.streaming import MAX_MARKDOWN, SlackStream, harmless
 from adapters.slack.translate import conversation_key
 from bot.settings import Settings
-from bot.tokmodel.fake import FakeTokModel
+from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.slack.conftest import CHANNEL, Bot, running
 
 DM = "D0ALICE"
@@ -166,3 +166,25 @@ async def test_a_long_answer_is_sent_in_parts_slack_accepts(
     [message] = slack.messages
     assert message.text == "start " + long_text * 2 and not message.streaming
     assert max(len(part) for part in message.appends) <= MAX_MARKDOWN
+
+
+async def test_the_thinking_status_is_cleared_when_the_answer_fails(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    fake.fail(Fault(status=403, path="/v1/chat/completions"))
+    dm = bot.slack.message_event("are you there?", channel=DM, channel_type="im")
+    await bot.event(dm)
+    [apology] = await bot.replies(1, channel=DM, thread_ts=dm["ts"])
+    assert "credits" in apology
+    assert bot.slack.thread(DM, dm["ts"]).statuses == [THINKING, ""]
+    assert bot.slack.thread(DM, dm["ts"]).status == ""
+
+
+async def test_a_private_reply_clears_the_status_itself(bot: Bot) -> None:
+    dm = bot.slack.message_event("/help", channel=DM, channel_type="im")
+    await bot.event(dm)
+    await bot.private_replies(1)
+    await bot.slack.wait_for(lambda: len(bot.slack.calls_to("assistant.threads.setStatus")) == 2)
+    cleared = bot.slack.calls_to("assistant.threads.setStatus")[-1].args
+    assert cleared["status"] == "" and "loading_messages" not in cleared
+    assert bot.slack.messages == []  # nothing public was posted
