@@ -188,3 +188,17 @@ async def test_a_private_reply_clears_the_status_itself(bot: Bot) -> None:
     cleared = bot.slack.calls_to("assistant.threads.setStatus")[-1].args
     assert cleared["status"] == "" and "loading_messages" not in cleared
     assert bot.slack.messages == []  # nothing public was posted
+
+
+async def test_a_stream_slack_expired_is_finished_with_chat_update(slack: FakeSlack) -> None:
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    stream = await SlackStream.start(
+        client, channel=DM, thread_ts="1.000001", markdown="**Hello** ", recipient=None
+    )
+    assert stream is not None
+    slack.messages[0].streaming = False  # Slack ended it (message_not_in_streaming_state)
+    await stream.append("wor")
+    await stream.stop("ld")
+    [message] = slack.messages
+    assert message.text == "*Hello* world" and not message.markdown  # mrkdwn via chat.update
+    assert [c.method for c in slack.calls][-1] == "chat.update"
