@@ -28,7 +28,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: core_figures.memory(channels=100),
             lambda: adapter_figures.slack_ack_latency(rate=200, seconds=1.0),
             lambda: core_figures.first_visible_edit(runs=2),
-            lambda: adapter_figures.slack_streaming_paths(runs=3),
+            lambda: adapter_figures.slack_streaming_paths(runs=1),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
