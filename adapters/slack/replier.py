@@ -108,6 +108,7 @@ class SlackReplier:
         #: Whether a message everyone sees was posted (it clears the thinking status).
         self.posted = False
         self._with_blocks: set[str] = set()  # messages showing blocks (buttons) rather than text
+        self._stop_offered: set[int] = set()  # answers whose asker was offered a Stop button
         # No placeholder when the answer streams natively (it starts with its first words) or
         # Slack shows the thinking status until then.
         if self._native or status_shown:
@@ -189,6 +190,9 @@ class SlackReplier:
         return stream
 
     async def _offer_stop(self, turn_id: int) -> None:
+        if turn_id in self._stop_offered:
+            return  # once per answer, not again for each message a long answer continues in
+        self._stop_offered.add(turn_id)
         try:
             await self._client.chat_postEphemeral(
                 channel=self.channel,

@@ -202,3 +202,18 @@ async def test_a_stream_slack_expired_is_finished_with_chat_update(slack: FakeSl
     [message] = slack.messages
     assert message.text == "*Hello* world" and not message.markdown  # mrkdwn via chat.update
     assert [c.method for c in slack.calls][-1] == "chat.update"
+
+
+async def test_a_long_answer_continues_in_a_second_stream_with_one_stop_offer(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    fake.set_reply(" ".join(f"w{n}" for n in range(1200)))  # ~6,000 characters
+    fake.chunk_chars = 400
+    event = bot.slack.message_event("go on", mention=True)
+    await bot.event(event)
+    texts = await bot.replies(2, thread_ts=event["ts"])
+    first, second = bot.slack.messages
+    assert first.markdown and second.markdown and not first.streaming and not second.streaming
+    assert " ".join(texts).split() == [f"w{n}" for n in range(1200)]
+    assert first.blocks is None and second.blocks is not None  # 👍/👎 under the last only
+    assert len(bot.slack.ephemeral) == 1  # the asker's Stop offer, once
