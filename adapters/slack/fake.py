@@ -679,6 +679,8 @@ class FakeSlack:
                 _blocks(args.get("blocks")),
             )
         )  # fmt: skip
+        if self.echo:
+            print(f"[{channel}] only for {user}: {text}", flush=True)
         n = next(self._ids)
         return _ok(message_ts=f"{1_700_000_000 + n}.{n:06d}")
 
@@ -1104,10 +1106,12 @@ async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) 
 
 
 async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
-    """Send each stdin line to the app: `/command text` as a slash command, anything else as a
-    message that mentions the bot."""
+    """Send each stdin line to the app: `/command text` as a slash command, `!good` / `!bad` /
+    `!stop` as a click on the newest answer's 👍 / 👎 / Stop button, anything else as a message
+    that mentions the bot."""
     print(
-        f"Type `/command text` or a message for the bot; each is sent to {app_url}. Ctrl-D quits.",
+        f"Type `/command text`, a message for the bot, or !good, !bad, !stop to click the newest "
+        f"answer's buttons; each is sent to {app_url}. Ctrl-D quits.",
         flush=True,
     )
     # readline returns "" only at end of input (Ctrl-D); an empty line is "\n" and is skipped.
@@ -1115,7 +1119,13 @@ async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("/"):
+        if line in ("!good", "!bad", "!stop"):
+            click = _click_newest(fake, line[1:])
+            if click is None:
+                print("(no such button on screen)", flush=True)
+                continue
+            status, _ = await fake.post_action(app_url, click)
+        elif line.startswith("/"):
             command, _, text = line.partition(" ")
             status, _ = await fake.post_command(app_url, fake.command_payload(command, text))
         else:
@@ -1123,6 +1133,24 @@ async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
             status, _ = await fake.post_event(app_url, event)
         print(f"(sent: HTTP {status})", flush=True)
     await asyncio.sleep(3.0)  # let the last answer arrive
+
+
+def _click_newest(fake: FakeSlack, which: str) -> dict[str, Any] | None:
+    """A click on the newest button of that kind: feedback under a message, Stop in a message
+    or in a private Stop offer."""
+    shown: list[Message | Ephemeral] = [*fake.messages, *fake.ephemeral]
+    for message in reversed(shown):
+        for block in message.blocks or ():
+            for element in block.get("elements") or ():
+                if which == "stop" and element.get("action_id") == "tokbot_stop":
+                    return fake.block_action("tokbot_stop", element["value"], message=message)
+                if which != "stop" and element.get("type") == "feedback_buttons":
+                    button = element["positive_button" if which == "good" else "negative_button"]
+                    return fake.block_action(
+                        "tokbot_feedback", button["value"], message=message,
+                        action_type="feedback_buttons",
+                    )  # fmt: skip
+    return None
 
 
 def main() -> None:

@@ -63,3 +63,21 @@ async def test_the_assistant_methods_check_their_thread_and_arguments(slack: Fak
     assert await error(prompts) == "invalid_arguments"
     await client.assistant_threads_setTitle(channel_id="D0ALICE", thread_ts="1.1", title="T")
     assert slack.thread("D0ALICE", "1.1").title == "T"
+
+
+async def test_typed_clicks_find_the_newest_buttons(slack: FakeSlack) -> None:
+    from adapters.slack.blocks import feedback_blocks, stop_blocks
+    from adapters.slack.fake import Ephemeral, Message, _click_newest
+
+    assert _click_newest(slack, "good") is None
+    slack.messages.append(Message("C0GENERAL", "1.1", "old", blocks=feedback_blocks(1)))
+    slack.messages.append(Message("C0GENERAL", "1.2", "new", blocks=feedback_blocks(2)))
+    slack.ephemeral.append(Ephemeral("C0GENERAL", "U0ALICE", "stop?", "api", "1.0", stop_blocks(3)))
+    good, bad, stop = (_click_newest(slack, w) for w in ("good", "bad", "stop"))
+    assert good is not None and good["actions"][0]["value"] == "positive:2"
+    assert bad is not None and bad["actions"][0]["value"] == "negative:2"
+    assert stop is not None and stop["actions"][0] == stop["actions"][0] | {
+        "action_id": "tokbot_stop",
+        "value": "3",
+    }
+    assert stop["container"]["is_ephemeral"] is True
