@@ -25,7 +25,7 @@ from bot.domain import (
     TurnStatus,
 )
 from bot.handlers.chat import STOPPED_MARK
-from bot.tokmodel.fake import FakeTokModel
+from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.platform import ADMIN, ALICE, KEY, RecordingReplier, message
 
 BOB = Author("u-bob", "Bob")
@@ -193,3 +193,20 @@ def test_a_stopped_answer_stays_in_the_context_marked() -> None:
     ]
     sent = build_context(None, turns, budget_tokens=1000)
     assert sent[2].content == "half [the asker stopped this answer here]"
+
+
+async def test_an_answer_stopped_before_its_first_words_ends_at_once(
+    core: Core, fake: FakeTokModel
+) -> None:
+    fake.fail(Fault(delay=5, times=1, path="/v1/chat/completions"))  # TokModel thinks long
+    replier = RecordingReplier()  # shows "…" at once
+    answering = asyncio.create_task(core.handle(message("ask", "think hard"), replier))
+    async with asyncio.timeout(5):
+        while not replier.order or core.answers.get(replier.controls["m1"].turn_id) is None:
+            await asyncio.sleep(0.01)  # until the placeholder is up and the answer running
+    turn_id = replier.controls["m1"].turn_id
+    assert await core.stop_answer(turn_id, ALICE) == STOPPED
+    await asyncio.wait_for(answering, 1)  # not after TokModel's 5 s: its request is dropped
+    assert replier.texts == [STOPPED_MARK]
+    stopped = await answer_turn(core)
+    assert (stopped.status, stopped.content) == (TurnStatus.STOPPED, "")
