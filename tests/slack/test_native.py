@@ -15,6 +15,7 @@ from adapters.slack.streaming import MAX_MARKDOWN, SlackStream, harmless
 from adapters.slack.translate import conversation_key
 from bot.settings import Settings
 from bot.tokmodel.fake import FakeTokModel, Fault
+from tests.conftest import API_KEY
 from tests.slack.conftest import CHANNEL, Bot, running
 
 DM = "D0ALICE"
@@ -217,3 +218,20 @@ async def test_a_long_answer_continues_in_a_second_stream_with_one_stop_offer(
     assert " ".join(texts).split() == [f"w{n}" for n in range(1200)]
     assert first.blocks is None and second.blocks is not None  # 👍/👎 under the last only
     assert len(bot.slack.ephemeral) == 1  # the asker's Stop offer, once
+
+
+async def test_a_native_stream_can_never_ping_or_show_a_secret(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    fake.set_reply(f"Hey <!channel> and <!here>, ask <@U0BOB> in <#C0OTHER>: the key is {API_KEY}.")
+    fake.chunk_chars = 3  # tokens and the key arrive in pieces
+    event = bot.slack.message_event("say it", mention=True)
+    await bot.event(event)
+    [text] = await bot.replies(1, thread_ts=event["ts"])
+    [message] = bot.slack.messages
+    assert message.markdown
+    sent = [c.args.get("markdown_text") or "" for c in bot.slack.calls]
+    for shown in [text, *sent]:
+        assert not any(token in shown for token in ("<!", "<@", "<#")), shown
+        assert API_KEY not in shown and API_KEY[:8] not in shown
+    assert "[redacted]" in text and "channel" in text
