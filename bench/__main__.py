@@ -29,6 +29,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: adapter_figures.slack_ack_latency(rate=200, seconds=1.0),
             lambda: core_figures.first_visible_edit(runs=2),
             lambda: budget_figures.budget_check(records=500, runs=15),
+            lambda: adapter_figures.slack_streaming_paths(runs=1),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -40,6 +41,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: adapter_figures.slack_ack_latency(rate=200, seconds=10),
         lambda: core_figures.first_visible_edit(runs=5),
         lambda: budget_figures.budget_check(records=10_000, runs=30),
+        lambda: adapter_figures.slack_streaming_paths(runs=30),
     ]
 
 

@@ -19,6 +19,8 @@ from adapters.discord import DiscordAdapter
 from adapters.discord.fake import FakeDiscord
 from adapters.slack import SlackAdapter
 from adapters.slack.fake import FakeSlack
+from adapters.slack.replier import PLACEHOLDER
+from adapters.slack.translate import to_slack
 from adapters.web import WebServer
 from bench.core_figures import direct_call
 from bench.harness import Figure, bench_core, free_port, median, percentile, stand_in
@@ -27,6 +29,11 @@ from bot.core import Core
 DISCORD_TOKEN = "bench-discord-token"
 SLACK_DEFAULTS = FakeSlack()  # never started: its default token, signing secret and team
 QUESTION = "How do we deploy?"
+PLACEHOLDER_MRKDWN = to_slack(PLACEHOLDER)
+LONG_QUESTION = (
+    "How do we deploy the service to production safely, step by step, with a rollback plan, "
+    "database migrations run first, health checks watched, and who to call when it fails?"
+)
 
 
 # -- Slack ---------------------------------------------------------------------------------
@@ -34,7 +41,7 @@ QUESTION = "How do we deploy?"
 
 @asynccontextmanager
 async def slack_bot(
-    tokmodel_url: str, slack_url: str
+    tokmodel_url: str, slack_url: str, **settings: str
 ) -> AsyncIterator[tuple[Core, SlackAdapter, str]]:
     """tokbot's Slack adapter in HTTP mode on an ephemeral port, talking to the fake Slack at
     `slack_url` (with FakeSlack's default credentials); yields the events URL."""
@@ -46,6 +53,7 @@ async def slack_bot(
         # The figures are tokbot's own overhead and load, beyond one workspace's chat.update
         # limit on purpose: no edit budget (and no limit in the fake Slack).
         "TOKBOT_SLACK_EDITS_PER_MINUTE": "0",
+        **settings,
     }
     async with bench_core(tokmodel_url, **extra) as core:
         web = WebServer("127.0.0.1", 0)
@@ -127,6 +135,86 @@ def _overhead_figure(platform: str, asked: list[float], direct: list[float]) -> 
         "<= 1.02; <= 5 ms p50, <= 25 ms p99",
         ratio <= 1.02 and added_p50 <= 5 and added_p99 <= 25,
     )
+
+
+# -- Slack: native streaming vs chat.update ---------------------------------------------------
+
+#: What a person first sees of an answer, by path: the stream's start, or the first post/update
+#: that is not the placeholder.
+_FIRST_TEXT = {"native": ("chat.startStream",), "update": ("chat.postMessage", "chat.update")}
+
+
+async def slack_streaming_paths(runs: int) -> list[Figure]:
+    """Mentions answered in threads on each path (TOKBOT_SLACK_STREAMING=native / update): from
+    TokModel's first token (the request sent + the stand-in's 200 ms latency + one 50 ms chunk
+    delay: its first event carries no text; the ack's few ms count against tokbot) to the first
+    text the fake Slack receives, and the chat.* calls one
+    answer costs (the stand-in echoes the 200-character question: ~45 words over ~1.3 s)."""
+    latency, chunk_delay = 0.2, 0.05
+    first: dict[str, list[float]] = {}
+    calls: dict[str, list[int]] = {}
+    async with stand_in(chunk_delay=chunk_delay) as tokmodel, aiohttp.ClientSession() as http:
+        await tokmodel.set_latency(latency)
+        for mode in ("native", "update"):
+            slack = FakeSlack()
+            slack.update_limit = None
+            await slack.start()
+            slack.add_user("U0ALICE", "Alice")
+            try:
+                async with slack_bot(tokmodel.url, slack.url, TOKBOT_SLACK_STREAMING=mode) as (
+                    _,
+                    adapter,
+                    url,
+                ):
+                    await _mention_answer(http, slack, adapter, url, mode)  # warm-up
+                    results = [
+                        await _mention_answer(http, slack, adapter, url, mode) for _ in range(runs)
+                    ]
+            finally:
+                await slack.stop()
+            first[mode] = [shown - latency - chunk_delay for shown, _ in results]
+            calls[mode] = [count for _, count in results]
+    native, update = first["native"], first["update"]
+    return [
+        Figure(
+            "Slack first token → first text, native stream (chat.update path)",
+            f"p50 {median(native) * 1000:.0f} ms, p99 {percentile(native, 99) * 1000:.0f} ms "
+            f"(update: p50 {median(update) * 1000:.0f} ms, "
+            f"p99 {percentile(update, 99) * 1000:.0f} ms)",
+            "native p50 < update p50",
+            median(native) < median(update),
+        ),
+        Figure(
+            "Slack chat.* calls per answer, native (chat.update path), p50",
+            f"{median(calls['native']):.0f} (update: {median(calls['update']):.0f})",
+            "-",
+            None,
+        ),
+    ]
+
+
+async def _mention_answer(
+    http: aiohttp.ClientSession, slack: FakeSlack, adapter: SlackAdapter, url: str, mode: str
+) -> tuple[float, int]:
+    """Mention the bot once; return (seconds from sending to the first text at the fake Slack,
+    chat.* calls of the answer)."""
+    seen = len(slack.calls)
+    event = slack.event_body(slack.message_event(LONG_QUESTION, mention=True))
+    body = json.dumps(event)
+    headers = {"Content-Type": "application/json", **slack.sign(body)}
+    sent = time.monotonic()
+    async with http.post(url, data=body.encode(), headers=headers) as response:
+        response.raise_for_status()
+    await slack.wait_for(
+        lambda: adapter.bot.busy == 0 and any(m.ts for m in slack.messages[-1:]), timeout=30
+    )
+    answer = [c for c in slack.calls[seen:] if c.method.startswith("chat.")]
+    texts = [
+        c
+        for c in answer
+        if c.method in _FIRST_TEXT[mode] and c.args.get("text") != PLACEHOLDER_MRKDWN
+    ]
+    return texts[0].time - sent, len(answer)
 
 
 # -- Discord -------------------------------------------------------------------------------

@@ -141,6 +141,37 @@ class Replier(Protocol):
         ...
 
 
+class NativeStream(Protocol):
+    """A message the platform streams itself (Slack's chat.startStream): text is only ever
+    appended, never taken back, so the caller gives only text that may stay as it is."""
+
+    #: The message's id (as `Replier.post` returns; `Replier.edit` may still replace its text
+    #: once it is stopped).
+    message_id: str
+
+    async def append(self, markdown: str) -> None:
+        """Add `markdown` to the end of the message."""
+        ...
+
+    async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
+        """Add the last `markdown` and end the stream: the message is final, with `controls`'
+        buttons (None: none)."""
+        ...
+
+
+@runtime_checkable
+class NativeStreamer(Protocol):
+    """A Replier that can stream an answer natively instead of posting and editing it."""
+
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> NativeStream | None:
+        """Start a streamed message showing `markdown` (with `controls`, the Stop button, as
+        the platform can); None when streaming is not available here (then nothing was shown,
+        and the caller posts and edits instead)."""
+        ...
+
+
 @dataclass(frozen=True)
 class EarlierMessage:
     """A message that came before the bot was first addressed in a thread."""

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
     #: chat.update calls a workspace allows a minute (Slack's Tier 3: 50); 0: no budget.
     slack_edits_per_minute: int = Field(default=50, alias="TOKBOT_SLACK_EDITS_PER_MINUTE", ge=0)
+    #: How answers stream on Slack: `native` (chat.startStream/appendStream/stopStream), `update`
+    #: (post, then chat.update), `auto` (native; a workspace that refuses it falls back to update).
+    slack_streaming: Literal["native", "update", "auto"] = Field(
+        default="auto", alias="TOKBOT_SLACK_STREAMING"
+    )
 
     # Discord
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")

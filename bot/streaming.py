@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.domain import AnswerControls, Replier
+from bot.domain import AnswerControls, NativeStream, NativeStreamer, Replier
 from bot.logs import SecretRedactor
 from bot.text import split_message
 
@@ -30,6 +30,11 @@ class StreamRenderer:
     With `controls` (streaming ones), the message being written carries a Stop button while the
     answer streams, and the last message gets the feedback buttons when it is finished; messages
     the answer has grown out of carry none.
+
+    A replier that streams natively (`NativeStreamer`) gets each message as appends instead of
+    edits. An append can't be taken back, so only text that extends what was given is
+    appended; should scrubbing ever change text already given, the message waits for the end
+    and is then replaced as a whole (`Replier.edit`).
     """
 
     def __init__(
@@ -65,6 +70,11 @@ class StreamRenderer:
         self._last_edit = 0.0
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Native streaming: the replier that offers it (None: post and edit), the open stream,
+        # and what it was given (scrubbed; only ever extended).
+        self._streamer = replier if isinstance(replier, NativeStreamer) else None
+        self._stream: NativeStream | None = None
+        self._streamed = ""
 
     @property
     def text(self) -> str:
@@ -116,7 +126,7 @@ class StreamRenderer:
         if not self._text.strip():
             self._text = "…"  # platforms refuse empty messages
         done = self._controls if feedback else None
-        await self._render(dataclasses.replace(done, streaming=False) if done else None)
+        await self._render(dataclasses.replace(done, streaming=False) if done else None, final=True)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -141,17 +151,22 @@ class StreamRenderer:
                 except Exception:
                     log.warning("could not save the answer so far", exc_info=True)
 
-    async def _render(self, last: AnswerControls | None) -> None:
-        """Show the text; the last message carries `last`'s buttons, earlier ones none."""
+    async def _render(self, last: AnswerControls | None, *, final: bool = False) -> None:
+        """Show the text; the last message carries `last`'s buttons, earlier ones none.
+        `final`: the text is complete (native streams are stopped)."""
         async with self._lock:
             # The whole text, re-split: a piece may hold more than its share of the text (a code
             # block closed and reopened), and the pieces before the last never change.
             pieces = split_message(self._text, self._limit)[len(self._frozen) :]
             for index, piece in enumerate(pieces):
                 controls = last if index == len(pieces) - 1 else None
+                closing = final or index < len(pieces) - 1
                 if self._open is None:
-                    posted = await self._replier.post(piece, controls=controls)
+                    posted = await self._show_new(piece, controls, closing)
                     self._open = (posted, piece, controls)
+                elif self._stream is not None:
+                    await self._extend_stream(piece, controls, closing)
+                    self._open = (self._open[0], piece, controls)
                 elif (piece, controls) != self._open[1:]:
                     await self._replier.edit(self._open[0], piece, controls=controls)
                     self._open = (self._open[0], piece, controls)
@@ -159,3 +174,38 @@ class StreamRenderer:
                     # A full message: freeze it; the rest continues in a new one.
                     self._frozen.append(self._open[0])
                     self._open = None
+
+    async def _show_new(self, piece: str, controls: AnswerControls | None, closing: bool) -> str:
+        """Post `piece` as a new message (streamed when the replier can); return its id."""
+        if self._streamer is not None:
+            stream = await self._streamer.start_stream(piece, controls=controls)
+            if stream is None:
+                self._streamer = None  # not available: post and edit for the rest
+            else:
+                self._stream, self._streamed = stream, piece
+                if closing:
+                    await self._extend_stream(piece, controls, closing)
+                return stream.message_id
+        return await self._replier.post(piece, controls=controls)
+
+    async def _extend_stream(
+        self, piece: str, controls: AnswerControls | None, closing: bool
+    ) -> None:
+        """Append what `piece` adds to the open stream (and stop it, with the message's final
+        `controls`, when `closing`)."""
+        stream = self._stream
+        assert stream is not None
+        if piece.startswith(self._streamed):
+            added = piece[len(self._streamed) :]
+            if closing:
+                await stream.stop(added, controls=controls)
+                self._stream = None
+            elif added:
+                await stream.append(added)
+            self._streamed = piece
+        elif closing:
+            # Scrubbing changed text already given (a longer secret completed): end the
+            # stream, then show the message as it must read.
+            await stream.stop()
+            self._stream = None
+            await self._replier.edit(stream.message_id, piece, controls=controls)

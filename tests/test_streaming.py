@@ -133,6 +133,104 @@ def test_redact_unfinished_holds_back_only_what_could_start_a_secret() -> None:
     assert redactor.redact_unfinished("plain") == "plain"
 
 
+class StreamingReplier(RecordingReplier):
+    """A RecordingReplier that streams natively (`bot.domain.NativeStreamer`): every message's
+    appends are kept, so a test can check nothing given was ever taken back."""
+
+    def __init__(self, *, available: bool = True, **fields: object) -> None:
+        super().__init__(**fields)  # type: ignore[arg-type]
+        self.available = available
+        self.appends: dict[str, list[str]] = {}
+        self.stopped: set[str] = set()
+
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> Stream | None:
+        if not self.available:
+            return None
+        message_id = await self.post(markdown, controls=controls)
+        self.appends[message_id] = [markdown]
+        return Stream(self, message_id)
+
+
+class Stream:
+    def __init__(self, replier: StreamingReplier, message_id: str) -> None:
+        self.replier, self.message_id = replier, message_id
+
+    async def append(self, markdown: str) -> None:
+        assert self.message_id not in self.replier.stopped, "appended to a stopped stream"
+        self.replier.appends[self.message_id].append(markdown)
+        self.replier.messages[self.message_id] += markdown
+
+    async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
+        await self.append(markdown)
+        self.replier.controls[self.message_id] = controls
+        self.replier.stopped.add(self.message_id)
+
+
+async def test_a_native_stream_only_appends_and_is_stopped_once() -> None:
+    replier = StreamingReplier(max_message_length=12)
+    renderer = StreamRenderer(replier, placeholder=None, interval=0)
+    await renderer.start()
+    for word in "the quick brown fox jumps over the lazy dog".split():
+        renderer.feed(word + " ")
+        await asyncio.sleep(0)
+    await renderer.finish(" END")
+    assert "".join(replier.texts) == "the quick brown fox jumps over the lazy dog  END"
+    assert replier.edits == 0  # appends only
+    assert replier.stopped == set(replier.order)  # each message's stream was stopped
+    for message_id, parts in replier.appends.items():
+        assert "".join(parts) == replier.messages[message_id]
+
+
+async def test_a_native_stream_never_shows_a_piece_of_a_secret() -> None:
+    secret = "sk-0123456789abcdef"
+    replier = StreamingReplier()
+    renderer = StreamRenderer(
+        replier, placeholder=None, interval=0, redactor=SecretRedactor([secret])
+    )
+    await renderer.start()
+    for piece in ("key: sk-01", "2345", "6789abcdef done"):
+        renderer.feed(piece)
+        await asyncio.sleep(0.01)
+    await renderer.finish()
+    assert replier.texts == ["key: [redacted] done"]
+    assert not any("sk-" in part for parts in replier.appends.values() for part in parts)
+
+
+async def test_a_stream_that_scrubbing_changed_is_replaced_at_the_end() -> None:
+    # "AAAA-1" is a secret, and so is the longer "sk-AAAA-1-BBBB": the shorter one is redacted
+    # first, then the longer one completes and takes back text already appended.
+    replier = StreamingReplier()
+    renderer = StreamRenderer(
+        replier,
+        placeholder=None,
+        interval=0,
+        redactor=SecretRedactor(["AAAA-1", "sk-AAAA-1-BBBB"]),
+    )
+    await renderer.start()
+    renderer.feed("x sk-AAAA-1")
+    await asyncio.sleep(0.01)
+    assert replier.texts == ["x sk-[redacted]"]
+    renderer.feed("-BBBB y")
+    await asyncio.sleep(0.01)
+    assert replier.texts == ["x sk-[redacted]"]  # nothing appended once it diverged
+    await renderer.finish()
+    assert replier.texts == ["x [redacted] y"]
+    assert replier.stopped and replier.edits == 1  # stopped, then replaced
+
+
+async def test_without_native_streaming_the_answer_is_posted_and_edited() -> None:
+    replier = StreamingReplier(available=False)
+    renderer = StreamRenderer(replier, placeholder=None, interval=0)
+    await renderer.start()
+    renderer.feed("hello ")
+    await asyncio.sleep(0.01)
+    renderer.feed("world")
+    await renderer.finish()
+    assert replier.texts == ["hello world"] and replier.appends == {}
+
+
 async def test_controls_stop_while_streaming_feedback_on_the_last_message_only() -> None:
     replier = RecordingReplier(max_message_length=10)
     streaming = AnswerControls(7, "u1", streaming=True)

@@ -72,6 +72,7 @@ class SlackAdapter:
             edit_interval=edit_interval,
             edits_per_minute=settings.slack_edits_per_minute,
             edit_window=edit_window,  # the budget's minute (tests shrink it)
+            streaming=settings.slack_streaming,
         )
         self.alerts = SlackAlerts(self.bot.client, core.alerts, settings)
         self._core = core

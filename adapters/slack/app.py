@@ -21,8 +21,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.drain import drain_tasks
 from adapters.slack import translate
-from adapters.slack.budget import SLACK_UPDATES_PER_MINUTE, WorkspaceBudgets
+from adapters.slack.assistant import THINKING, Pane, pane_thread, set_status
+from adapters.slack.blocks import FEEDBACK_ACTION, STOP_ACTION, parse_feedback, parse_stop
+from adapters.slack.budget import (
+    SLACK_APPENDS_PER_MINUTE,
+    SLACK_UPDATES_PER_MINUTE,
+    WorkspaceBudgets,
+)
 from adapters.slack.replier import SlackReplier
+from adapters.slack.streaming import Mode, StreamingPolicy
 from adapters.slack.thread import SlackThread
 from adapters.slack.users import UserDirectory
 from bot.core import Core
@@ -50,6 +57,7 @@ class SlackBot:
         edit_interval: float = 1.0,
         edits_per_minute: int = SLACK_UPDATES_PER_MINUTE,
         edit_window: float = 60.0,
+        streaming: Mode = "auto",
     ) -> None:
         self._core = core
         self._token = token
@@ -69,6 +77,11 @@ class SlackBot:
         )
         self.users = UserDirectory(self.client)
         self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
+        # (No edit budget, no append budget: both are off for loads beyond one workspace's.)
+        appends = SLACK_APPENDS_PER_MINUTE if edits_per_minute > 0 else 0
+        self._append_budgets = WorkspaceBudgets(appends, edit_window)
+        self.streaming = StreamingPolicy(streaming)
+        self.pane = Pane(self.client)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
@@ -88,6 +101,10 @@ class SlackBot:
         self.app.command(re.compile(r"^/\S+$"))(self._on_command)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
+        self.app.event("assistant_thread_started")(self._on_thread_started)
+        self.app.event("assistant_thread_context_changed")(self._on_context_changed)
+        self.app.action(FEEDBACK_ACTION)(self._on_feedback)
+        self.app.action(STOP_ACTION)(self._on_stop)
 
     # -- listeners: store, ack, then work in the background ------------------------------------
     # Each event is stored (`Core.accept`, one INSERT) before the ack goes out, so an
@@ -142,6 +159,84 @@ class SlackBot:
         else:
             await ack()
 
+    async def _on_thread_started(self, ack: AsyncAck, event: dict[str, Any]) -> None:
+        """The assistant pane opened a new thread: greet, and suggest prompts (no TokModel call,
+        so nothing to store before the ack)."""
+        await ack()
+        thread = pane_thread(event)
+        if thread is not None and not self.closing:
+            self._spawn_plain(self.pane.started(thread))
+
+    async def _on_context_changed(self, ack: AsyncAck, event: dict[str, Any]) -> None:
+        """The person moved to another channel with the pane open: prompts about that one."""
+        await ack()
+        thread = pane_thread(event)
+        if thread is not None and not self.closing:
+            self._spawn_plain(self.pane.context_changed(thread))
+
+    # -- buttons (block_actions): acknowledged at once, answered privately -------------------
+
+    async def _on_feedback(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """A 👍/👎 under an answer (value `positive:<turn id>` / `negative:<turn id>`)."""
+        await ack()
+        parsed = parse_feedback(str(action.get("value") or ""))
+        clicker = _clicker(body)
+        if parsed is None or clicker is None:
+            log.warning("Slack: a feedback click without a valid value or user; ignored")
+            return
+        value, turn_id = parsed
+
+        async def record() -> None:
+            said = await self._core.record_feedback(translate.PLATFORM, turn_id, clicker, value)
+            await self._tell_clicker(body, said)
+
+        self._spawn_plain(record())
+
+    async def _on_stop(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """The Stop button of a streaming answer (value `<turn id>`); only its asker may."""
+        await ack()
+        turn_id = parse_stop(str(action.get("value") or ""))
+        clicker = _clicker(body)
+        if turn_id is None or clicker is None:
+            log.warning("Slack: a Stop click without a valid value or user; ignored")
+            return
+
+        async def stop() -> None:
+            await self._tell_clicker(body, await self._core.stop_answer(turn_id, clicker))
+
+        self._spawn_plain(stop())
+
+    async def _tell_clicker(self, body: Mapping[str, Any], text: str) -> None:
+        """Show `text` to the person who clicked, only to them: through the action's
+        response_url (an ephemeral message; replacing the clicked one when that was ephemeral
+        itself, the asker's Stop offer), else chat.postEphemeral."""
+        container = body.get("container") or {}
+        url = body.get("response_url")
+        if isinstance(url, str) and url:
+            reply = {
+                "response_type": "ephemeral",
+                "replace_original": bool(container.get("is_ephemeral")),
+                "text": translate.to_slack(text),
+            }
+            try:
+                async with self._session.post(url, json=reply) as response:
+                    if response.status == 200:
+                        return
+                    log.info("Slack: response_url refused an acknowledgement (%s)", response.status)
+            except aiohttp.ClientError as exc:
+                log.info("Slack: response_url failed: %s", type(exc).__name__)
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        user = (body.get("user") or {}).get("id")
+        if channel and user:
+            await self.client.chat_postEphemeral(
+                channel=str(channel),
+                user=str(user),
+                thread_ts=container.get("thread_ts"),
+                text=translate.to_slack(text),
+            )
+
     async def _accept_event(
         self,
         ack: AsyncAck,
@@ -189,7 +284,16 @@ class SlackBot:
     async def _run_event(
         self, event: dict[str, Any], context: AsyncBoltContext, incoming: Incoming, ticket: Ticket
     ) -> None:
+        status = False
         with self._core.handing_over(ticket):  # cancelled (stopping): answered after a restart
+            if incoming.command == "ask" and translate.is_direct_message(event):
+                # In DMs (and the assistant pane, a DM thread) Slack shows "tokbot is thinking…"
+                # until the first reply; it stands in for the placeholder message.
+                status = await set_status(
+                    self.client, incoming.key.channel, incoming.key.thread, THINKING
+                )
+                if event.get("thread_ts") and not await self._core.store.history(incoming.key, 1):
+                    await self.pane.title(incoming.key.channel, incoming.key.thread, incoming.text)
             author = await self.users.author(incoming.author.id)
             incoming = dataclasses.replace(incoming, author=author)
             ts, thread_ts = event.get("ts"), event.get("thread_ts")
@@ -205,8 +309,14 @@ class SlackBot:
                     bot_user_id=context.bot_user_id,
                     bot_id=context.bot_id,
                 )
-            replier = self._replier(incoming, thread_ts=incoming.key.thread, thread=thread)
-        await self._core.handle(incoming, replier, ticket)
+            replier = self._replier(
+                incoming, thread_ts=incoming.key.thread, thread=thread, status_shown=status
+            )
+        try:
+            await self._core.handle(incoming, replier, ticket)
+        finally:
+            if status and not replier.posted:  # no reply cleared it (a private one, or none)
+                await set_status(self.client, incoming.key.channel, incoming.key.thread, "")
 
     async def _recover(
         self, incoming: Incoming, route: Mapping[str, str]
@@ -227,6 +337,7 @@ class SlackBot:
         thread_ts: str | None,
         response_url: str | None = None,
         thread: SlackThread | None = None,
+        status_shown: bool = False,
     ) -> SlackReplier:
         return SlackReplier(
             self.client,
@@ -240,6 +351,10 @@ class SlackBot:
             thread=thread,
             user_id=incoming.author.id,
             budget=self._budgets.get(incoming.key.workspace),
+            append_budget=self._append_budgets.get(incoming.key.workspace),
+            workspace=incoming.key.workspace,
+            streaming=self.streaming,
+            status_shown=status_shown,
         )
 
     # -- background tasks ----------------------------------------------------------------------
@@ -250,6 +365,12 @@ class SlackBot:
             self._core.release(ticket)  # stored: answered after the restart, or by a replica
             log.warning("Slack request acknowledged while shutting down; not handled")
             return
+        task = asyncio.create_task(self._guard(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _spawn_plain(self, work: Coroutine[Any, Any, None]) -> None:
+        """Background work that answers no stored event (the assistant pane's greeting)."""
         task = asyncio.create_task(self._guard(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -274,6 +395,14 @@ class SlackBot:
         self.closing = True
         self._core.inbox.cannot_answer(translate.PLATFORM)
         await drain_tasks(self._tasks, timeout)
+
+
+def _clicker(body: Mapping[str, Any]) -> Author | None:
+    """Who clicked a button (a block_actions payload's `user`)."""
+    user = body.get("user")
+    if not isinstance(user, Mapping) or not isinstance(user.get("id"), str) or not user["id"]:
+        return None
+    return Author(user["id"], str(user.get("name") or user.get("username") or user["id"]))
 
 
 def _name(command: Mapping[str, Any], user_id: str) -> str:

@@ -14,6 +14,9 @@ import time
 
 #: Slack's documented chat.update rate (Tier 3), per workspace.
 SLACK_UPDATES_PER_MINUTE = 50
+#: chat.appendStream's rate (Tier 4, "100+ per minute"), per workspace: natively streamed
+#: answers share it as others share chat.update's.
+SLACK_APPENDS_PER_MINUTE = 100
 
 
 class EditBudget:

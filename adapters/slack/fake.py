@@ -1,5 +1,6 @@
-"""A stand-in Slack on loopback: the Web API methods tokbot calls, shared-file downloads, upload
-URLs, `response_url`s, and Socket Mode (`apps.connections.open` and its WebSocket).
+"""A stand-in Slack on loopback: the Web API methods tokbot calls (native streaming and the
+assistant methods included), shared-file downloads, upload URLs, `response_url`s, and Socket Mode
+(`apps.connections.open` and its WebSocket).
 
 It answers in Slack's shapes (`{"ok": true, ...}`, `{"ok": false, "error": "..."}`), records every
 call, keeps the messages as a person would see them (text after every `chat.update`), and can send
@@ -51,8 +52,16 @@ SCOPES = (
     "files:write",
     "users:read",
     "im:write",
+    "assistant:write",
 )
 MAX_TEXT = 40_000  # Slack refuses longer message text with msg_too_long
+#: chat.startStream/appendStream/stopStream: "Limit this field [markdown_text] to 12,000
+#: characters" (docs.slack.dev/reference/methods/chat.appendStream). What Slack answers past it is
+#: not documented; msg_too_long here, as for chat.postMessage.
+MAX_MARKDOWN = 12_000
+#: assistant.threads.setStatus: "Maximum of 10 messages" in loading_messages.
+MAX_LOADING_MESSAGES = 10
+STREAMING_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream")
 
 
 @dataclass
@@ -74,6 +83,25 @@ class Message:
     text: str
     thread_ts: str | None = None
     edits: list[str] = field(default_factory=list)
+    #: Streamed natively (chat.startStream): `text` is the Markdown Slack renders.
+    markdown: bool = False
+    #: Still streaming (between chat.startStream and chat.stopStream).
+    streaming: bool = False
+    #: The `markdown_text` of each start/append/stop call, in order.
+    appends: list[str] = field(default_factory=list)
+    #: Block Kit blocks (chat.postMessage/update, or those stopStream puts under the text).
+    blocks: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class AssistantThread:
+    """What the app set on an assistant thread (assistant.threads.*)."""
+
+    status: str = ""
+    statuses: list[str] = field(default_factory=list)  # every status set, "" for a clear
+    title: str | None = None
+    prompts: list[dict[str, str]] = field(default_factory=list)
+    prompts_title: str | None = None
 
 
 @dataclass
@@ -86,6 +114,7 @@ class Ephemeral:
     text: str
     via: str
     thread_ts: str | None = None
+    blocks: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -141,6 +170,15 @@ class FakeSlack:
         self.update_limit: tuple[int, float] | None = (50, 60.0)
         self._updates: collections.deque[float] = collections.deque()
         self.update_refusals = 0  # chat.update calls answered 429 by that limit
+        #: chat.appendStream calls allowed per window: Tier 4, "100+ per minute" per workspace
+        #: (docs.slack.dev/reference/methods/chat.appendStream); None: no limit.
+        self.append_limit: tuple[int, float] | None = (100, 60.0)
+        self._appends: collections.deque[float] = collections.deque()
+        self.append_refusals = 0
+        #: Set by `refuse_streaming`: how chat.*Stream calls are refused (error code, HTTP status).
+        self._stream_refusal: tuple[str, int] | None = None
+        #: Assistant threads by (channel, thread_ts).
+        self.threads: dict[tuple[str, str], AssistantThread] = {}
         self.uploads: list[Upload] = []
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         #: Private messages, apart from `messages` (which everyone in a channel sees).
@@ -224,6 +262,12 @@ class FakeSlack:
         `Retry-After` (seconds), `{"ok": false, "error": "ratelimited"}`."""
         self._rate_limited[method] = [times, retry_after]
 
+    def refuse_streaming(self, error: str | None = "unknown_method", status: int = 200) -> None:
+        """Refuse chat.startStream/appendStream/stopStream as a workspace (or an older
+        Slack-compatible server) without them: `{"ok": false, "error": error}` with HTTP
+        `status` (a 404 with no JSON when `error` is None). `refuse_streaming(None, 0)` stops."""
+        self._stream_refusal = None if status == 0 else (error or "", status)
+
     def delay(self, method: str, seconds: float) -> None:
         """Answer every call of `method` after `seconds` (0: at once again): Web API latency,
         which Slack does not bound (its docs only ask apps not to wait on it before the ack)."""
@@ -242,6 +286,10 @@ class FakeSlack:
             if (channel is None or m.channel == channel)
             and (thread_ts is None or m.thread_ts == thread_ts)
         ]
+
+    def thread(self, channel: str, thread_ts: str) -> AssistantThread:
+        """What the app set on an assistant thread (made empty on first use)."""
+        return self.threads.setdefault((channel, thread_ts), AssistantThread())
 
     def private_texts(self, user: str | None = None) -> list[str]:
         """What was shown only to `user` (or to anyone privately), oldest first."""
@@ -350,6 +398,85 @@ class FakeSlack:
         kept = {k: v for k, v in event.items() if k not in ("channel_type", "event_ts")}
         self.people_messages.append(kept | {"type": "message"})
         return event
+
+    def assistant_event(
+        self,
+        kind: str = "assistant_thread_started",
+        *,
+        user: str = "U0ALICE",
+        channel: str = "D0ALICE",
+        thread_ts: str | None = None,
+        viewing: str | None = None,
+    ) -> dict[str, Any]:
+        """`assistant_thread_started` (the pane opened a thread) or
+        `assistant_thread_context_changed` (the person views another channel), as in
+        docs.slack.dev/reference/events/assistant_thread_started."""
+        ts = thread_ts or f"{int(time.time())}.{next(self._ids):06d}"
+        context: dict[str, Any] = {}
+        if viewing is not None:
+            context = {"channel_id": viewing, "team_id": self.team_id, "enterprise_id": None}
+        return {
+            "type": kind,
+            "assistant_thread": {
+                "user_id": user,
+                "context": context,
+                "channel_id": channel,
+                "thread_ts": ts,
+            },
+            "event_ts": f"{int(time.time())}.{next(self._ids):06d}",
+        }
+
+    def block_action(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = "U0ALICE",
+        message: Message | Ephemeral | None = None,
+        channel: str = "C0GENERAL",
+        action_type: str = "button",
+    ) -> dict[str, Any]:
+        """A `block_actions` payload for a click on a button of `message` (a message the app
+        posted, or an ephemeral one it showed `user`), with a response_url this fake serves.
+        Shape from docs.slack.dev/reference/interaction-payloads/block_actions-payload: `user`,
+        `container` (message_ts / channel_id / is_ephemeral / thread_ts), `channel`, `message`
+        (not for ephemeral ones), `response_url`, `actions` [{action_id, value, type, …}]."""
+        n = next(self._ids)
+        where = message.channel if message is not None else channel
+        self._commands[str(n)] = (user, where, 0)
+        ephemeral = isinstance(message, Ephemeral)
+        ts = message.ts if isinstance(message, Message) else f"{1_700_000_000 + n}.{n:06d}"
+        thread = message.thread_ts if message is not None else None
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(),
+                     "team_id": self.team_id},
+            "api_app_id": "A0TOKBOT",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": ts, "channel_id": where,
+                          "is_ephemeral": ephemeral, **({"thread_ts": thread} if thread else {})},
+            "trigger_id": f"{n}.{self.team_id}.trigger",
+            "team": {"id": self.team_id, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": where, "name": "general"},
+            "state": {"values": {}},
+            "response_url": f"{self.url}/commands/{self.team_id}/{n}",
+            "actions": [{"action_id": action_id, "block_id": f"b{n}", "value": value,
+                         "type": action_type, "action_ts": f"{int(time.time())}.{n:06d}"}],
+        }  # fmt: skip
+        if isinstance(message, Message):
+            payload["message"] = {"type": "message", "user": self.bot_user_id, "ts": ts,
+                                  "text": message.text, "blocks": message.blocks or []}  # fmt: skip
+        return payload
+
+    async def post_action(
+        self, app_url: str, payload: Mapping[str, Any], **sign: Any
+    ) -> tuple[int, str]:
+        """Send an interaction as Slack does: form-encoded `payload=<JSON>`, signed."""
+        body = urlencode({"payload": json.dumps(payload)})
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body, **sign)}
+        return await _post(app_url, body, headers)
 
     async def post_command(
         self, app_url: str, payload: Mapping[str, str], **sign: Any
@@ -462,11 +589,27 @@ class FakeSlack:
             response.set_status(429)
             response.headers["Retry-After"] = str(limited[1])
             return response
+        if (
+            method == "chat.appendStream"
+            and (wait := _window_wait(self._appends, self.append_limit)) is not None
+        ):
+            self.append_refusals += 1
+            response = _error("ratelimited")
+            response.set_status(429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         if method == "chat.update" and (wait := self._update_wait()) is not None:
             self.update_refusals += 1
             response = _error("ratelimited")
             response.set_status(429)
             response.headers["Retry-After"] = str(wait)
+            return response
+        if method in STREAMING_METHODS and self._stream_refusal is not None:
+            error, status = self._stream_refusal
+            if not error:
+                return web.Response(status=status, text="404 page not found")
+            response = _error(error)
+            response.set_status(status)
             return response
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
@@ -479,16 +622,7 @@ class FakeSlack:
 
     def _update_wait(self) -> int | None:
         """Whole seconds until one more chat.update is allowed (None: now; counted)."""
-        if self.update_limit is None:
-            return None
-        allowed, window = self.update_limit
-        now = time.monotonic()
-        while self._updates and self._updates[0] <= now - window:
-            self._updates.popleft()
-        if len(self._updates) >= allowed:
-            return max(1, math.ceil(self._updates[0] + window - now))
-        self._updates.append(now)
-        return None
+        return _window_wait(self._updates, self.update_limit)
 
     async def _m_auth_test(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         response = _ok(
@@ -517,6 +651,8 @@ class FakeSlack:
         ts = f"{1_700_000_000 + n}.{n:06d}"
         thread = args.get("thread_ts") or None
         self.messages.append(Message(channel, ts, text, str(thread) if thread else None))
+        self.messages[-1].blocks = _blocks(args.get("blocks"))
+        self._replied(channel, thread)
         self._show("posted", self.messages[-1])
         message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts}
         return _ok(channel=channel, ts=ts, message=message | {"text": text})
@@ -540,8 +676,13 @@ class FakeSlack:
             return _error("msg_too_long")
         thread = args.get("thread_ts") or None
         self.ephemeral.append(
-            Ephemeral(channel, user, text, "api", str(thread) if thread else None)
-        )
+            Ephemeral(
+                channel, user, text, "api", str(thread) if thread else None,
+                _blocks(args.get("blocks")),
+            )
+        )  # fmt: skip
+        if self.echo:
+            print(f"[{channel}] only for {user}: {text}", flush=True)
         n = next(self._ids)
         return _ok(message_ts=f"{1_700_000_000 + n}.{n:06d}")
 
@@ -554,8 +695,162 @@ class FakeSlack:
             return _error("msg_too_long")
         target.edits.append(text)
         target.text = text
+        target.markdown = False
+        if "blocks" in args:
+            target.blocks = _blocks(args.get("blocks"))
         self._show("updated", target)
         return _ok(channel=channel, ts=ts, text=text)
+
+    # Native streaming. Arguments and error codes from docs.slack.dev/reference/methods/
+    # chat.startStream, chat.appendStream and chat.stopStream: startStream needs `channel` and
+    # `thread_ts` ("streamed messages should always be replies"), and outside DMs
+    # `recipient_user_id` / `recipient_team_id` (missing_recipient_user_id / _team_id);
+    # appendStream needs `markdown_text` (no_text); a message not streaming any more answers
+    # message_not_in_streaming_state; only stopStream takes `blocks`. The response is
+    # {"ok": true, "channel", "ts"} (stopStream adds the final `message`).
+
+    async def _m_chat_startStream(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        channel, thread = str(args.get("channel") or ""), str(args.get("thread_ts") or "")
+        markdown = str(args.get("markdown_text") or "")
+        if not channel:
+            return _error("channel_not_found")
+        if channel in self.not_in_channel and channel not in self.public_only:
+            return _error("not_in_channel")
+        if not thread:
+            return _error("invalid_arguments")
+        if not channel.startswith("D"):
+            if not args.get("recipient_user_id"):
+                return _error("missing_recipient_user_id")
+            if not args.get("recipient_team_id"):
+                return _error("missing_recipient_team_id")
+        if len(markdown) > MAX_MARKDOWN:
+            return _error("msg_too_long")
+        n = next(self._ids)
+        ts = f"{1_700_000_000 + n}.{n:06d}"
+        message = Message(channel, ts, markdown, thread, markdown=True, streaming=True)
+        message.appends.append(markdown)
+        self.messages.append(message)
+        self._replied(channel, thread)
+        self._show("streaming", message)
+        return _ok(channel=channel, ts=ts)
+
+    async def _m_chat_appendStream(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        target, refusal = self._streaming_message(args)
+        if target is None:
+            return refusal
+        markdown = str(args.get("markdown_text") or "")
+        if not markdown:
+            return _error("no_text")
+        if len(markdown) > MAX_MARKDOWN:
+            return _error("msg_too_long")
+        target.appends.append(markdown)
+        target.text += markdown
+        self._show("appended", target)
+        return _ok(channel=target.channel, ts=target.ts)
+
+    async def _m_chat_stopStream(self, request: web.Request, args: dict[str, Any]) -> web.Response:
+        target, refusal = self._streaming_message(args)
+        if target is None:
+            return refusal
+        markdown = str(args.get("markdown_text") or "")
+        if len(markdown) > MAX_MARKDOWN:
+            return _error("msg_too_long")
+        if markdown:
+            target.appends.append(markdown)
+            target.text += markdown
+        target.blocks = _blocks(args.get("blocks"))
+        target.streaming = False
+        self._show("stopped", target)
+        message = {"type": "message", "subtype": "bot_message", "bot_id": self.bot_id,
+                   "ts": target.ts, "text": target.text}  # fmt: skip
+        return _ok(channel=target.channel, ts=target.ts, message=message)
+
+    def _streaming_message(self, args: dict[str, Any]) -> tuple[Message | None, web.Response]:
+        channel, ts = str(args.get("channel") or ""), str(args.get("ts") or "")
+        if not channel:
+            return None, _error("channel_not_found")
+        target = next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
+        if target is None:
+            return None, _error("message_not_found")
+        if not target.streaming:
+            return None, _error("message_not_in_streaming_state")
+        return target, _error("")
+
+    # The assistant pane. Arguments and errors from docs.slack.dev/reference/methods/
+    # assistant.threads.setStatus (channel_id, thread_ts, status; "" clears it; up to 10
+    # loading_messages; "automatically cleared when the app sends a reply"),
+    # assistant.threads.setSuggestedPrompts (prompts: [{title, message}], optional title) and
+    # assistant.threads.setTitle; errors channel_not_found / invalid_thread_ts.
+
+    async def _m_assistant_threads_setStatus(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        thread, refusal = self._assistant_thread(args)
+        if thread is None:
+            return refusal
+        status = args.get("status")
+        loading = args.get("loading_messages")
+        if not isinstance(status, str):
+            return _error("invalid_arguments")
+        if isinstance(loading, str):
+            loading = json.loads(loading)
+        if loading is not None and (
+            not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES
+        ):
+            return _error("invalid_arguments")
+        thread.status = status
+        thread.statuses.append(status)
+        return _ok()
+
+    async def _m_assistant_threads_setSuggestedPrompts(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        thread, refusal = self._assistant_thread(args)
+        if thread is None:
+            return refusal
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if (
+            not isinstance(prompts, list)
+            or not prompts
+            or not all(isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts)
+        ):
+            return _error("invalid_arguments")
+        thread.prompts = prompts
+        thread.prompts_title = args.get("title")
+        return _ok()
+
+    async def _m_assistant_threads_setTitle(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        thread, refusal = self._assistant_thread(args)
+        if thread is None:
+            return refusal
+        title = str(args.get("title") or "")
+        if not title:
+            return _error("invalid_arguments")
+        thread.title = title
+        return _ok()
+
+    def _assistant_thread(
+        self, args: dict[str, Any]
+    ) -> tuple[AssistantThread | None, web.Response]:
+        channel, ts = str(args.get("channel_id") or ""), str(args.get("thread_ts") or "")
+        if not channel:
+            return None, _error("channel_not_found")
+        if not ts:
+            return None, _error("invalid_thread_ts")
+        return self.thread(channel, ts), _error("")
+
+    def _replied(self, channel: str, thread_ts: Any) -> None:
+        """A reply in a thread clears its status, as Slack does."""
+        thread = self.threads.get((channel, str(thread_ts))) if thread_ts else None
+        if thread is not None and thread.status:
+            thread.status = ""
+            thread.statuses.append("")
 
     async def _m_conversations_join(
         self, request: web.Request, args: dict[str, Any]
@@ -769,6 +1064,28 @@ class FakeSlack:
         return ws
 
 
+def _window_wait(calls: collections.deque[float], limit: tuple[int, float] | None) -> int | None:
+    """Whole seconds until one more call is allowed under `limit` (calls, window in seconds),
+    or None: now (and it is counted in `calls`)."""
+    if limit is None:
+        return None
+    allowed, window = limit
+    now = time.monotonic()
+    while calls and calls[0] <= now - window:
+        calls.popleft()
+    if len(calls) >= allowed:
+        return max(1, math.ceil(calls[0] + window - now))
+    calls.append(now)
+    return None
+
+
+def _blocks(value: Any) -> list[dict[str, Any]] | None:
+    """Blocks as sent: a JSON list, or a string of one (form-encoded calls)."""
+    if isinstance(value, str):
+        value = json.loads(value) if value else None
+    return value if isinstance(value, list) else None
+
+
 def _ok(**fields: Any) -> web.Response:
     return web.json_response({"ok": True, **fields})
 
@@ -789,7 +1106,7 @@ async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) 
     fake = FakeSlack()
     fake.echo = True
     if not update_limit:
-        fake.update_limit = None
+        fake.update_limit = fake.append_limit = None
     fake.add_user("U0ALICE", "alice", is_admin=True)  # the person typing at the terminal
     url = await fake.start(host, port)
     print(
@@ -809,10 +1126,12 @@ async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) 
 
 
 async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
-    """Send each stdin line to the app: `/command text` as a slash command, anything else as a
-    message that mentions the bot."""
+    """Send each stdin line to the app: `/command text` as a slash command, `!good` / `!bad` /
+    `!stop` as a click on the newest answer's 👍 / 👎 / Stop button, anything else as a message
+    that mentions the bot."""
     print(
-        f"Type `/command text` or a message for the bot; each is sent to {app_url}. Ctrl-D quits.",
+        f"Type `/command text`, a message for the bot, or !good, !bad, !stop to click the newest "
+        f"answer's buttons; each is sent to {app_url}. Ctrl-D quits.",
         flush=True,
     )
     # readline returns "" only at end of input (Ctrl-D); an empty line is "\n" and is skipped.
@@ -820,7 +1139,13 @@ async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("/"):
+        if line in ("!good", "!bad", "!stop"):
+            click = _click_newest(fake, line[1:])
+            if click is None:
+                print("(no such button on screen)", flush=True)
+                continue
+            status, _ = await fake.post_action(app_url, click)
+        elif line.startswith("/"):
             command, _, text = line.partition(" ")
             status, _ = await fake.post_command(app_url, fake.command_payload(command, text))
         else:
@@ -828,6 +1153,24 @@ async def _relay_stdin(fake: FakeSlack, app_url: str) -> None:
             status, _ = await fake.post_event(app_url, event)
         print(f"(sent: HTTP {status})", flush=True)
     await asyncio.sleep(3.0)  # let the last answer arrive
+
+
+def _click_newest(fake: FakeSlack, which: str) -> dict[str, Any] | None:
+    """A click on the newest button of that kind: feedback under a message, Stop in a message
+    or in a private Stop offer."""
+    shown: list[Message | Ephemeral] = [*fake.messages, *fake.ephemeral]
+    for message in reversed(shown):
+        for block in message.blocks or ():
+            for element in block.get("elements") or ():
+                if which == "stop" and element.get("action_id") == "tokbot_stop":
+                    return fake.block_action("tokbot_stop", element["value"], message=message)
+                if which != "stop" and element.get("type") == "feedback_buttons":
+                    button = element["positive_button" if which == "good" else "negative_button"]
+                    return fake.block_action(
+                        "tokbot_feedback", button["value"], message=message,
+                        action_type="feedback_buttons",
+                    )  # fmt: skip
+    return None
 
 
 def main() -> None:

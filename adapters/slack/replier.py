@@ -1,6 +1,7 @@
 """How the core speaks in one Slack conversation: messages with chat.postMessage / chat.update in
-the right channel and thread, private replies through a command's response_url or
-chat.postEphemeral, files with files_upload_v2, and downloads of shared files."""
+the right channel and thread (or streamed natively: `adapters.slack.streaming`), private replies
+through a command's response_url or chat.postEphemeral, files with files_upload_v2, and
+downloads of shared files."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import message_blocks, stop_blocks
 from adapters.slack.budget import EditBudget
+from adapters.slack.streaming import SlackStream, StreamingPolicy
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
 from bot.domain import AnswerControls, Attachment, EarlierMessage, OutgoingFile, PlatformHelp
@@ -49,6 +52,7 @@ HELP = PlatformHelp(
 )
 _CHUNK = 64 * 1024
 _NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
+STOP_OFFER = "_Writing the answer… stop it here if it's not what you need._"
 INVITE_ME = (
     "I can't post in this conversation. Invite me first (`/invite @tokbot`), then try again."
 )
@@ -84,6 +88,10 @@ class SlackReplier:
         thread: SlackThread | None = None,
         user_id: str | None = None,
         budget: EditBudget | None = None,
+        append_budget: EditBudget | None = None,
+        workspace: str = "",
+        streaming: StreamingPolicy | None = None,
+        status_shown: bool = False,
     ) -> None:
         self._client = client
         self._session = session
@@ -97,9 +105,25 @@ class SlackReplier:
         self.user_id = user_id or None
         #: The workspace's chat.update budget, shared with every answer streaming there.
         self._budget = budget
+        #: The workspace's chat.appendStream budget, shared by every answer streaming natively.
+        self._append_budget = append_budget
         self._thread = thread
         #: `bot.domain.ThreadReader`: the mention replies in a thread people started before.
         self.in_existing_thread = thread is not None
+        self.workspace = workspace
+        self._streaming = streaming
+        # Native streams are replies in a thread (chat.startStream requires thread_ts).
+        self._native = (
+            streaming is not None and self.thread_ts is not None and streaming.native(workspace)
+        )
+        #: Whether a message everyone sees was posted (it clears the thinking status).
+        self.posted = False
+        self._with_blocks: set[str] = set()  # messages showing blocks (buttons) rather than text
+        self._stop_offered: set[int] = set()  # answers whose asker was offered a Stop button
+        # No placeholder when the answer streams natively (it starts with its first words) or
+        # Slack shows the thinking status until then.
+        if self._native or status_shown:
+            self.stream_placeholder = None
 
     async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
         return await self._thread.earlier_messages(limit) if self._thread is not None else []
@@ -113,12 +137,12 @@ class SlackReplier:
             return ""
         send = self._post_ephemeral if private and self.user_id else self._post
         try:
-            return await send(text)
+            return await send(text, controls)
         except SlackApiError as exc:
             if exc.response.get("error") not in _NOT_IN_CHANNEL:
                 raise
             if await self._join():
-                return await send(text)
+                return await send(text, controls)
             log.info("Slack: not in channel %s and can't join it", self.channel)
             raise NotInChannel() from None
 
@@ -136,7 +160,7 @@ class SlackReplier:
             log.warning("response_url failed: %s", type(exc).__name__)
         return False
 
-    async def _post_ephemeral(self, text: str) -> str:
+    async def _post_ephemeral(self, text: str, controls: AnswerControls | None = None) -> str:
         await self._client.chat_postEphemeral(
             channel=self.channel,
             user=str(self.user_id),
@@ -145,14 +169,65 @@ class SlackReplier:
         )
         return ""
 
-    async def _post(self, text: str) -> str:
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> SlackStream | None:
+        """`bot.domain.NativeStreamer`: chat.startStream, or None (then the renderer posts) when
+        this workspace doesn't stream natively or Slack refuses it (`StreamingPolicy.refused`).
+        chat.startStream takes no blocks, so a streaming answer's Stop button is shown to the
+        asker alone, as an ephemeral message in the thread."""
+        policy = self._streaming
+        if not self._native or policy is None or not policy.native(self.workspace):
+            return None
+        recipient = None
+        if not self.channel.startswith("D") and self.user_id:  # required outside DMs
+            recipient = (self.user_id, self.workspace)
+        try:
+            stream = await SlackStream.start(
+                self._client,
+                channel=self.channel,
+                thread_ts=str(self.thread_ts),
+                markdown=markdown,
+                recipient=recipient,
+                budget=self._append_budget,
+            )
+        except SlackApiError as exc:
+            policy.refused(self.workspace, exc)
+            return None
+        if stream is not None:
+            self.posted = True
+            if controls is not None and controls.streaming and self.user_id:
+                await self._offer_stop(controls.turn_id)
+        return stream
+
+    async def _offer_stop(self, turn_id: int) -> None:
+        if turn_id in self._stop_offered:
+            return  # once per answer, not again for each message a long answer continues in
+        self._stop_offered.add(turn_id)
+        try:
+            await self._client.chat_postEphemeral(
+                channel=self.channel,
+                user=str(self.user_id),
+                thread_ts=self.thread_ts,
+                text=STOP_OFFER,
+                blocks=[_section(STOP_OFFER), *stop_blocks(turn_id)],
+            )
+        except SlackApiError as exc:
+            log.info("Slack: could not offer a Stop button (%s)", exc.response.get("error"))
+
+    async def _post(self, text: str, controls: AnswerControls | None = None) -> str:
+        mrkdwn = to_slack(text)
         response = await self._client.chat_postMessage(
             channel=self.channel,
             thread_ts=self.thread_ts,
-            text=to_slack(text),
+            text=mrkdwn,
+            blocks=message_blocks(mrkdwn, controls) if controls is not None else None,
             unfurl_links=False,
             unfurl_media=False,
         )
+        self.posted = True
+        if controls is not None:
+            self._with_blocks.add(str(response["ts"]))
         return str(response["ts"])
 
     async def _join(self) -> bool:
@@ -171,7 +246,15 @@ class SlackReplier:
     ) -> None:
         if self._budget is not None:
             await self._budget.take()  # busy workspace: wait, so this edit is never refused
-        await self._client.chat_update(channel=self.channel, ts=message_id, text=to_slack(text))
+        mrkdwn, blocks = to_slack(text), None
+        if controls is not None or message_id in self._with_blocks:
+            # Blocks, once there, are what Slack shows: the text goes in them too (and an edit
+            # without controls takes the buttons away, keeping the text).
+            blocks = message_blocks(mrkdwn, controls)
+            self._with_blocks.add(message_id)
+        await self._client.chat_update(
+            channel=self.channel, ts=message_id, text=mrkdwn, blocks=blocks
+        )
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         try:
@@ -236,6 +319,10 @@ class SlackReplier:
         if host == "slack.com" or host.endswith(".slack.com"):
             return parts.scheme == "https"
         return host in self._file_hosts
+
+
+def _section(text: str) -> dict[str, object]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _too_large(attachment: Attachment, limit: int) -> str:

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.domain import AnswerControls, Attachment, OutgoingFile, PlatformHelp, Replier
+from bot.domain import (
+    AnswerControls,
+    Attachment,
+    NativeStream,
+    OutgoingFile,
+    PlatformHelp,
+    Replier,
+)
 
 
 class Watched:
@@ -53,6 +60,26 @@ class Watched:
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         await self._first(self._inner.upload(file, comment))
+
+    async def start_stream(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> NativeStream | None:
+        """`bot.domain.NativeStreamer`, when the inner replier is one (else None: not
+        available). A stream that did not start showed nothing: the post after it is first."""
+        start = getattr(self._inner, "start_stream", None)
+        if start is None:
+            return None
+        if self._on_screen is None:
+            stream: NativeStream | None = await start(markdown, controls=controls)
+            return stream
+        on_screen, self._on_screen = self._on_screen, None
+        self._starting()
+        stream = await start(markdown, controls=controls)
+        if stream is None:
+            self._on_screen = on_screen
+        else:
+            await on_screen()
+        return stream
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await self._inner.download(attachment, max_bytes)

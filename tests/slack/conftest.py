@@ -68,6 +68,7 @@ class Bot:
 async def slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
     fake.update_limit = (50, TEST_MINUTE)
+    fake.append_limit = (100, TEST_MINUTE)
     await fake.start()
     fake.add_user(ALICE, "Alice")
     fake.add_user(ADA, "Ada", is_admin=True)
@@ -104,7 +105,7 @@ async def running(
     edit_window: float = TEST_MINUTE,
 ) -> AsyncIterator[Bot]:
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
-        web = WebServer("127.0.0.1", 0)
+        web = WebServer("127.0.0.1", 0, metrics=core.metrics)
         adapter = SlackAdapter(
             core,
             settings,

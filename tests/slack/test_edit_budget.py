@@ -61,3 +61,26 @@ async def test_ten_answers_streaming_at_once_all_land_without_an_apology(
     assert slack.update_refusals == 0  # the budget kept every edit under Slack's limit
     updates = [c.time for c in slack.calls_to("chat.update")]
     assert len(updates) < ANSWERS * 30  # each edited less often than its 50 ms interval asks
+
+
+async def test_ten_answers_streaming_natively_at_once_share_the_append_budget(
+    slack_settings: Callable[..., Settings], slack: FakeSlack, fake: FakeTokModel
+) -> None:
+    # chat.appendStream's limit (100 a minute per workspace), a minute lasting one second.
+    slack.append_limit = (100, 1.0)
+    fake.set_reply(" ".join(f"w{n}" for n in range(60)) + " END")
+    fake.chunk_chars = 4
+    fake.chunk_delay = 0.01  # an append wanted every 10 ms, by each of the ten
+    async with running(slack_settings(), slack, fake, edit_interval=0, edit_window=1.0) as bot:
+        events = [slack.message_event(f"question {n}", mention=True) for n in range(ANSWERS)]
+        await asyncio.gather(*(bot.event(event) for event in events))
+        await slack.wait_for(
+            lambda: (
+                bot.adapter.bot.busy == 0
+                and sum(t.endswith("END") for t in slack.texts()) == ANSWERS
+            ),
+            timeout=30,
+        )
+    assert all(m.markdown and m.text.startswith("w0 w1") for m in slack.messages)
+    # Without the budget, this load has Slack refuse ~10 appends (429); with it, none.
+    assert slack.append_refusals == 0

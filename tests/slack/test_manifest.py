@@ -21,6 +21,9 @@ def test_manifest_lists_the_commands_events_and_scopes() -> None:
     assert visible - {"/transcribe"} <= commands  # /transcribe needs a file: the console's
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"app_mention", "message.im", "message.channels"} <= events
+    assert {"assistant_thread_started", "assistant_thread_context_changed"} <= events
+    assert manifest["features"]["assistant_view"]["assistant_description"]
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "commands", "files:read", "files:write", "users:read"} <= scopes
+    assert "assistant:write" in scopes
     assert scopes == set(SCOPES)  # what the fake Slack's auth.test reports

@@ -63,3 +63,20 @@ async def test_reconnects_when_slack_asks(socket_bot: Bot) -> None:
     await slack.wait_for(lambda: slack.connects == 2 and slack.connections == 1)
     await slack.send_envelope("slash_commands", slack.command_payload("/help"))
     assert "/ask" in (await socket_bot.private_replies(1))[0]
+
+
+async def test_a_feedback_click_over_the_socket_is_acked_and_thanked(socket_bot: Bot) -> None:
+    slack = socket_bot.slack
+    event = slack.message_event("hi", mention=True)
+    await slack.send_envelope("events_api", slack.event_body(event))
+    await socket_bot.replies(1)
+    [message] = slack.messages
+    assert message.blocks is not None
+    value = message.blocks[-1]["elements"][0]["negative_button"]["value"]
+    click = slack.block_action(
+        "tokbot_feedback", value, message=message, action_type="feedback_buttons"
+    )
+    envelope = await slack.send_envelope("interactive", click)
+    await slack.wait_for(lambda: envelope in slack.acks)
+    *_, thanks = await socket_bot.private_replies(2)  # after the asker's Stop offer
+    assert "wasn't good enough" in thanks
