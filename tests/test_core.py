@@ -672,6 +672,10 @@ async def test_a_queued_notice_never_lands_above_the_answer_before_it(
     replier = SlowPlatform()
     fake.fail(Fault(delay=0.5, times=1, path=CHAT))  # the first answer streams a while
     first = asyncio.create_task(core.handle(message("ask", "first", event_id="E1"), replier))
+    # The second arrives once the first is being answered (two tasks started together may be
+    # stored in either order on PostgreSQL, each on its own connection).
+    while not any(r.path == CHAT for r in fake.requests):
+        await asyncio.sleep(0.01)
     second = asyncio.create_task(core.handle(message("ask", "second", event_id="E2"), replier))
     await asyncio.gather(first, second)
     assert len(replier.texts) == 2
