@@ -30,6 +30,8 @@ TABLES = {
     "rate_events",
     "inbox",
     "processes",
+    "turn_images",
+    "image_cache",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

@@ -142,6 +142,12 @@ class Store:
         self._db = database or EngineDatabase(engine)
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
 
+    @property
+    def database(self) -> Database:
+        """Where this store's statements run (shared with the stores of features, e.g.
+        `bot.store.pictures.PictureStore`)."""
+        return self._db
+
     @classmethod
     async def open(cls, url: str) -> Store:
         """An engine for `url` (`sqlite+aiosqlite:///path.db` or `postgresql+asyncpg://...`).

@@ -724,13 +724,22 @@ def _chat_payload(
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "messages": [_message_payload(m) for m in messages],
     }
     if max_tokens is not None:
         payload["max_tokens"] = max_tokens
     if temperature is not None:
         payload["temperature"] = temperature
     return payload
+
+
+def _message_payload(message: ChatMessage) -> dict[str, Any]:
+    """A message as JSON: plain text, or (with pictures) OpenAI's content parts, text first."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts += [{"type": "image_url", "image_url": {"url": i.data_url}} for i in message.images]
+    return {"role": message.role, "content": parts}
 
 
 def _form_factory(
