@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from bot.commands import Invocation
 from bot.conversation import (
@@ -13,13 +14,16 @@ from bot.conversation import (
     build_context,
     estimate_tokens,
     fills_budget,
+    message_cost,
 )
 from bot.domain import BOT_AUTHOR, ThreadReader, Turn, TurnKind, TurnRole, TurnStatus
 from bot.errors import UserError
+from bot.handlers import pictures
 from bot.media import is_image_attachment
+from bot.store.pictures import Picture
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
-from bot.tokmodel.errors import TokModelError
+from bot.tokmodel.errors import BadRequest, TokModelError
 from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
 from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
 
@@ -33,12 +37,17 @@ INTERRUPTED_MARK = CUT_OFF_MARK + "\n_(I was interrupted; ask again for the rest
 THREAD_MESSAGES = 50
 
 EMPTY_ASK = "Ask me something, e.g. `/ask what changed in the last release?`"
+#: The question's text when only pictures were sent.
+PICTURES_ONLY = "(pictures only, no question)"
+#: Shown under an answer the vision model gave because the channel's model refused pictures.
+VISION_NOTE = "\n\n_(`{model}` can't look at pictures, so `{vision}` looked at them.)_"
 
 
 async def ask(inv: Invocation) -> None:
     prompt = inv.text.strip()
     unread = _attachments_note(inv)
-    if not prompt:
+    images = pictures.image_attachments(inv)
+    if not prompt and not images:
         raise UserError(unread or EMPTY_ASK)
     core, settings = inv.core, inv.core.settings
     if len(prompt) > settings.max_prompt_chars:
@@ -57,32 +66,31 @@ async def ask(inv: Invocation) -> None:
             f"That question is {len(prompt):,} characters long; the limit is "
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
-    await answer(inv, prompt)
-    if unread:
-        await inv.reply(unread)
+    seen = await pictures.take_pictures(inv, images)
+    notes = [*seen.refused, *([unread] if unread else [])]
+    if not prompt and not seen.taken:
+        raise UserError("\n".join(notes))
+    await answer(inv, prompt or PICTURES_ONLY, seen.taken)
+    if notes:
+        await inv.reply("\n".join(notes))
 
 
 def _attachments_note(inv: Invocation) -> str | None:
-    """What to say about files sent with a question: the answer reads only the text."""
-    attached = inv.incoming.attachments
+    """What to say about files other than pictures sent with a question: not read."""
+    attached = [a for a in inv.incoming.attachments if not is_image_attachment(a)]
     if not attached:
         return None
-    if any(is_image_attachment(a) for a in attached):
-        return (
-            "🖼️ I can't look at pictures in a question. To change this one, send it again with "
-            "`imagine` and the change, e.g. `imagine make it watercolour` (or `imagine` alone "
-            "for a variation)."
-        )
     names = ", ".join(a.filename for a in attached)
     return f"📎 I only read the text of a question, not attached files ({names})."
 
 
-async def answer(inv: Invocation, prompt: str) -> None:
+async def answer(inv: Invocation, prompt: str, taken: Sequence[Picture] = ()) -> None:
     """Store `prompt` and stream TokModel's answer to the conversation so far (the core runs one
     command at a time per conversation, so each answer sees the one before). People wait on one
     database read before TokModel is asked: the question and the pending answer are stored while
     TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
-    `Store.add_exchange`, `Store.finish_answer`)."""
+    `Store.add_exchange`, `Store.finish_answer`). `taken`: the question's pictures, sent with it
+    and kept with its turn (`bot.handlers.pictures`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
@@ -91,11 +99,15 @@ async def answer(inv: Invocation, prompt: str) -> None:
             older = await _adopt_thread(inv, inv.replier)
     model = channel.model or settings.chat_model
     author = inv.author
+    kind = TurnKind.PICTURES if taken else TurnKind.TEXT
     question = Turn(
-        0, TurnRole.USER, TurnKind.TEXT, prompt, author.id, author.name, TurnStatus.OK, 0
+        0, TurnRole.USER, kind, prompt, author.id, author.name, TurnStatus.OK, 0
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
-    messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
+    attached = await pictures.context_pictures(inv, turns, taken)
+    messages = build_context(
+        channel.persona, turns, budget_tokens=settings.context_budget_tokens, pictures=attached
+    )
     stored = asyncio.ensure_future(
         store.add_exchange(
             inv.key,
@@ -103,12 +115,14 @@ async def answer(inv: Invocation, prompt: str) -> None:
             author=author,
             platform_message_id=inv.incoming.message_id,
             model=model,
+            kind=kind,
         )
     )
     stream = core.tokmodel.chat_stream(messages, model)
     first = asyncio.ensure_future(anext(stream, None))  # TokModel is asked now
     try:
         user_turn, answer_turn = await stored
+        await pictures.picture_store(inv).add(user_turn, taken)
     except BaseException:
         await _abandon(first)
         raise
@@ -127,19 +141,31 @@ async def answer(inv: Invocation, prompt: str) -> None:
     )
     usage: Usage | None = None
     finished = False
+    looked = ""  # a note when the vision model answered instead of the channel's
     try:
         try:  # the placeholder is posted while TokModel thinks, too
             await renderer.start()
         except BaseException:
             await _abandon(first)
             raise
-        delta = await first
+        try:
+            delta = await first
+        except BadRequest:
+            vision = settings.vision_model
+            if not any(m.images for m in messages) or model == vision:
+                raise
+            # Taken as "this model can't see" (tokmodel-api.md §15): asked once more.
+            log.info("%s refused a question with pictures; asking %s", model, vision)
+            looked = VISION_NOTE.format(model=model, vision=vision)
+            model = vision
+            stream = core.tokmodel.chat_stream(messages, model)
+            delta = await anext(stream, None)
         while delta is not None:
             renderer.feed(delta.text)  # scrubbed as a whole by the renderer, never per piece
             usage = delta.usage or usage
             delta = await anext(stream, None)
         text = renderer.answer
-        await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
+        await renderer.finish(looked if text.strip() else "_(TokModel returned an empty answer)_")
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
@@ -240,7 +266,7 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:
     # TokModel's stream may carry no usage; an estimate keeps /usage meaningful.
-    prompt = sum(estimate_tokens(m.content) for m in messages)
+    prompt = sum(message_cost(m) for m in messages)
     completion = estimate_tokens(text)
     return Usage(prompt, completion, prompt + completion)
 

@@ -238,12 +238,15 @@ class Store:
         author: Author,
         platform_message_id: str | None,
         model: str,
+        kind: TurnKind = TurnKind.TEXT,
     ) -> tuple[int, int]:
-        """Store a question and its answer-to-be (PENDING, by `model`) in one statement; return
-        both ids. Its transaction holds SQLite's single writer for that one INSERT."""
+        """Store a question (of `kind`) and its answer-to-be (PENDING, by `model`) in one
+        statement; return both ids. Its transaction holds SQLite's single writer for that one
+        INSERT."""
         question = _turn_values(
             0,
             role=TurnRole.USER,
+            kind=kind,
             content=prompt,
             author=author,
             status=TurnStatus.OK,
@@ -684,12 +687,13 @@ def _turn_values(
     status: TurnStatus,
     platform_message_id: str | None = None,
     model: str | None = None,
+    kind: TurnKind = TurnKind.TEXT,
 ) -> dict[str, Any]:
-    """One row's values for `_exchange_params`: a text turn."""
+    """One row's values for `_exchange_params`."""
     return {
         "conversation_id": conversation_id,
         "role": role.value,
-        "kind": TurnKind.TEXT.value,
+        "kind": kind.value,
         "status": status.value,
         "content": content,
         "author_id": author.id,
