@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from bot.core import Core
-from bot.domain import Attachment
+from bot.domain import Attachment, Author
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.store.pictures import PictureStore
 from bot.tokmodel.fake import FakeTokModel
 from bot.tokmodel.fake_vision import images_in, solid_png
+from bot.tokmodel.kinds import takes_images
 from tests.conftest import API_KEY
 from tests.platform import RecordingReplier, message
 
@@ -131,3 +132,28 @@ async def test_a_follow_up_says_so_when_the_picture_is_no_longer_kept(
     assert images_in(asked) == [BLUE]
     texts = [m["content"] for m in asked["messages"] if m["role"] == "user"]  # type: ignore[union-attr,index]
     assert texts[0] == "Alice: one [picture red.png: no longer kept, so not shown again]"
+
+
+async def test_slash_model_says_whether_the_model_takes_pictures_when_the_list_says(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    admin = Author("u-admin", "Ada", is_admin=True)
+    await core.handle(message("model"), replier)
+    assert "pictures" not in replier.last  # TokModel's documented model list doesn't say
+    fake.model_modalities = True  # a gateway that does, OpenRouter's way
+    await core.handle(message("model"), replier)
+    assert "(the default). It takes pictures." in replier.last
+    await core.handle(message("model", "mistral/mistral-large-latest", author=admin), replier)
+    await core.handle(message("model"), replier)
+    assert "It can't take pictures: questions with pictures go to `openai/gpt-4o-mini`" in (
+        replier.last
+    )
+
+
+def test_what_a_model_list_entry_says_about_pictures() -> None:
+    assert takes_images({"id": "a/b"}) is None
+    assert takes_images({"architecture": {"input_modalities": ["text", "image"]}}) is True
+    assert takes_images({"architecture": {"input_modalities": ["text"]}}) is False
+    assert takes_images({"input_modalities": ["image"]}) is True
+    assert takes_images({"supports_vision": False}) is False
+    assert takes_images({"model_info": {"supports_vision": True}}) is True

@@ -40,7 +40,7 @@ from bot.tokmodel.errors import (
     parse_retry_after,
 )
 from bot.tokmodel.images import MAX_IMAGE_BYTES, image_type
-from bot.tokmodel.kinds import model_kind
+from bot.tokmodel.kinds import model_kind, takes_images
 from bot.tokmodel.sse import SSEDecoder
 from bot.tokmodel.types import (
     ChatDelta,
@@ -284,6 +284,7 @@ class TokModelClient:
                     owned_by=owned_by if isinstance(owned_by, str) else None,
                     created=created if _is_int(created) else None,
                     kind=model_kind(item["id"], declared if isinstance(declared, str) else None),
+                    takes_images=takes_images(item),
                 )
             )
         return models

@@ -64,6 +64,9 @@ class ModelInfo:
     owned_by: str | None = None
     created: int | None = None
     kind: str = "chat"  # see bot.tokmodel.kinds
+    #: Whether it takes pictures, when the model list says (TokModel's documented model
+    #: object does not: None).
+    takes_images: bool | None = None
 
     @property
     def is_chat(self) -> bool:
