@@ -20,6 +20,8 @@ from bot.tokmodel.images import image_type
 
 #: Pixels looked at for the colour; beyond it a PNG's colour comes from its top rows only.
 PIXEL_BUDGET: Final = 64 * 1024
+#: Largest decompressed PNG looked at for its colour (a 2048×2048 RGBA picture is 16 MB).
+_MAX_INFLATED: Final = 64 * 1024 * 1024
 #: Pixels sampled from the decoded rows (evenly spaced) to name the colour.
 _SAMPLES: Final = 4096
 
@@ -155,17 +157,17 @@ def _png_colour(data: bytes) -> str | None:
     if depth != 8 or interlace != 0 or channels is None or width == 0:
         return None
     palette = chunks.get(b"PLTE", b"")
-    rows = max(1, min(height, PIXEL_BUDGET // width))
     stride = width * channels
+    if height * (stride + 1) > _MAX_INFLATED:
+        return None
     try:
-        raw = zlib.decompressobj().decompress(chunks.get(b"IDAT", b""), rows * (stride + 1))
+        raw = zlib.decompress(chunks.get(b"IDAT", b""))
     except zlib.error:
         return None
-    pixels = _unfiltered(raw, rows, stride, channels)
+    pixels, partial = _sampled_rows(raw, height, stride, channels)
     count = len(pixels) // channels
     if count == 0:
         return None
-    partial = rows < height
     step = max(1, count // _SAMPLES)
     names: Counter[str] = Counter()
     for index in range(0, count, step):
@@ -180,6 +182,19 @@ def _png_colour(data: bytes) -> str | None:
         names[_nearest(rgb)] += 1
     colour = names.most_common(1)[0][0]
     return f"{colour} at the top" if partial else colour
+
+
+def _sampled_rows(raw: bytes, height: int, stride: int, bpp: int) -> tuple[bytes, bool]:
+    """Pixels of rows spread over the whole picture when those rows can be read on their own
+    (filter None or Sub, as simple encoders write); else of the top rows, within the pixel
+    budget (Up, Average and Paeth depend on the row above). True: only the top was read."""
+    budget_rows = max(1, min(height, PIXEL_BUDGET // max(1, stride // bpp)))
+    step = max(1, height // budget_rows)
+    spread = range(0, height, step)
+    if all(raw[r * (stride + 1)] in (0, 1) for r in spread if r * (stride + 1) < len(raw)):
+        rows = [_unfiltered(raw[r * (stride + 1) :], 1, stride, bpp) for r in spread]
+        return b"".join(rows), False
+    return _unfiltered(raw, budget_rows, stride, bpp), budget_rows < height
 
 
 def _png_chunks(data: bytes) -> dict[bytes, bytes]:
