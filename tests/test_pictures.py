@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from bot.conversation import IMAGE_TOKENS, AttachedPicture, build_context
 from bot.core import Core
-from bot.domain import Attachment, Author
+from bot.domain import Attachment, Author, Turn, TurnKind, TurnRole, TurnStatus
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.store.pictures import PictureStore
 from bot.tokmodel.fake import FakeTokModel
 from bot.tokmodel.fake_vision import images_in, solid_png
 from bot.tokmodel.kinds import takes_images
+from bot.tokmodel.types import ChatImage
 from tests.conftest import API_KEY
 from tests.platform import RecordingReplier, message
 
@@ -157,3 +159,24 @@ def test_what_a_model_list_entry_says_about_pictures() -> None:
     assert takes_images({"input_modalities": ["image"]}) is True
     assert takes_images({"supports_vision": False}) is False
     assert takes_images({"model_info": {"supports_vision": True}}) is True
+
+
+def test_older_pictures_that_do_not_fit_the_budget_are_named_instead() -> None:
+    def turn(turn_id: int, text: str) -> Turn:
+        return Turn(turn_id, TurnRole.USER, TurnKind.PICTURES, text, "u", "Al", TurnStatus.OK, 0)
+
+    image = ChatImage("image/png", RED)
+    pictures = {
+        1: [AttachedPicture("old.png", image)],
+        0: [AttachedPicture("a.png", image), AttachedPicture("b.png", image)],
+    }
+    turns = [turn(1, "earlier"), turn(0, "now")]
+    roomy = build_context(None, turns, budget_tokens=5000, pictures=pictures)
+    assert [len(m.images) for m in roomy] == [0, 1, 2]
+    # Room for the question's two pictures, not for the older one: it is named, not sent.
+    tight = build_context(None, turns, budget_tokens=IMAGE_TOKENS * 2 + 100, pictures=pictures)
+    assert [len(m.images) for m in tight] == [0, 0, 2]
+    assert tight[1].content == "Al: earlier [picture old.png: shown earlier, not sent again]"
+    # The question keeps its pictures even alone over the budget.
+    alone = build_context(None, turns[1:], budget_tokens=10, pictures=pictures)
+    assert [len(m.images) for m in alone] == [0, 2]

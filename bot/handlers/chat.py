@@ -66,11 +66,18 @@ async def ask(inv: Invocation) -> None:
             f"That question is {len(prompt):,} characters long; the limit is "
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
-    seen = await pictures.take_pictures(inv, images)
-    notes = [*seen.refused, *([unread] if unread else [])]
-    if not prompt and not seen.taken:
-        raise UserError("\n".join(notes))
-    await answer(inv, prompt or PICTURES_ONLY, seen.taken)
+    if not images:
+        await answer(inv, prompt)
+        if unread:
+            await inv.reply(unread)
+        return
+    # The pictures are held in memory until the answer is done: so is their share of the budget.
+    async with core.downloads.hold(pictures.reserve(inv, images)):
+        seen = await pictures.take_pictures(inv, images)
+        notes = [*seen.refused, *([unread] if unread else [])]
+        if not prompt and not seen.taken:
+            raise UserError("\n".join(notes))
+        await answer(inv, prompt or PICTURES_ONLY, seen.taken)
     if notes:
         await inv.reply("\n".join(notes))
 

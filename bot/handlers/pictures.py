@@ -35,9 +35,19 @@ def image_attachments(inv: Invocation) -> list[Attachment]:
     return [a for a in inv.incoming.attachments if is_image_attachment(a)]
 
 
+def reserve(inv: Invocation, attached: Sequence[Attachment]) -> int:
+    """Bytes of the download budget the question's pictures may take: each one's size where
+    the platform says it (else the limit), for the pictures that will be fetched."""
+    limit = inv.core.settings.max_vision_image_bytes
+    wanted = attached[: inv.core.settings.max_images_per_question]
+    sizes = [a.size if a.size is not None else limit for a in wanted]
+    return sum(size for size in sizes if size <= limit)
+
+
 async def take_pictures(inv: Invocation, attached: Sequence[Attachment]) -> QuestionPictures:
-    """Download the question's pictures (at most TOKBOT_MAX_IMAGES_PER_QUESTION, side by side,
-    within the download byte budget) and check each is a PNG, JPEG, WebP or GIF."""
+    """Download the question's pictures (at most TOKBOT_MAX_IMAGES_PER_QUESTION, side by side)
+    and check each is a PNG, JPEG, WebP or GIF. The caller holds `reserve` bytes of the
+    download budget meanwhile (and while the pictures are in memory)."""
     settings = inv.core.settings
     wanted = list(attached[: settings.max_images_per_question])
     refused: list[str] = []
@@ -62,10 +72,8 @@ async def _take(inv: Invocation, attachment: Attachment) -> Picture | str:
     )
     if attachment.size is not None and attachment.size > limit:
         return too_big
-    reserve = min(attachment.size, limit) if attachment.size else limit
     try:
-        async with inv.core.downloads.hold(reserve):
-            data = await inv.replier.download(attachment, limit)
+        data = await inv.replier.download(attachment, limit)
     except UserError as exc:
         return f"🖼️ {exc}"
     if len(data) > limit:
