@@ -158,13 +158,10 @@ async def answer(inv: Invocation, prompt: str, taken: Sequence[Picture] = ()) ->
         try:
             delta = await first
         except BadRequest:
-            vision = settings.vision_model
-            if not any(m.images for m in messages) or model == vision:
+            if not _may_hand_to_vision_model(messages, model, settings.vision_model):
                 raise
-            # Taken as "this model can't see" (tokmodel-api.md §15): asked once more.
-            log.info("%s refused a question with pictures; asking %s", model, vision)
-            looked = VISION_NOTE.format(model=model, vision=vision)
-            model = vision
+            looked = VISION_NOTE.format(model=model, vision=settings.vision_model)
+            model = settings.vision_model
             stream = core.tokmodel.chat_stream(messages, model)
             delta = await anext(stream, None)
         while delta is not None:
@@ -211,6 +208,16 @@ async def answer(inv: Invocation, prompt: str, taken: Sequence[Picture] = ()) ->
         model=model,
         usage=usage,
     )
+
+
+def _may_hand_to_vision_model(messages: list[ChatMessage], model: str, vision: str) -> bool:
+    """A 400 for a request with pictures is taken as "this model can't see" (tokmodel-api.md
+    §15; OpenAI: "image_url is only supported by certain models"): asked once more on the
+    vision model, unless that was the one asked."""
+    if not any(m.images for m in messages) or model == vision:
+        return False
+    log.info("%s refused a question with pictures; asking %s", model, vision)
+    return True
 
 
 async def _show_cut_off(renderer: StreamRenderer) -> None:
