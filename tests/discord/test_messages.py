@@ -187,6 +187,12 @@ async def test_a_mention_with_a_picture_is_answered_from_it_and_so_is_a_follow_u
     chats = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
     assert images_in(chats[-1]) == [shot]
     follow_up = await discord_fake.message("and its size?", reply_to=sent.id)
-    await reply(discord_fake, follow_up, "I see 1 picture(s)")
+    # The whole second answer (the first one also ends with what the picture shows).
+    await discord_fake.wait_for(
+        lambda: any(
+            "and its size?" in m.content and m.content.endswith("mostly pink.")
+            for m in discord_fake.in_channel(follow_up["channel_id"])
+        )
+    )
     chats = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
-    assert images_in(chats[-1]) == [shot]
+    assert len(chats) == 2 and images_in(chats[-1]) == [shot]
