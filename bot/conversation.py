@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from bot.domain import Turn, TurnKind, TurnRole, TurnStatus
-from bot.tokmodel.types import ChatMessage
+from bot.tokmodel.types import ChatImage, ChatMessage
+
+#: What a picture costs in the context budget, whatever its size: OpenAI's price of a
+#: 1024×1024 picture at high detail (85 tokens + 4 tiles × 170). Bigger ones are scaled down
+#: to about that by the models; smaller ones cost less, so this errs on the safe side.
+IMAGE_TOKENS = 765
 
 DEFAULT_PERSONA = (
     "You are tokbot, a helpful assistant in a team chat. Several people may talk to you; "
@@ -34,13 +40,49 @@ def turn_to_message(turn: Turn) -> ChatMessage:
     return ChatMessage("user", f"{turn.author_name}: {turn.content}")
 
 
+@dataclass(frozen=True)
+class AttachedPicture:
+    """A picture of a turn, as its message shows it: sent (`image`), or named only."""
+
+    filename: str
+    image: ChatImage | None = None
+    #: Its bytes are no longer kept (the cache dropped them), so it cannot be sent again.
+    gone: bool = False
+
+
+def message_cost(message: ChatMessage) -> int:
+    """Estimated tokens of a message, its pictures at IMAGE_TOKENS each."""
+    return estimate_tokens(message.content) + IMAGE_TOKENS * len(message.images)
+
+
+def _with_pictures(message: ChatMessage, pictures: Sequence[AttachedPicture]) -> ChatMessage:
+    """The message with its pictures: the ones at hand as content parts, the others named in
+    the text, so the model knows they existed (never their bytes in the text)."""
+    notes = []
+    for picture in pictures:
+        if picture.image is not None:
+            notes.append(f"[picture: {picture.filename}]")
+        elif picture.gone:
+            notes.append(f"[picture {picture.filename}: no longer kept, so not shown again]")
+        else:
+            notes.append(f"[picture {picture.filename}: shown earlier, not sent again]")
+    images = tuple(p.image for p in pictures if p.image is not None)
+    return ChatMessage(message.role, " ".join([message.content, *notes]), images)
+
+
 def build_context(
-    persona: str | None, turns: Sequence[Turn], *, budget_tokens: int
+    persona: str | None,
+    turns: Sequence[Turn],
+    *,
+    budget_tokens: int,
+    pictures: Mapping[int, Sequence[AttachedPicture]] | None = None,
 ) -> list[ChatMessage]:
     """System prompt, then as many of the newest usable turns as fit in `budget_tokens`.
 
     `turns` are oldest first. The newest turn is always kept, even alone over budget, so the
-    question being asked is never dropped.
+    question being asked is never dropped, with its pictures. `pictures` (by turn id) are sent
+    with their turns while they fit; an older turn whose pictures do not is sent with them
+    named only.
     """
     system = ChatMessage("system", persona or DEFAULT_PERSONA)
     remaining = budget_tokens - estimate_tokens(system.content)
@@ -48,8 +90,13 @@ def build_context(
     for turn in reversed(turns):
         if turn.status not in _CONTEXT_STATUSES or not turn.content.strip():
             continue
-        message = turn_to_message(turn)
-        cost = estimate_tokens(message.content)
+        message = plain = turn_to_message(turn)
+        attached = (pictures or {}).get(turn.id, ())
+        if attached:
+            message = _with_pictures(plain, attached)
+            if picked and message_cost(message) > remaining:
+                message = _with_pictures(plain, [_unsent(p) for p in attached])
+        cost = message_cost(message)
         if picked and cost > remaining:
             break
         picked.append(message)
@@ -59,6 +106,10 @@ def build_context(
     while picked and picked[0].role == "assistant":
         picked.pop(0)
     return [system, *picked]
+
+
+def _unsent(picture: AttachedPicture) -> AttachedPicture:
+    return AttachedPicture(picture.filename, None, picture.gone)
 
 
 #: Turns read in the first page of history; each further page doubles, up to MAX_CONTEXT_TURNS.

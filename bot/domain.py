@@ -206,6 +206,7 @@ class TurnKind(StrEnum):
     TEXT = "text"
     TRANSCRIPT = "transcript"
     MEDIA = "media"  # a note that an image or audio file was generated
+    PICTURES = "pictures"  # a question sent with pictures (kept by reference: turn_images)
 
 
 class TurnStatus(StrEnum):

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     tts_model: str = Field(default="openai/tts-1", alias="TOKBOT_TTS_MODEL")
     tts_voice: str = Field(default="alloy", alias="TOKBOT_TTS_VOICE")
     transcribe_model: str = Field(default="openai/whisper-1", alias="TOKBOT_TRANSCRIBE_MODEL")
+    #: Asked once more when the channel's model refuses pictures in a question.
+    vision_model: str = Field(default="openai/gpt-4o-mini", alias="TOKBOT_VISION_MODEL")
 
     # conversation policy and limits
     context_budget_tokens: int = Field(default=6000, alias="TOKBOT_CONTEXT_BUDGET_TOKENS", gt=0)
@@ -56,6 +58,17 @@ class Settings(BaseSettings):
     max_file_chars: int = Field(default=60_000, alias="TOKBOT_MAX_FILE_CHARS", gt=0)
     #: Largest attached file downloaded to be read (a bigger one gets a line saying so).
     max_file_bytes: int = Field(default=20 * 1024 * 1024, alias="TOKBOT_MAX_FILE_BYTES", gt=0)
+    # pictures in questions
+    max_vision_image_bytes: int = Field(
+        default=8 * 1024 * 1024, alias="TOKBOT_MAX_VISION_IMAGE_BYTES", gt=0
+    )
+    max_images_per_question: int = Field(default=4, alias="TOKBOT_MAX_IMAGES_PER_QUESTION", gt=0)
+    #: The pictures of this many of the newest turns with pictures are sent again (0: none).
+    vision_history_images: int = Field(default=3, alias="TOKBOT_VISION_HISTORY_IMAGES", ge=0)
+    #: Bytes of question pictures kept in the database for follow-ups (oldest dropped first).
+    image_cache_bytes: int = Field(
+        default=256 * 1024 * 1024, alias="TOKBOT_IMAGE_CACHE_BYTES", ge=0
+    )
     rate_limit_per_minute: int = Field(default=20, alias="TOKBOT_RATE_LIMIT_PER_MINUTE", ge=0)
     stream_edit_interval: float = Field(default=1.0, alias="TOKBOT_STREAM_EDIT_INTERVAL", ge=0)
     #: TokModel commands one process runs at once; the rest wait in arrival order, told so.

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bot.tokmodel.fake import FakeTokModel, Fault
+from bot.tokmodel.fake_vision import images_in, solid_png
 from tests.conftest import API_KEY
 
 
@@ -130,6 +131,21 @@ async def test_transcribe_with_answer_is_a_voice_question(
     assert "(voice message): (stand-in transcript of question.wav" in run.out[answered:]
     # Both are history: the follow-up sees the voice question and its answer.
     assert "I can see 2 earlier message(s)" in run.out
+
+
+async def test_ask_with_images_sends_the_pictures_and_a_follow_up_still_has_them(
+    fake: FakeTokModel, tmp_path: Path
+) -> None:
+    red, blue = solid_png(64, 64, (220, 30, 30)), solid_png(16, 16, (30, 60, 220))
+    (tmp_path / "my red.png").write_bytes(red)
+    (tmp_path / "blue.png").write_bytes(blue)
+    script = '/ask --image "my red.png" --image blue.png which is bigger?\n/ask and its colour?\n'
+    run = await console(script, tmp_path, fake)
+    assert run.code == 0, run.err
+    first, second = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert images_in(first) == [red, blue] and images_in(second) == [red, blue]
+    assert "which is bigger? [picture: my red.png]" in run.out
+    assert "I see 2 picture(s): a 64×64 PNG, mostly red; a 16×16 PNG, mostly blue" in run.out
 
 
 async def test_each_failure_is_explained_and_the_turn_kept(

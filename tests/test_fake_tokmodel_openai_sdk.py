@@ -13,9 +13,13 @@ from openai import AsyncOpenAI
 
 from bot.tokmodel import fake_media
 from bot.tokmodel.fake import EMBEDDING_DIMENSIONS, FakeTokModel, Fault
+from bot.tokmodel.fake_vision import solid_png
+from bot.tokmodel.types import ChatImage
 
 KEY = "sk-sdk-test-0042"
 CHAT = "openai/gpt-4o"
+
+DOT = solid_png(2, 2, (220, 30, 30))
 
 
 @pytest.fixture
@@ -42,7 +46,10 @@ async def test_chat_with_content_parts_developer_role_and_max_completion_tokens(
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "What is in this picture?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": ChatImage("image/png", DOT).data_url},
+                    },
                 ],
             },
         ],
@@ -50,6 +57,7 @@ async def test_chat_with_content_parts_developer_role_and_max_completion_tokens(
     )
     text = answer.choices[0].message.content
     assert text is not None and "What is in this picture?" in text and "Be brief." in text
+    assert "I see 1 picture(s): a 2×2 PNG, mostly red" in text
     assert answer.usage is not None and answer.usage.completion_tokens > 0
     sent = fake.requests[-1].json
     assert sent is not None and sent["max_completion_tokens"] == 200

@@ -37,6 +37,8 @@ TABLES = {
     "usage_daily",
     "alerts_sent",
     "admins_seen",
+    "turn_images",
+    "image_cache",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

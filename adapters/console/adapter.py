@@ -1,7 +1,8 @@
 """The terminal adapter: the same commands as Discord and Slack, typed (or piped) line by line.
 
-Files the bot makes are saved in the output folder; `/transcribe <path>` and
-`/imagine --image <path>` stand in for attaching a file (quote paths with spaces).
+Files the bot makes are saved in the output folder; `/transcribe <path>`,
+`/imagine --image <path>` and `/ask --image <path> …` stand in for attaching a file (quote paths
+with spaces).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class ConsoleReplier:
     stream_placeholder: str | None = None
     platform_help = PlatformHelp(
         addressing=(
-            "Type a question without a slash to ask it. `/imagine --image pic.png <change>` "
-            "edits a picture; `/transcribe <file>` stands in for a voice message "
+            "Type a question without a slash to ask it. `/ask --image shot.png <question>` asks "
+            "about a picture; `/imagine --image pic.png <change>` edits one; "
+            "`/transcribe <file>` stands in for a voice message "
             "(`/transcribe --answer <file>`: a voice question)."
         ),
         voice_messages=False,
@@ -200,6 +202,12 @@ class ConsoleAdapter:
             text, image = _take_image_option(text)
             if image:
                 attachments = (_attachment(image),)
+        elif command == "ask":
+            paths: list[str] = []
+            while (taken := _take_image_option(text))[1] is not None:
+                text, image = taken
+                paths.append(str(image))
+            attachments = tuple(_attachment(path) for path in paths)
         return Incoming(
             key=self._key,
             author=self._author,

@@ -48,9 +48,11 @@ def build_tree(client: TokbotClient) -> app_commands.CommandTree[TokbotClient]:
     model_ids = _ModelIds(client)
 
     @tree.command(name="ask", description="Ask anything; I remember this conversation")
-    @app_commands.describe(question="What do you want to know?")
-    async def ask(interaction: discord.Interaction, question: str) -> None:
-        await run(interaction, "ask", question)
+    @app_commands.describe(question="What do you want to know?", image="A picture to look at")
+    async def ask(
+        interaction: discord.Interaction, question: str, image: discord.Attachment | None = None
+    ) -> None:
+        await run(interaction, "ask", question, {}, [image] if image else [])
 
     @tree.command(name="imagine", description="Draw an image (attach a PNG to edit or vary it)")
     @app_commands.describe(prompt="What to draw", image="A PNG to edit", size="Image size")

@@ -36,11 +36,20 @@ async def model(inv: Invocation) -> None:
         origin = "set for this channel" if current else "the default"
         lines = [f"🤖 This channel uses `{shown}` ({origin})."]
         try:
-            ids = [m.id for m in await core.tokmodel.list_models() if m.is_chat]
+            chat_models = [m for m in await core.tokmodel.list_models() if m.is_chat]
         except TokModelError as exc:
             inv.tokmodel_failed(exc)
             lines.append("I couldn't list TokModel's models: " + describe_tokmodel_error(exc))
         else:
+            ids = [m.id for m in chat_models]
+            sight = next((m.takes_images for m in chat_models if m.id == shown), None)
+            if sight is not None:
+                lines[0] += (
+                    " It takes pictures."
+                    if sight
+                    else " It can't take pictures: questions with pictures go to "
+                    f"`{core.settings.vision_model}`."
+                )
             more = f" … and {len(ids) - _MODELS_SHOWN} more" if len(ids) > _MODELS_SHOWN else ""
             shown_ids = ", ".join(f"`{i}`" for i in ids[:_MODELS_SHOWN])
             lines.append("Chat models: " + shown_ids + more)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.commands import Invocation
@@ -26,11 +27,12 @@ from bot.domain import (
     TurnStatus,
 )
 from bot.errors import UserError
+from bot.handlers import pictures
 from bot.handlers.attached import file_attachments, read_attached
-from bot.media import is_image_attachment
+from bot.store.pictures import Picture
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
-from bot.tokmodel.errors import TokModelError
+from bot.tokmodel.errors import BadRequest, TokModelError
 from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
 from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
 
@@ -46,13 +48,17 @@ STOPPED_MARK = "\n\n_⏹️ (stopped)_"
 THREAD_MESSAGES = 50
 
 EMPTY_ASK = "Ask me something, e.g. `/ask what changed in the last release?`"
+#: Stored as the question of pictures sent without one.
+PICTURES_ONLY = "(pictures only, no question)"
+#: Ends an answer the vision model gave because the channel's model refused the pictures.
+VISION_NOTE = "\n\n_(`{model}` can't look at pictures, so `{vision}` looked at them.)_"
 
 
 async def ask(inv: Invocation) -> None:
     prompt = inv.text.strip()
-    unread = _attachments_note(inv)
-    if not prompt and not file_attachments(inv.incoming.attachments):
-        raise UserError(unread or EMPTY_ASK)
+    images = pictures.image_attachments(inv)
+    if not prompt and not images and not file_attachments(inv.incoming.attachments):
+        raise UserError(EMPTY_ASK)
     core, settings = inv.core, inv.core.settings
     if len(prompt) > settings.max_prompt_chars:
         # Keep what was typed (not lost), but out of the context: it was never asked.
@@ -71,32 +77,38 @@ async def ask(inv: Invocation) -> None:
             f"{settings.max_prompt_chars:,}. Please shorten it (or attach a summary)."
         )
     files = await read_attached(inv)  # text files, logs, PDFs: read into the question
-    notes = [*files.notes, *([unread] if unread else [])]
-    if not prompt and not files.read:
-        raise UserError("\n".join(notes))
-    await answer(inv, files.question(prompt))
+    if not images:
+        if not prompt and not files.read:
+            raise UserError("\n".join(files.notes))
+        await answer(inv, files.question(prompt))
+        notes = files.notes
+    else:
+        # The pictures are held in memory until the answer is done: so is their budget share.
+        async with core.downloads.hold(pictures.reserve(inv, images)):
+            seen = await pictures.take_pictures(inv, images)
+            notes = [*seen.refused, *files.notes]
+            if not prompt and not seen.taken and not files.read:
+                raise UserError("\n".join(notes))
+            question = files.question(prompt) if prompt or files.read else PICTURES_ONLY
+            await answer(inv, question, seen.taken)
     if notes:
         await inv.reply("\n".join(notes))
 
 
-def _attachments_note(inv: Invocation) -> str | None:
-    """What to say about pictures sent with a question (files are read: `read_attached`)."""
-    if any(is_image_attachment(a) for a in inv.incoming.attachments):
-        return (
-            "🖼️ I can't look at pictures in a question. To change this one, send it again with "
-            "`imagine` and the change, e.g. `imagine make it watercolour` (or `imagine` alone "
-            "for a variation)."
-        )
-    return None
-
-
-async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT) -> str | None:
+async def answer(
+    inv: Invocation,
+    prompt: str,
+    taken: Sequence[Picture] = (),
+    *,
+    kind: TurnKind = TurnKind.TEXT,
+) -> str | None:
     """Store `prompt` (typed, or a voice message's transcript: `kind`) and stream TokModel's
     answer to the conversation so far (the core runs one command at a time per conversation, so
     each answer sees the one before); return the answer, or None when it failed. People wait on
     one database read before TokModel is asked: the question and the pending answer are stored
     while TokModel thinks, the answer and its usage after it is shown (`Store.answer_context`,
-    `Store.add_exchange`, `Store.finish_answer`)."""
+    `Store.add_exchange`, `Store.finish_answer`). `taken`: the question's pictures, sent with it
+    and kept with its turn (`bot.handlers.pictures`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
     channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
@@ -105,11 +117,15 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
             older = await _adopt_thread(inv, inv.replier)
     model = channel.model or settings.chat_model
     author = inv.author
+    kind = TurnKind.PICTURES if taken else kind
     question = Turn(
         0, TurnRole.USER, kind, prompt, author.id, author.name, TurnStatus.OK, 0
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
-    messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
+    attached = await pictures.context_pictures(inv, turns, taken)
+    messages = build_context(
+        channel.persona, turns, budget_tokens=settings.context_budget_tokens, pictures=attached
+    )
     stored = asyncio.ensure_future(
         store.add_exchange(
             inv.key,
@@ -120,10 +136,11 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
             kind=kind,
         )
     )
-    stream = core.tokmodel.chat_stream(messages, model)
-    first = asyncio.ensure_future(anext(stream, None))  # TokModel is asked now
+    asked = _Asked(messages, model, core.tokmodel.chat_stream(messages, model))
+    first = asyncio.ensure_future(anext(asked.stream, None))  # TokModel is asked now
     try:
         user_turn, answer_turn = await stored
+        await pictures.picture_store(inv).add(user_turn, taken)
     except BaseException:
         await _abandon(first)
         raise
@@ -149,12 +166,12 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         except BaseException:
             await _abandon(first)
             raise
-        text, status, usage = await _show_answer(inv, renderer, first, stream, answer_turn)
+        text, status, usage = await _show_answer(inv, renderer, first, asked, answer_turn)
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
         partial = renderer.text
-        friendly = describe_tokmodel_error(exc, model=model)
+        friendly = describe_tokmodel_error(exc, model=asked.model)
         suffix = (CUT_OFF_MARK + "\n" if partial.strip() else "") + friendly
         await renderer.finish(suffix, complete=False, feedback=False)
         status = TurnStatus.INTERRUPTED if partial.strip() else TurnStatus.FAILED
@@ -185,7 +202,7 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         key=inv.key,
         user_id=inv.author.id,
         command=inv.incoming.command,
-        model=model,
+        model=asked.model,
         usage=usage,
         status=status,
     )
@@ -193,17 +210,28 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
     return text
 
 
+@dataclass
+class _Asked:
+    """What TokModel is asked, by which model, on which stream: the vision model takes over when
+    the channel's model refuses the pictures (`note` then says so under the answer)."""
+
+    messages: list[ChatMessage]
+    model: str
+    stream: AsyncIterator[ChatDelta]
+    note: str = ""
+
+
 async def _show_answer(
     inv: Invocation,
     renderer: StreamRenderer,
     first: asyncio.Future[ChatDelta | None],
-    stream: AsyncIterator[ChatDelta],
+    asked: _Asked,
     answer_turn: int,
 ) -> tuple[str, TurnStatus, Usage | None]:
     """Show TokModel's answer as it streams, until it ends or its asker stops it (the Stop
     button: `Core.stop_answer` cancels the reading); return the text to store, its status, and
     TokModel's usage if it said."""
-    reading = asyncio.ensure_future(_read(first, stream, renderer))
+    reading = asyncio.ensure_future(_read(inv, first, asked, renderer))
     with inv.core.answers.running(answer_turn, inv.author.id, reading) as running:
         try:
             usage = await reading
@@ -211,28 +239,48 @@ async def _show_answer(
             if not running.stop_requested or _cancelled(asyncio.current_task()):
                 raise  # shutting down: the caller marks it cut off
             await _abandon(first)  # (if the stop came before reading began)
-            await _close(stream)
+            await _close(asked.stream)
             shown = renderer.text
             await renderer.finish(STOPPED_MARK, complete=False)
             return shown, TurnStatus.STOPPED, None
     text = renderer.answer
-    await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
+    await renderer.finish(asked.note if text.strip() else "_(TokModel returned an empty answer)_")
     return text, TurnStatus.OK, usage
 
 
 async def _read(
+    inv: Invocation,
     first: asyncio.Future[ChatDelta | None],
-    stream: AsyncIterator[ChatDelta],
+    asked: _Asked,
     renderer: StreamRenderer,
 ) -> Usage | None:
     """Feed TokModel's answer to the renderer until it ends; return its usage, if it said."""
     usage: Usage | None = None
-    delta = await first
+    try:
+        delta = await first
+    except BadRequest:
+        vision = inv.core.settings.vision_model
+        if not _may_hand_to_vision_model(asked.messages, asked.model, vision):
+            raise
+        asked.note = VISION_NOTE.format(model=asked.model, vision=vision)
+        asked.model = vision
+        asked.stream = inv.core.tokmodel.chat_stream(asked.messages, vision)
+        delta = await anext(asked.stream, None)
     while delta is not None:
         renderer.feed(delta.text)  # scrubbed as a whole by the renderer, never per piece
         usage = delta.usage or usage
-        delta = await anext(stream, None)
+        delta = await anext(asked.stream, None)
     return usage
+
+
+def _may_hand_to_vision_model(messages: list[ChatMessage], model: str, vision: str) -> bool:
+    """A 400 for a request with pictures is taken as "this model can't see" (tokmodel-api.md
+    §15; OpenAI: "image_url is only supported by certain models"): asked once more on the
+    vision model, unless that was the one asked."""
+    if not any(m.images for m in messages) or model == vision:
+        return False
+    log.info("%s refused a question with pictures; asking %s", model, vision)
+    return True
 
 
 def _cancelled(task: asyncio.Task[Any] | None) -> bool:

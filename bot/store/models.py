@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -279,3 +280,35 @@ class AdminSeenRow(Base):
     workspace: Mapped[str] = mapped_column(Name, primary_key=True)
     user_id: Mapped[str] = mapped_column(Name, primary_key=True)
     seen_at: Mapped[float] = mapped_column(Double)
+
+
+class TurnImageRow(Base):
+    """A picture sent with a user turn, by reference: where it came from (`source`: the
+    platform's file id, or a local path in the console), what it was (sha256, MIME type, size).
+    Its bytes, while kept, are in `image_cache`; never base64 in a turn's text."""
+
+    __tablename__ = "turn_images"
+    __table_args__ = (Index("ix_turn_images_turn_id", "turn_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(Id, ForeignKey("turns.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class ImageCacheRow(Base):
+    """The bytes of question pictures, by sha256, for follow-ups; the oldest (by `stored_at`)
+    are deleted beyond TOKBOT_IMAGE_CACHE_BYTES."""
+
+    __tablename__ = "image_cache"
+    __table_args__ = (Index("ix_image_cache_stored_at", "stored_at"),)
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mime: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[float] = mapped_column(Double)

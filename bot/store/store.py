@@ -178,6 +178,12 @@ class Store:
         #: Budgets, spending per day and alert claims (bot.store.budgets).
         self.budgets = BudgetStore(self._db)
 
+    @property
+    def database(self) -> Database:
+        """Where this store's statements run (shared with the stores of features, e.g.
+        `bot.store.pictures.PictureStore`)."""
+        return self._db
+
     @classmethod
     async def open(cls, url: str) -> Store:
         """An engine for `url` (`sqlite+aiosqlite:///path.db` or `postgresql+asyncpg://...`).
@@ -276,6 +282,7 @@ class Store:
         question = _turn_values(
             0,
             role=TurnRole.USER,
+            kind=kind,
             content=prompt,
             author=author,
             status=TurnStatus.OK,
@@ -865,12 +872,13 @@ def _turn_values(
     status: TurnStatus,
     platform_message_id: str | None = None,
     model: str | None = None,
+    kind: TurnKind = TurnKind.TEXT,
 ) -> dict[str, Any]:
-    """One row's values for `_exchange_params`: a text turn."""
+    """One row's values for `_exchange_params`."""
     return {
         "conversation_id": conversation_id,
         "role": role.value,
-        "kind": TurnKind.TEXT.value,
+        "kind": kind.value,
         "status": status.value,
         "content": content,
         "author_id": author.id,

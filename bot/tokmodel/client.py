@@ -40,7 +40,7 @@ from bot.tokmodel.errors import (
     parse_retry_after,
 )
 from bot.tokmodel.images import MAX_IMAGE_BYTES, image_type
-from bot.tokmodel.kinds import model_kind
+from bot.tokmodel.kinds import model_kind, takes_images
 from bot.tokmodel.sse import SSEDecoder
 from bot.tokmodel.types import (
     ChatDelta,
@@ -284,6 +284,7 @@ class TokModelClient:
                     owned_by=owned_by if isinstance(owned_by, str) else None,
                     created=created if _is_int(created) else None,
                     kind=model_kind(item["id"], declared if isinstance(declared, str) else None),
+                    takes_images=takes_images(item),
                 )
             )
         return models
@@ -724,13 +725,22 @@ def _chat_payload(
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "messages": [_message_payload(m) for m in messages],
     }
     if max_tokens is not None:
         payload["max_tokens"] = max_tokens
     if temperature is not None:
         payload["temperature"] = temperature
     return payload
+
+
+def _message_payload(message: ChatMessage) -> dict[str, Any]:
+    """A message as JSON: plain text, or (with pictures) OpenAI's content parts, text first."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts += [{"type": "image_url", "image_url": {"url": i.data_url}} for i in message.images]
+    return {"role": message.role, "content": parts}
 
 
 def _form_factory(

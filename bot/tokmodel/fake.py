@@ -27,7 +27,9 @@ from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
 
-from bot.tokmodel import fake_media
+from bot.tokmodel import fake_media, fake_vision
+from bot.tokmodel.images import image_type
+from bot.tokmodel.kinds import model_kind
 from bot.tokmodel.types import ChatMessage
 
 #: Pending connections queued by the kernel, as many as a real API takes in a burst.
@@ -51,10 +53,24 @@ MODELS: Final[tuple[tuple[str, int], ...]] = (
     ("cohere/rerank-english-v3.0", 1712016000),
 )
 MODEL_IDS: Final[frozenset[str]] = frozenset(model for model, _ in MODELS)
+#: Chat models of MODELS that take pictures (as their providers document); the rest take text.
+VISION_MODELS: Final = frozenset(
+    {
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+        "anthropic/claude-sonnet-4-5",
+        "anthropic/claude-opus-4-5",
+        "google/gemini-2.0-flash",
+    }
+)
 IMAGE_SIZES: Final[frozenset[str]] = frozenset(
     {"256x256", "512x512", "1024x1024", "1792x1024", "1024x1792"}
 )
 EMBEDDING_DIMENSIONS: Final = 64
+#: Tokens charged for a picture whose size is unknown (OpenAI: a 1024×1024 one, high detail).
+IMAGE_TOKENS: Final = 765
+#: OpenAI's answer to a picture sent to a model that takes only text (400, with this `param`).
+NO_IMAGES_MESSAGE: Final = "Invalid content type. image_url is only supported by certain models."
 TTS_MAX_INPUT: Final = 4096
 AUDIO_FORMAT_ERROR: Final = (
     "Invalid file format. Supported formats: flac, m4a, mp3, mp4, mpeg, mpga, oga, ogg, wav, webm"
@@ -485,20 +501,30 @@ def _model(data: Mapping[str, Any], *, required: bool) -> str | None:
 _ROLES: Final = ("system", "developer", "user", "assistant")
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
+def _messages(value: Any) -> tuple[list[dict[str, str]], list[_SeenImage]]:
+    """The messages as plain text (a picture as "[picture: what it shows]"), and the pictures."""
     if not isinstance(value, list) or not value:
         raise _bad("'messages' must be a non-empty array.")
     out: list[dict[str, str]] = []
+    seen: list[_SeenImage] = []
     for i, msg in enumerate(value):
         if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
             raise _bad(f"Invalid 'messages[{i}].role': expected one of {', '.join(_ROLES)}.")
-        out.append({"role": msg["role"], "content": _content_text(msg.get("content"), i)})
-    return out
+        out.append({"role": msg["role"], "content": _content_text(msg.get("content"), i, seen)})
+    return out, seen
 
 
-def _content_text(content: Any, i: int) -> str:
+@dataclass(frozen=True)
+class _SeenImage:
+    where: str  # OpenAI's `param` spelling of the part's type: "messages.[0].content.[1].type"
+    description: str
+    tokens: int
+
+
+def _content_text(content: Any, i: int, seen: list[_SeenImage]) -> str:
     """A message's text: a string, or OpenAI's array of content parts (`text` and `image_url`
-    parts, per the Chat Completions reference), whose texts are joined; a picture adds a note."""
+    parts, per the Chat Completions reference), whose texts are joined; a picture inline as a
+    base64 `data:` URL is looked at (`fake_vision`), one behind a web URL is not fetched."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list) or not content:
@@ -510,12 +536,32 @@ def _content_text(content: Any, i: int) -> str:
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "image_url" and isinstance(part.get("image_url"), dict):
-            if not isinstance(part["image_url"].get("url"), str):
+            url = part["image_url"].get("url")
+            if not isinstance(url, str):
                 raise _bad(f"Invalid '{where}.image_url.url': expected a string.")
-            texts.append("[an image]")
+            description, tokens = _look_at(url)
+            seen.append(_SeenImage(f"messages.[{i}].content.[{j}].type", description, tokens))
+            texts.append(f"[picture: {description}]")
         else:
             raise _bad(f"Invalid '{where}': expected a 'text' or 'image_url' part.")
     return " ".join(texts)
+
+
+def _look_at(url: str) -> tuple[str, int]:
+    """What a picture shows and what it costs in tokens; 400 for bytes that are no picture
+    (OpenAI's wording for an image it cannot read)."""
+    decoded = fake_vision.decode_data_url(url)
+    if decoded is None:
+        if url.startswith(("http://", "https://")):
+            return "a picture at a web address (the stand-in does not fetch it)", IMAGE_TOKENS
+        raise _bad("Invalid image URL: expected a base64 data URL or an http(s) URL.")
+    data = decoded[1]
+    if image_type(data) is None:
+        raise _bad(
+            "You uploaded an unsupported image. Please make sure your image is below 20 MB in "
+            "size and is of one the following formats: ['png', 'jpeg', 'gif', 'webp']."
+        )
+    return fake_vision.describe_image(data), fake_vision.image_tokens(data)
 
 
 # --------------------------------------------------------------------------- the server
@@ -541,6 +587,8 @@ class FakeTokModel:
         chunk_chars: int | None = None,
         missing_routes: Sequence[str] = (),
         image_urls_only: bool = False,
+        text_only_models: Sequence[str] = (),
+        model_modalities: bool = False,
     ) -> None:
         self.api_key = api_key
         #: Paths (and everything under them) this gateway does not serve, e.g.
@@ -549,6 +597,11 @@ class FakeTokModel:
         #: Answer images as temporary URLs even when `b64_json` is asked for, as some
         #: gateways do (LiteLLM passes provider answers through).
         self.image_urls_only = image_urls_only
+        #: Models that refuse pictures (400, as OpenAI answers for a text-only model).
+        self.text_only_models = set(text_only_models)
+        #: Say in the model list which models take pictures, as OpenRouter does
+        #: (`architecture.input_modalities`); TokModel's documented model object does not.
+        self.model_modalities = model_modalities
         self.latency = latency
         self.chunk_delay = chunk_delay
         #: Stream answers this many characters a chunk (None: a word or two, the default).
@@ -794,21 +847,34 @@ class FakeTokModel:
     # ---- endpoints
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        data = [_model_object(model, created) for model, created in MODELS]
+        data = [self._described(_model_object(model, created)) for model, created in MODELS]
         return web.json_response({"object": "list", "data": data})
+
+    def _described(self, item: dict[str, Any]) -> dict[str, Any]:
+        """With `model_modalities`, a chat model says what it takes, OpenRouter's way."""
+        model = item["id"]
+        if not self.model_modalities or model_kind(model) != "chat":
+            return item
+        sees = model in VISION_MODELS and model not in self.text_only_models
+        inputs = ["text", "image"] if sees else ["text"]
+        return item | {"architecture": {"input_modalities": inputs, "output_modalities": ["text"]}}
 
     async def _model(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["model"]
         created = dict(MODELS).get(wanted)
         if created is None:  # OpenAI: 404 with code "model_not_found" for a model you can't use
             raise _ApiError(404, f"The model '{wanted}' does not exist.")
-        return web.json_response(_model_object(wanted, created))
+        return web.json_response(self._described(_model_object(wanted, created)))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = _json_object(request)
         model = _model(body, required=True)
         assert model is not None
-        messages = _messages(body.get("messages"))
+        messages, images = _messages(body.get("messages"))
+        if images and model in self.text_only_models:
+            body = error_body(400, NO_IMAGES_MESSAGE)
+            body["error"]["param"] = images[0].where
+            return web.json_response(body, status=400)
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise _bad("Invalid type for 'stream': expected a boolean.")
@@ -824,10 +890,14 @@ class FakeTokModel:
         n = int(_number(body, "n", 1, 10, integer=True) or 1)
 
         text = self._reply if self._reply is not None else stand_in_reply(messages)
+        if images and self._reply is None:
+            text += f" I see {len(images)} picture(s): " + "; ".join(i.description for i in images)
+            text += "."
         finish = "stop"
         if max_tokens is not None and count_tokens(text) > max_tokens:
             text, finish = text[: int(max_tokens) * 4], "length"  # stops at the limit mid-answer
         prompt_tokens = count_tokens("".join(m["content"] for m in messages))
+        prompt_tokens += sum(image.tokens for image in images)
         completion_tokens = count_tokens(text)
         usage = {
             "prompt_tokens": prompt_tokens,

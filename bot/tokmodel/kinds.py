@@ -9,7 +9,8 @@ give their non-chat families. Gateways that do say it are believed: Together and
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 CHAT: Final = "chat"
 
@@ -65,3 +66,20 @@ def model_kind(model_id: str, declared: str | None = None) -> str:
         if pattern.search(name):
             return kind
     return CHAT
+
+
+def takes_images(item: Mapping[str, Any]) -> bool | None:
+    """Whether a model-list entry says the model takes pictures; None when it says nothing.
+    Believed: OpenRouter's `architecture.input_modalities` (and the same list at the top
+    level), LiteLLM's `supports_vision` (also inside `model_info`)."""
+    architecture = item.get("architecture")
+    for holder in (architecture if isinstance(architecture, Mapping) else {}, item):
+        modalities = holder.get("input_modalities")
+        if isinstance(modalities, list):
+            return "image" in modalities
+    info = item.get("model_info")
+    for holder in (item, info if isinstance(info, Mapping) else {}):
+        supports = holder.get("supports_vision")
+        if isinstance(supports, bool):
+            return supports
+    return None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.tokmodel.images import extension_for
@@ -11,9 +12,26 @@ Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True)
+class ChatImage:
+    """A picture sent to a chat model: its bytes and MIME type (PNG, JPEG, WebP or GIF)."""
+
+    mime: str
+    data: bytes = field(repr=False)
+
+    @property
+    def data_url(self) -> str:
+        """The picture as OpenAI's `image_url` takes it inline (a base64 `data:` URL)."""
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True)
 class ChatMessage:
+    """One chat message. With `images`, it is sent as OpenAI content parts: the text, then one
+    `image_url` part per picture."""
+
     role: Role
     content: str
+    images: tuple[ChatImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,9 @@ class ModelInfo:
     owned_by: str | None = None
     created: int | None = None
     kind: str = "chat"  # see bot.tokmodel.kinds
+    #: Whether it takes pictures, when the model list says (TokModel's documented model
+    #: object does not: None).
+    takes_images: bool | None = None
 
     @property
     def is_chat(self) -> bool:

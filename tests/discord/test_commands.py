@@ -11,6 +11,7 @@ from adapters.discord import DiscordAdapter
 from adapters.discord.fake import MANAGE_GUILD, FakeDiscord
 from bot.tokmodel import fake_media
 from bot.tokmodel.fake import FakeTokModel
+from bot.tokmodel.fake_vision import images_in, solid_png
 from tests.discord.conftest import ADMIN_ROLE, Start
 from tests.discord.helpers import answer, text_of
 
@@ -22,6 +23,19 @@ async def test_ask_defers_then_streams_into_the_original_response(
     messages = await answer(discord_fake, inter, "You said: «alice: what is tokbot?»")
     assert discord_fake.interaction_responses[inter["id"]] == [{"type": 5}]  # deferred, thinking
     assert len(messages) == 1 and messages[0].via == "interaction"
+
+
+async def test_ask_takes_a_picture_as_an_option(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
+) -> None:
+    shot = solid_png(10, 10, (30, 170, 50))
+    image = discord_fake.attachment("shot.png", shot, "image/png")
+    inter = await discord_fake.interaction(
+        "ask", {"question": "what colour?"}, attachments={"image": image}
+    )
+    await answer(discord_fake, inter, "I see 1 picture(s): a 10×10 PNG, mostly green")
+    chats = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert images_in(chats[-1]) == [shot]
 
 
 async def test_a_long_answer_continues_in_follow_ups(

@@ -9,6 +9,7 @@ from adapters.discord.fake import FakeDiscord
 from bot.domain import ConversationKey, TurnKind
 from bot.tokmodel import fake_media
 from bot.tokmodel.fake import FakeTokModel
+from bot.tokmodel.fake_vision import images_in, solid_png
 from tests.discord.helpers import answer, reply
 
 BOT = "<@900000000000000001>"
@@ -174,3 +175,24 @@ async def test_called_into_a_thread_the_bot_reads_what_was_said_before(
     await reply(discord_fake, again, "I can see 4 earlier message(s)")
     reads = [c for c in discord_fake.calls if c.method == "GET" and c.path.endswith("/messages")]
     assert len(reads) == 1  # read once; after that the stored history is the context
+
+
+async def test_a_mention_with_a_picture_is_answered_from_it_and_so_is_a_follow_up(
+    adapter: DiscordAdapter, discord_fake: FakeDiscord, fake: FakeTokModel
+) -> None:
+    shot = solid_png(48, 24, (250, 140, 190))
+    picture = discord_fake.attachment("shot.png", shot, "image/png")
+    msg = await discord_fake.message(f"{BOT} what is it?", mention_bot=True, attachments=[picture])
+    (sent,) = await reply(discord_fake, msg, "I see 1 picture(s): a 48×24 PNG, mostly pink")
+    chats = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert images_in(chats[-1]) == [shot]
+    follow_up = await discord_fake.message("and its size?", reply_to=sent.id)
+    # The whole second answer (the first one also ends with what the picture shows).
+    await discord_fake.wait_for(
+        lambda: any(
+            "and its size?" in m.content and m.content.endswith("mostly pink.")
+            for m in discord_fake.in_channel(follow_up["channel_id"])
+        )
+    )
+    chats = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert len(chats) == 2 and images_in(chats[-1]) == [shot]

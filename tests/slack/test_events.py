@@ -211,15 +211,6 @@ async def test_a_mention_sharing_a_file_is_answered_once_whichever_events_arrive
     assert [r.path for r in fake.requests].count("/v1/images/variations") == 1
 
 
-async def test_a_question_with_a_picture_is_answered_with_a_pointer_to_imagine(bot: Bot) -> None:
-    picture = bot.slack.add_file("dot.png", png_image(64, 64, "dot"), "image/png")
-    event = bot.slack.message_event("what is this?", mention=True, files=[picture])
-    await bot.event(event)
-    answer, note = await bot.replies(2, thread_ts=event["ts"])
-    assert "what is this?" in answer
-    assert "can't look at pictures" in note and "`imagine make it watercolour`" in note
-
-
 async def test_called_into_a_thread_the_bot_reads_what_was_said_before(
     bot: Bot, fake: FakeTokModel
 ) -> None:
