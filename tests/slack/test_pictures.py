@@ -1,6 +1,7 @@
-"""Pictures in a Slack mention, through the real slack-bolt app: downloaded with the bot token
-(the fake Slack serves files only with it, as Slack does), sent to TokModel as content parts,
-carried by follow-ups in the thread, and refused one line each when they can't be looked at."""
+"""Pictures (and a log file beside them) in a Slack mention, through the real slack-bolt app:
+downloaded with the bot token (the fake Slack serves files only with it, as Slack does), sent to
+TokModel as content parts, carried by follow-ups in the thread, and refused one line each when
+they can't be looked at."""
 
 from __future__ import annotations
 
@@ -22,18 +23,21 @@ async def test_a_mention_with_pictures_is_answered_from_them_and_so_are_follow_u
     files = [
         bot.slack.add_file("red.png", red, "image/png"),
         bot.slack.add_file("blue.jpg.png", blue, "image/png"),
+        bot.slack.add_file("boot.log", b"12:00 start\n12:01 ERROR E42 disk full\n", "text/plain"),
     ]
     event = bot.slack.message_event("what colours?", mention=True, files=files)
     await bot.event(event)
     [answer] = await bot.replies(1, thread_ts=event["ts"])
-    assert images_in(chats(fake)[-1]) == [red, blue]  # the very bytes, in order
+    asked = chats(fake)[-1]
+    assert images_in(asked) == [red, blue]  # the very bytes, in order
+    assert "📎 boot.log (2 lines)" in str(asked) and "ERROR E42 disk full" in str(asked)
     assert "a 40×30 PNG, mostly red; a 20×20 PNG, mostly blue" in answer
-    assert [c.authorized for c in bot.slack.calls_to("download")] == [True, True]
+    assert [c.authorized for c in bot.slack.calls_to("download")] == [True, True, True]
     follow_up = bot.slack.message_event("which was first?", mention=True, thread_ts=event["ts"])
     await bot.event(follow_up)
     await bot.replies(2, thread_ts=event["ts"])
     assert images_in(chats(fake)[-1]) == [red, blue]
-    assert len(bot.slack.calls_to("download")) == 2  # from the cache, not downloaded again
+    assert len(bot.slack.calls_to("download")) == 3  # from the cache, not downloaded again
 
 
 async def test_pictures_that_cant_be_looked_at_get_one_line_each(
