@@ -30,6 +30,8 @@ TABLES = {
     "rate_events",
     "inbox",
     "processes",
+    "tokmodel_errors",
+    "admin_logins",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

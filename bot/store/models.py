@@ -200,3 +200,31 @@ class ProcessRow(Base):
     id: Mapped[str] = mapped_column(Name, primary_key=True)
     started_at: Mapped[float] = mapped_column(Double)
     seen_at: Mapped[float] = mapped_column(Double)
+
+
+class TokModelErrorRow(Base):
+    """One command that TokModel failed (`status` 0: no HTTP status, e.g. a timeout), for the
+    admin page's errors per day and by status."""
+
+    __tablename__ = "tokmodel_errors"
+    __table_args__ = (Index("ix_tokmodel_errors_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(Name)
+    workspace: Mapped[str] = mapped_column(Name)
+    channel: Mapped[str] = mapped_column(Name)
+    user_id: Mapped[str] = mapped_column(Name)
+    command: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class AdminLoginRow(Base):
+    """Failed admin-page logins in a row and the lock-out they caused, one row per login name
+    (there is one: the password), shared by every replica."""
+
+    __tablename__ = "admin_logins"
+
+    name: Mapped[str] = mapped_column(Name, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[float] = mapped_column(Double)

@@ -33,7 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.domain import BOT_AUTHOR, Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
 from bot.store import inbox
+from bot.store.activity import ActivityQueries
 from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
+from bot.store.logins import LoginQueries
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
     DEFAULT_TRANSCRIPTION_MODE,
@@ -131,7 +133,7 @@ def context_query(
     )
 
 
-class Store:
+class Store(ActivityQueries, LoginQueries):
     """tokbot's database. Build with `await Store.open(url)`, then `await store.upgrade()` once at
     start-up; `await store.close()` at shutdown."""
 
