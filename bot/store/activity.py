@@ -149,13 +149,10 @@ class ActivityQueries:
                     ConversationRow.platform, ConversationRow.workspace, ConversationRow.channel
                 ).distinct()
             )
-        found: dict[ConversationKey, tuple[Any, ...]] = {}
+        unset = (None, None, DEFAULT_TRANSCRIPTION_MODE)
+        found: dict[ConversationKey, tuple[str | None, str | None, str]] = {}
         for row in talked.all():
-            found[ConversationKey(row.platform, row.workspace, row.channel)] = (
-                None,
-                None,
-                DEFAULT_TRANSCRIPTION_MODE,
-            )
+            found[ConversationKey(row.platform, row.workspace, row.channel)] = unset
         for row in settings.all():
             key = ConversationKey(row.platform, row.workspace, row.channel)
             found[key] = (row.model, row.persona, row.transcription_mode)
@@ -163,9 +160,11 @@ class ActivityQueries:
             ConversationKey(u.platform, u.workspace, u.who): (u.requests, u.tokens)
             for u in await self.usage_by_channel(limit=max(limit, len(found)))
         }
-        for key in spent:
-            found.setdefault(key, (None, None, DEFAULT_TRANSCRIPTION_MODE))
-        overviews = [ChannelOverview(key, *found[key], *spent.get(key, (0, 0))) for key in found]
+        overviews = []
+        for key in found.keys() | spent.keys():
+            model, persona, mode = found.get(key, unset)
+            requests, tokens = spent.get(key, (0, 0))
+            overviews.append(ChannelOverview(key, model, persona, mode, requests, tokens))
         overviews.sort(key=lambda c: (-c.tokens, -c.requests, c.key.platform, c.key.channel))
         return overviews[:limit]
 
