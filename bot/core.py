@@ -255,7 +255,10 @@ class Core:
         never in its way."""
         try:
             await self.store.record_tokmodel_error(
-                incoming.key, user_id=incoming.author.id, command=incoming.command, status=exc.status
+                incoming.key,
+                user_id=incoming.author.id,
+                command=incoming.command,
+                status=exc.status,
             )
         except Exception:
             log.warning("could not count a TokModel failure", exc_info=True)
