@@ -1,0 +1,50 @@
+"""Inline SVG bar charts for the admin page: drawn on the server, nothing to load or build."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from markupsafe import Markup, escape
+
+WIDTH, HEIGHT = 640, 120
+LEFT, BOTTOM, TOP = 56, 18, 8
+
+
+def day_label(day: int) -> str:
+    """A day since the epoch as YYYY-MM-DD (UTC)."""
+    return (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
+
+
+def bar_chart(
+    title: str, days: Sequence[int], values: Sequence[int], *, unit: str, color: str
+) -> Markup:
+    """One bar per day, the largest value on the axis, a tooltip per bar, and a label for the
+    first day, every 7th after it and the last. `title` names the chart for screen readers."""
+    count = max(1, len(values))
+    peak = max(values, default=0) or 1
+    slot = (WIDTH - LEFT) / count
+    plot = HEIGHT - BOTTOM - TOP
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{LEFT}" y1="{TOP + plot}" x2="{WIDTH}" y2="{TOP + plot}" stroke="#999"/>',
+        f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end" class="axis">{peak:,}</text>',
+        f'<text x="{LEFT - 6}" y="{TOP + plot}" text-anchor="end" class="axis">0</text>',
+    ]
+    for index, (day, value) in enumerate(zip(days, values, strict=True)):
+        height = plot * value / peak
+        x = LEFT + index * slot
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{TOP + plot - height:.1f}" width="{max(1.0, slot - 2):.1f}"'
+            f' height="{height:.1f}" fill="{color}"><title>{day_label(day)}: {value:,} {unit}'
+            "</title></rect>"
+        )
+        if index % 7 == 0 or index == count - 1:
+            parts.append(
+                f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" '
+                f'class="axis">{day_label(day)[5:]}</text>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
