@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 120
-LEFT, BOTTOM, TOP = 56, 18, 8
+WIDTH, HEIGHT = 640, 130
+LEFT, BOTTOM, TOP = 56, 18, 18
 
 
 def day_label(day: int) -> str:
@@ -19,8 +19,8 @@ def day_label(day: int) -> str:
 def bar_chart(
     title: str, days: Sequence[int], values: Sequence[int], *, unit: str, color: str
 ) -> Markup:
-    """One bar per day, the largest value on the axis, a tooltip per bar, and a label for the
-    first day, every 7th after it and the last. `title` names the chart for screen readers."""
+    """One bar per day under the title, the largest value on the axis, a tooltip per bar, and a
+    label under the last day and every 7th before it."""
     count = max(1, len(values))
     peak = max(values, default=0) or 1
     slot = (WIDTH - LEFT) / count
@@ -29,8 +29,9 @@ def bar_chart(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
+        f'<text x="{LEFT + 4}" y="13" class="caption">{escape(title)}</text>',
         f'<line x1="{LEFT}" y1="{TOP + plot}" x2="{WIDTH}" y2="{TOP + plot}" stroke="#999"/>',
-        f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end" class="axis">{peak:,}</text>',
+        f'<text x="{LEFT - 6}" y="{TOP + 8}" text-anchor="end" class="axis">{peak:,}</text>',
         f'<text x="{LEFT - 6}" y="{TOP + plot}" text-anchor="end" class="axis">0</text>',
     ]
     for index, (day, value) in enumerate(zip(days, values, strict=True)):
@@ -41,7 +42,7 @@ def bar_chart(
             f' height="{height:.1f}" fill="{color}"><title>{day_label(day)}: {value:,} {unit}'
             "</title></rect>"
         )
-        if index % 7 == 0 or index == count - 1:
+        if (count - 1 - index) % 7 == 0:
             parts.append(
                 f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" '
                 f'class="axis">{day_label(day)[5:]}</text>'

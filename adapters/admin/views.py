@@ -79,7 +79,7 @@ class Pages:
         return await self._channels_page(request, notice=request.query.get("saved", ""))
 
     async def edit_channel(self, request: web.Request) -> web.StreamResponse:
-        form = self.admin.form(request)
+        form = await self.admin.form(request)
         try:
             key = ConversationKey(
                 _field(form, "platform"), _field(form, "workspace"), _field(form, "channel")

@@ -1,0 +1,108 @@
+"""The admin page in a real browser: Debian's headless Chromium driven by Playwright, against
+tokbot's web server on loopback, after a scripted conversation through the Core. Screenshots of
+each page go to tokbot-output/admin-screenshots/ (the README names it)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from bot.domain import Author, ConversationKey
+from tests.admin.conftest import PASSWORD, AdminSite
+from tests.platform import ALICE, KEY, RecordingReplier, message
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `.ci/run` installs it
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "tokbot-output" / "admin-screenshots"
+BOB = Author("u-bob", "Bob")
+OTHER = ConversationKey("test", "w1", "c2")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    async with async_playwright() as playwright:
+        # Nothing is downloaded: Debian's browser, and every request stays on loopback.
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_admin_sees_usage_and_changes_a_channel(
+    admin_site: AdminSite, browser: Browser, database_url: str
+) -> None:
+    core, replier = admin_site.core, RecordingReplier()
+    await core.handle(message("ask", "What is our deploy day?"), replier)
+    await core.handle(message("ask", "And the one after?", author=BOB), replier)
+    await core.handle(message("ask", "Hello from c2", key=OTHER), replier)
+    await core.handle(message("usage"), replier)
+    told_by_usage = replier.last  # "/usage": Alice's and c1's numbers
+    summary = await core.store.usage_summary(KEY, ALICE.id)
+
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    await page.goto(admin_site.url + "/")
+    await expect(page).to_have_url(admin_site.url + "/login")
+    await shot(page, "login")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+
+    # Overview: the conversation's requests and tokens, the chart, the top tables.
+    await expect(page.locator("#total-requests")).to_have_text("3")
+    days = await core.store.daily_activity(1)
+    await expect(page.locator("#total-tokens")).to_have_text(f"{days[0].tokens:,}")
+    assert await page.locator("svg.chart rect").count() == 90  # 3 charts × 30 days
+    c1_row = page.locator("#top-channels tr", has_text="c1")
+    await expect(c1_row).to_contain_text(f"{summary.channel_requests:,}")
+    await expect(c1_row).to_contain_text(f"{summary.channel_tokens:,}")
+    await expect(page.locator("#top-users")).to_contain_text("u-bob")
+    assert f"{summary.user_tokens:,} tokens" in told_by_usage
+    await shot(page, "overview")
+
+    # Users: the same numbers /usage gives Alice.
+    await page.click("nav >> text=Users")
+    alice = page.locator("tr[data-user='test:w1:u-alice']")
+    await expect(alice).to_contain_text(f"{summary.user_tokens:,}")
+    await shot(page, "users")
+
+    # Channels: set c1's model; /model in the channel then reports it.
+    await page.click("nav >> text=Channels")
+    row = page.locator("tr[data-channel='test:w1:c1']")
+    await row.locator("input[name=model]").fill("anthropic/claude-sonnet-4-5")
+    await row.locator("button[type=submit]").click()
+    await expect(page.locator(".notice")).to_contain_text("test:c1")
+    await expect(row.locator("input[name=model]")).to_have_value("anthropic/claude-sonnet-4-5")
+    await core.handle(message("model"), replier)
+    assert "This channel uses `anthropic/claude-sonnet-4-5` (set for this channel)" in (
+        replier.last
+    )
+    # A model TokModel does not have is refused with /model's words, and nothing changes.
+    await row.locator("input[name=model]").fill("openai/gpt-5-imaginary")
+    await row.locator("button[type=submit]").click()
+    await expect(page.locator(".error")).to_contain_text("TokModel has no model")
+    settings = await core.store.channel_settings(KEY)
+    assert settings.model == "anthropic/claude-sonnet-4-5"
+    await shot(page, "channels")
+
+    # Health: the doctor's checks, live.
+    await page.click("nav >> text=Health")
+    await expect(page.locator("#findings")).to_contain_text("key accepted")
+    await shot(page, "health")
+
+    # Logging out ends the session in this browser.
+    await page.click("text=Log out")
+    await expect(page).to_have_url(admin_site.url + "/login")
+    await page.goto(admin_site.url + "/users")
+    await expect(page).to_have_url(admin_site.url + "/login")
+    if database_url.startswith("sqlite"):  # keep one set; the README shows the overview
+        shutil.copy(SCREENSHOTS / "overview.png", SCREENSHOTS / "readme-overview.png")
