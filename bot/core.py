@@ -10,6 +10,8 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 
+from bot.alerts import Alerts
+from bot.budgets import Budgets, media_tokens, request_estimate
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, Incoming, Replier
 from bot.errors import UserError
@@ -63,6 +65,8 @@ class Core:
         self.downloads = ByteBudget(settings.max_download_bytes_in_flight)
         self.redactor = SecretRedactor(settings.secrets())
         self._unauthorized_logged = False
+        self.alerts = Alerts(store)  # adapters register how they reach admins
+        self.budgets = Budgets(store, self.alerts)
 
     # -- helpers for handlers -------------------------------------------------------------
 
@@ -73,6 +77,7 @@ class Core:
         return author.is_admin or author.id in self.settings.admin_ids
 
     def note_tokmodel_failure(self, exc: TokModelError) -> None:
+        self.alerts.tokmodel_failed(exc)
         if isinstance(exc, Unauthorized):
             if not self._unauthorized_logged:
                 self._unauthorized_logged = True
@@ -92,7 +97,15 @@ class Core:
     async def record_usage(
         self, invocation: Invocation, *, model: str | None, usage: Usage | None
     ) -> None:
-        """One TokModel request done for this invocation (stored for /usage, and counted)."""
+        """One TokModel request done for this invocation (stored for /usage, and counted;
+        without TokModel's usage, by the budgets' estimate for media)."""
+        if usage is None:
+            inc = invocation.incoming
+            tokens = media_tokens(
+                inc.command, invocation.text, invocation.options, inc.attachments,
+                self.settings.image_size,
+            )  # fmt: skip
+            usage = Usage(0, tokens, tokens)
         self.count_usage(usage)
         await self.store.record_usage(
             invocation.key,
@@ -101,6 +114,7 @@ class Core:
             model=model,
             usage=usage,
         )
+        await self.budgets.spent(invocation.key, invocation.author.id)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -296,6 +310,8 @@ class Core:
             await spec.handler(invocation)
         finally:
             self._answer_slots.release()
+        if invocation.outcome == "ok":
+            self.alerts.tokmodel_ok()
         if (notice := invocation.take_notice()) is not None:
             # Nothing was shown in its place (e.g. transcription turned off meanwhile).
             await invocation.replier.edit(notice[0], "✔️ Done.")
@@ -309,6 +325,9 @@ class Core:
         if spec.wanted is not None and not await spec.wanted(self, incoming):
             return None
         text, options = self._options(spec, incoming)
+        if spec.uses_tokmodel:  # nothing goes to TokModel past a budget (one read when none)
+            estimate = request_estimate(spec.name, text, options, self.settings.image_size)
+            await self.budgets.check(incoming.key, incoming.author.id, estimate=estimate)
         limit = self.settings.rate_limit_per_minute
         if spec.uses_tokmodel and limit > 0:
             # Counted in the database, so the limit holds across replicas.

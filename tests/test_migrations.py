@@ -32,6 +32,9 @@ TABLES = {
     "processes",
     "tokmodel_errors",
     "admin_logins",
+    "budgets",
+    "usage_daily",
+    "alerts_sent",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

@@ -178,6 +178,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         model=model,
         usage=usage,
     )
+    await core.budgets.spent(inv.key, inv.author.id)  # (alerts admins past 80 %)
 
 
 async def _show_cut_off(renderer: StreamRenderer) -> None:

@@ -202,6 +202,52 @@ class ProcessRow(Base):
     seen_at: Mapped[float] = mapped_column(Double)
 
 
+class BudgetRow(Base):
+    """A token budget in a workspace: of one user (`scope` "user", `subject` their id), of one
+    channel ("channel", its id), or of every user without one of their own ("default", "")."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (
+        CheckConstraint("scope IN ('user', 'channel', 'default')", name="scope"),
+        CheckConstraint("period IN ('day', 'month')", name="period"),
+    )
+
+    platform: Mapped[str] = mapped_column(Name, primary_key=True)
+    workspace: Mapped[str] = mapped_column(Name, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(Name, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    period: Mapped[str] = mapped_column(String(16))
+    updated_by: Mapped[str] = mapped_column(Name)
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class UsageDailyRow(Base):
+    """Tokens and requests of one user or one channel of a workspace on one UTC day (`day`:
+    days since 1970-01-01), added to with every usage record, so a budget check reads at most
+    31 rows however busy the period was (a sum over usage_records grows with it)."""
+
+    __tablename__ = "usage_daily"
+
+    platform: Mapped[str] = mapped_column(Name, primary_key=True)
+    workspace: Mapped[str] = mapped_column(Name, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(Name, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertSentRow(Base):
+    """When admins were last told about one kind of trouble, shared by every replica, so each
+    kind reaches them once per hour (or, for a budget, once per period) at most."""
+
+    __tablename__ = "alerts_sent"
+
+    kind: Mapped[str] = mapped_column(Name, primary_key=True)
+    sent_at: Mapped[float] = mapped_column(Double)
+
+
 class TokModelErrorRow(Base):
     """One command that TokModel failed (`status` 0: no HTTP status, e.g. a timeout), for the
     admin page's errors per day and by status."""

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bot.domain import BOT_AUTHOR, Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
 from bot.store import inbox
 from bot.store.activity import ActivityQueries
+from bot.store.budgets import BudgetStore, count_daily
 from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
 from bot.store.logins import LoginQueries
 from bot.store.migrate import upgrade_to_head
@@ -143,6 +144,8 @@ class Store(ActivityQueries, LoginQueries):
         self.engine = engine
         self._db = database or EngineDatabase(engine)
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
+        #: Budgets, spending per day and alert claims (bot.store.budgets).
+        self.budgets = BudgetStore(self._db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -287,7 +290,9 @@ class Store(ActivityQueries, LoginQueries):
             result = await conn.execute(_FINISH_TURN, done)
             if result.rowcount == 0:  # raised inside: the usage is not counted either
                 raise LookupError(f"no turn with id {answer_turn_id}")
-            await conn.execute(_USAGE_INSERT, _usage_values(key, user_id, command, model, usage))
+            values = _usage_values(key, user_id, command, model, usage)
+            await conn.execute(_USAGE_INSERT, values)
+            await count_daily(conn, values, dialect=self.engine.dialect.name)
 
     async def update_turn(
         self,
@@ -448,8 +453,12 @@ class Store(ActivityQueries, LoginQueries):
         model: str | None,
         usage: Usage | None,
     ) -> None:
-        """Count one request and its tokens (0 when the API reported no usage)."""
-        await self._db.write(_USAGE_INSERT, _usage_values(key, user_id, command, model, usage))
+        """Count one request and its tokens (0 when the API reported no usage), also in the
+        daily counters that budgets are checked against."""
+        values = _usage_values(key, user_id, command, model, usage)
+        async with self._db.writing() as conn:
+            await conn.execute(_USAGE_INSERT, values)
+            await count_daily(conn, values, dialect=self.engine.dialect.name)
 
     async def usage_summary(self, key: ConversationKey, user_id: str) -> UsageSummary:
         """Requests and tokens of `user_id` in the key's workspace and of the key's channel."""
