@@ -23,6 +23,7 @@ def admin_application(core: Core, settings: Settings) -> web.Application:
     routes.add_get("/channels", pages.channels, name="channels")
     routes.add_post("/channels", pages.edit_channel, name="edit-channel")
     routes.add_get("/users", pages.users, name="users")
+    routes.add_post("/users", pages.edit_user, name="edit-user")
     routes.add_get("/health", pages.health, name="health")
     return admin.app
 

@@ -5,6 +5,7 @@ queries the commands use, and every change goes through the same store calls and
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -12,10 +13,12 @@ from aiohttp import web
 from adapters.admin.app import PREFIX, AdminApp, redirect
 from adapters.admin.charts import bar_chart, day_label
 from adapters.doctor import collect_findings
+from bot.budgets import format_tokens, parse_limit
 from bot.domain import ConversationKey
 from bot.errors import UserError
 from bot.handlers.channel import MAX_PERSONA_CHARS, check_chat_model
 from bot.store import TRANSCRIPTION_MODES
+from bot.store.budgets import StoredBudget
 from bot.tokmodel.errors import TokModelError
 from bot.wording import describe_tokmodel_error
 
@@ -32,6 +35,21 @@ STATUS_MEANING = {
     404: "unknown model or path",
     429: "rate limited by TokModel",
 }
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """One user on the users page: all-time usage, their own budget ("" for none), their
+    workspace's default, and where the one that applies stands."""
+
+    platform: str
+    workspace: str
+    user: str
+    requests: int
+    tokens: int
+    budget: str
+    default: str
+    status: str
 
 
 class Pages:
@@ -92,15 +110,28 @@ class Pages:
             return await self._channels_page(request, error=error, status=502)
         if changes:
             await self.store.update_channel_settings(key, updated_by=UPDATED_BY, **changes)
+        budget = str(form.get("budget", ""))
+        try:
+            await self._set_budget(key.platform, key.workspace, "channel", key.channel, budget)
+        except UserError as exc:
+            return await self._channels_page(request, error=str(exc).replace("`", ""), status=400)
         return redirect(f"{PREFIX}/channels?saved={key.platform}:{key.channel}")
 
     async def users(self, request: web.Request) -> web.StreamResponse:
-        return self.admin.render(
-            request,
-            "users.html",
-            title="Users",
-            users=await self.store.usage_by_user(limit=500),
-        )
+        return await self._users_page(request, notice=request.query.get("saved", ""))
+
+    async def edit_user(self, request: web.Request) -> web.StreamResponse:
+        """A user's budget, or (`scope` default) the default budget of a workspace."""
+        form = await self.admin.form(request)
+        try:
+            platform, workspace = _field(form, "platform"), _field(form, "workspace")
+            scope = "default" if form.get("scope") == "default" else "user"
+            subject = "" if scope == "default" else _field(form, "user")
+            await self._set_budget(platform, workspace, scope, subject, str(form.get("budget", "")))
+        except UserError as exc:
+            return await self._users_page(request, error=str(exc).replace("`", ""), status=400)
+        who = subject or f"default of {workspace}"
+        return redirect(f"{PREFIX}/users?saved={platform}:{who}")
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         findings = await collect_findings(self.admin.settings)
@@ -112,6 +143,68 @@ class Pages:
             problems=sum(not f.ok for f in findings),
         )
 
+    async def _users_page(
+        self, request: web.Request, *, notice: str = "", error: str = "", status: int = 200
+    ) -> web.StreamResponse:
+        budgets = await self.admin.core.budgets.list()
+        own = {(b.platform, b.workspace, b.subject): b for b in budgets if b.scope == "user"}
+        defaults = {(b.platform, b.workspace): b for b in budgets if b.scope == "default"}
+        usage = {
+            (u.platform, u.workspace, u.who): u for u in await self.store.usage_by_user(limit=500)
+        }
+        rows = []
+        for platform, workspace, user in sorted(usage.keys() | own.keys()):
+            budget = own.get((platform, workspace, user))
+            default = defaults.get((platform, workspace))
+            used = usage.get((platform, workspace, user))
+            rows.append(
+                UserRow(
+                    platform,
+                    workspace,
+                    user,
+                    used.requests if used else 0,
+                    used.tokens if used else 0,
+                    budget_text(budget),
+                    budget_text(default),
+                    await self._status_line(budget or default, user_id=user),
+                )
+            )
+        rows.sort(key=lambda r: (-r.tokens, r.platform, r.user))
+        workspaces = sorted({(r.platform, r.workspace) for r in rows} | defaults.keys())
+        return self.admin.render(
+            request,
+            "users.html",
+            status=status,
+            title="Users",
+            users=rows,
+            defaults=[(p, w, budget_text(defaults.get((p, w)))) for p, w in workspaces],
+            notice=notice,
+            error=error,
+        )
+
+    async def _set_budget(
+        self, platform: str, workspace: str, scope: str, subject: str, text: str
+    ) -> None:
+        """Set a budget as `/budget` does ("200k/day", "5M/month"; blank or "off" removes it);
+        nothing happens when it is unchanged."""
+        text = text.strip()
+        budgets = self.admin.core.budgets
+        current = {(b.scope, b.subject): b for b in await budgets.list(platform, workspace)}.get(
+            (scope, subject)
+        )
+        if text == budget_text(current) or (not text and current is None):
+            return
+        limit = parse_limit(text) if text else None
+        if limit is None:
+            await budgets.remove(platform, workspace, scope, subject)
+        else:
+            await budgets.set(platform, workspace, scope, subject, limit, by=UPDATED_BY)
+
+    async def _status_line(self, budget: StoredBudget | None, *, user_id: str | None = None) -> str:
+        if budget is None:
+            return ""
+        return (await self.admin.core.budgets.status(budget, user_id=user_id)).line(time.time())
+
     async def _channels_page(
         self, request: web.Request, *, notice: str = "", error: str = "", status: int = 200
     ) -> web.StreamResponse:
@@ -119,12 +212,22 @@ class Pages:
             models = [m.id for m in await self.admin.core.tokmodel.list_models() if m.is_chat]
         except TokModelError:  # the page still works; the model is then typed, not picked
             models = []
+        budgets = {
+            (b.platform, b.workspace, b.subject): b
+            for b in await self.admin.core.budgets.list()
+            if b.scope == "channel"
+        }
+        channels = []
+        for channel in await self.store.channel_overviews():
+            key = channel.key
+            budget = budgets.get((key.platform, key.workspace, key.channel))
+            channels.append((channel, budget_text(budget), await self._status_line(budget)))
         return self.admin.render(
             request,
             "channels.html",
             status=status,
             title="Channels",
-            channels=await self.store.channel_overviews(),
+            channels=channels,
             default_model=self.admin.settings.chat_model,
             models=models,
             modes=TRANSCRIPTION_MODES,
@@ -165,6 +268,11 @@ class Pages:
         if counts is None:
             return None
         return list(await counts(since=since))
+
+
+def budget_text(budget: StoredBudget | None) -> str:
+    """A budget as `/budget` takes it ("200k/day"); "" for none."""
+    return "" if budget is None else f"{format_tokens(budget.tokens)}/{budget.period}"
 
 
 def _field(form: Any, name: str, *, required: bool = True) -> str:

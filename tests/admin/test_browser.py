@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.domain import Author, ConversationKey
+from bot.tokmodel.fake import FakeTokModel
 from tests.admin.conftest import PASSWORD, AdminSite
 from tests.platform import ALICE, KEY, RecordingReplier, message
 
@@ -39,8 +40,8 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-async def test_admin_sees_usage_and_changes_a_channel(
-    admin_site: AdminSite, browser: Browser, database_url: str
+async def test_admin_sees_usage_changes_a_channel_and_sets_budgets(
+    admin_site: AdminSite, browser: Browser, fake: FakeTokModel, database_url: str
 ) -> None:
     core, replier = admin_site.core, RecordingReplier()
     await core.handle(message("ask", "What is our deploy day?"), replier)
@@ -69,11 +70,29 @@ async def test_admin_sees_usage_and_changes_a_channel(
     assert f"{summary.user_tokens:,} tokens" in told_by_usage
     await shot(page, "overview")
 
-    # Users: the same numbers /usage gives Alice.
+    # Users: the same numbers /usage gives Alice. A budget set here refuses her next request
+    # before TokModel is asked.
     await page.click("nav >> text=Users")
     alice = page.locator("tr[data-user='test:w1:u-alice']")
     await expect(alice).to_contain_text(f"{summary.user_tokens:,}")
+    await alice.locator("input[name=budget]").fill("100/day")
+    await alice.locator("button[type=submit]").click()
+    await expect(page.locator(".notice")).to_contain_text("u-alice")
+    await expect(alice.locator(".budget-status")).to_contain_text(
+        f"100 tokens a day: {summary.user_tokens:,} spent, 0 left"
+    )
+    defaults = page.locator("tr[data-workspace='test:w1']")
+    await defaults.locator("input[name=budget]").fill("2M/month")
+    await defaults.locator("button[type=submit]").click()
+    bob = page.locator("tr[data-user='test:w1:u-bob']")
+    await expect(bob.locator(".budget-status")).to_contain_text("default: 2M tokens a month")
     await shot(page, "users")
+    sent = len(fake.requests)
+    await core.handle(message("ask", "One more?"), replier)
+    assert "Not sent: this would go past your daily budget" in replier.last
+    assert len(fake.requests) == sent  # nothing went to TokModel
+    await core.handle(message("ask", "Bob may", author=BOB), replier)
+    assert "You said" in replier.last
 
     # Channels: set c1's model; /model in the channel then reports it.
     await page.click("nav >> text=Channels")
@@ -82,6 +101,10 @@ async def test_admin_sees_usage_and_changes_a_channel(
     await row.locator("button[type=submit]").click()
     await expect(page.locator(".notice")).to_contain_text("test:c1")
     await expect(row.locator("input[name=model]")).to_have_value("anthropic/claude-sonnet-4-5")
+    c2 = page.locator("tr[data-channel='test:w1:c2']")
+    await c2.locator("input[name=budget]").fill("5M/month")
+    await c2.locator("button[type=submit]").click()
+    await expect(c2.locator(".budget-status")).to_contain_text("5M tokens a month")
     await core.handle(message("model"), replier)
     assert "This channel uses `anthropic/claude-sonnet-4-5` (set for this channel)" in (
         replier.last
