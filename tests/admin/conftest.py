@@ -3,9 +3,12 @@ stand-in and a real database."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
 
 from adapters.admin import mount
@@ -39,3 +42,27 @@ async def admin_site(
             yield AdminSite(f"http://127.0.0.1:{server.port}/admin", core, settings)
         finally:
             await server.stop()
+
+
+def browser(**options: Any) -> aiohttp.ClientSession:
+    """A client that keeps cookies as a browser does (aiohttp's default jar refuses cookies
+    from IP addresses such as 127.0.0.1)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), **options)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def log_in(
+    http: aiohttp.ClientSession, url: str, password: str = PASSWORD
+) -> aiohttp.ClientResponse:
+    async with http.get(f"{url}/login") as page:
+        token = csrf_of(await page.text())
+    async with http.post(
+        f"{url}/login", data={"csrf": token, "password": password}, allow_redirects=False
+    ) as response:
+        await response.read()
+        return response

@@ -4,11 +4,8 @@ client, cookies kept as a browser keeps them)."""
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
-from typing import Any
 
-import aiohttp
 import pytest
 
 from adapters.admin import mount
@@ -17,32 +14,8 @@ from adapters.web import WebServer
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings, SettingsError, load_settings
 from bot.tokmodel.fake import FakeTokModel
-from tests.admin.conftest import PASSWORD, AdminSite
+from tests.admin.conftest import PASSWORD, AdminSite, browser, csrf_of, log_in
 from tests.conftest import API_KEY
-
-
-def browser(**options: Any) -> aiohttp.ClientSession:
-    """A client that keeps cookies as a browser does (aiohttp's default jar refuses cookies
-    from IP addresses such as 127.0.0.1)."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), **options)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-async def log_in(
-    http: aiohttp.ClientSession, url: str, password: str = PASSWORD
-) -> aiohttp.ClientResponse:
-    async with http.get(f"{url}/login") as page:
-        token = csrf_of(await page.text())
-    async with http.post(
-        f"{url}/login", data={"csrf": token, "password": password}, allow_redirects=False
-    ) as response:
-        await response.read()
-        return response
 
 
 def test_hashed_password_form() -> None:
