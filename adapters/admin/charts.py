@@ -43,8 +43,10 @@ def bar_chart(
             "</title></rect>"
         )
         if (count - 1 - index) % 7 == 0:
+            last = index == count - 1  # flush right, so it is not cut at the edge
             parts.append(
-                f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - 4}" text-anchor="middle" '
+                f'<text x="{x + slot if last else x + slot / 2:.1f}" y="{HEIGHT - 4}" '
+                f'text-anchor="{"end" if last else "middle"}" '
                 f'class="axis">{day_label(day)[5:]}</text>'
             )
     parts.append("</svg>")
