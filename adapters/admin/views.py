@@ -39,7 +39,7 @@ STATUS_MEANING = {
 
 @dataclass(frozen=True)
 class UserRow:
-    """One user on the users page: all-time usage, their own budget ("" for none), their
+    """One user on the users page: usage in the last 30 days, their own budget ("" for none), their
     workspace's default, and where the one that applies stands."""
 
     platform: str
@@ -59,7 +59,7 @@ class Pages:
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
         now = time.time()
-        since = now - DAYS * 86_400
+        since = _days_ago(DAYS)
         days = await self.store.daily_activity(DAYS, now=now)
         numbers = [d.day for d in days]
         charts = [
@@ -149,9 +149,8 @@ class Pages:
         budgets = await self.admin.core.budgets.list()
         own = {(b.platform, b.workspace, b.subject): b for b in budgets if b.scope == "user"}
         defaults = {(b.platform, b.workspace): b for b in budgets if b.scope == "default"}
-        usage = {
-            (u.platform, u.workspace, u.who): u for u in await self.store.usage_by_user(limit=500)
-        }
+        recent = await self.store.usage_by_user(since=_days_ago(DAYS), limit=500)
+        usage = {(u.platform, u.workspace, u.who): u for u in recent}
         rows = []
         for platform, workspace, user in sorted(usage.keys() | own.keys()):
             budget = own.get((platform, workspace, user))
@@ -178,6 +177,7 @@ class Pages:
             title="Users",
             users=rows,
             defaults=[(p, w, budget_text(defaults.get((p, w)))) for p, w in workspaces],
+            days=DAYS,
             notice=notice,
             error=error,
         )
@@ -218,7 +218,7 @@ class Pages:
             if b.scope == "channel"
         }
         channels = []
-        for channel in await self.store.channel_overviews():
+        for channel in await self.store.channel_overviews(since=_days_ago(DAYS)):
             key = channel.key
             budget = budgets.get((key.platform, key.workspace, key.channel))
             channels.append((channel, budget_text(budget), await self._status_line(budget)))
@@ -231,6 +231,7 @@ class Pages:
             default_model=self.admin.settings.chat_model,
             models=models,
             modes=TRANSCRIPTION_MODES,
+            days=DAYS,
             max_persona=MAX_PERSONA_CHARS,
             notice=notice,
             error=error,
@@ -283,6 +284,10 @@ def _field(form: Any, name: str, *, required: bool = True) -> str:
     if len(text) > 255:
         raise UserError(f"{name} is too long.")
     return text
+
+
+def _days_ago(days: int) -> float:
+    return time.time() - days * 86_400
 
 
 def _meaning(status: int) -> str:

@@ -50,7 +50,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class ChannelOverview:
-    """A channel's settings (None: the bot's default) and its usage since it was first used."""
+    """A channel's settings (None: the bot's default) and its usage in the period asked for."""
 
     key: ConversationKey
     model: str | None
@@ -130,9 +130,11 @@ class ActivityQueries:
         """Users (per workspace, as `/usage` counts them) by tokens spent since `since`."""
         return await self._usage_by(UsageRecordRow.user_id, since, limit)
 
-    async def channel_overviews(self, *, limit: int = 500) -> list[ChannelOverview]:
+    async def channel_overviews(
+        self, *, since: float = 0.0, limit: int = 500
+    ) -> list[ChannelOverview]:
         """Every channel tokbot knows (has settings, a conversation or usage), with its settings
-        and all-time usage; the busiest first, then by name."""
+        and usage since `since`; the busiest first, then by name."""
         async with self._db.reading() as conn:
             settings = await conn.execute(
                 select(
@@ -158,7 +160,7 @@ class ActivityQueries:
             found[key] = (row.model, row.persona, row.transcription_mode)
         spent = {
             ConversationKey(u.platform, u.workspace, u.who): (u.requests, u.tokens)
-            for u in await self.usage_by_channel(limit=max(limit, len(found)))
+            for u in await self.usage_by_channel(since=since, limit=max(limit, len(found)))
         }
         overviews = []
         for key in found.keys() | spent.keys():

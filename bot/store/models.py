@@ -123,6 +123,8 @@ class UsageRecordRow(Base):
     __table_args__ = (
         Index("ix_usage_records_channel", "platform", "workspace", "channel", "created_at"),
         Index("ix_usage_records_user", "platform", "workspace", "user_id", "created_at"),
+        # The admin page's last 30 days (migration 0008).
+        Index("ix_usage_records_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

@@ -1,5 +1,6 @@
-"""The admin page: TokModel errors by day and status (its overview chart), and the failed-login
-count behind its lock-out, shared by every replica.
+"""The admin page: TokModel errors by day and status (its overview chart), the failed-login
+count behind its lock-out (shared by every replica), and an index on usage_records.created_at so
+the overview's last 30 days are a range scan, not a scan of all history.
 
 Revision ID: 0008
 Revises: 0007
@@ -36,6 +37,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tokmodel_errors")),
     )
     op.create_index("ix_tokmodel_errors_created_at", "tokmodel_errors", ["created_at"])
+    op.create_index("ix_usage_records_created_at", "usage_records", ["created_at"])
     op.create_table(
         "admin_logins",
         sa.Column("name", Name, nullable=False),
@@ -47,4 +49,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("admin_logins")
+    op.drop_index("ix_usage_records_created_at", table_name="usage_records")
     op.drop_table("tokmodel_errors")
