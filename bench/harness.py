@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.core import Core
-from bot.domain import Attachment, OutgoingFile, PlatformHelp
+from bot.domain import AnswerControls, Attachment, OutgoingFile, PlatformHelp
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings, load_settings
 
@@ -161,11 +161,15 @@ class TimedReplier:
             self.first_text_at = now
         self.last_change_at = now
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         self._seen(text)
         return str(next(self._ids))
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         self._seen(text)
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:

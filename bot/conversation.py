@@ -13,7 +13,7 @@ DEFAULT_PERSONA = (
 )
 
 # Turns that carry meaning for the model; failed requests and answers in flight do not.
-_CONTEXT_STATUSES = frozenset({TurnStatus.OK, TurnStatus.INTERRUPTED})
+_CONTEXT_STATUSES = frozenset({TurnStatus.OK, TurnStatus.INTERRUPTED, TurnStatus.STOPPED})
 
 
 def estimate_tokens(text: str) -> int:
@@ -26,6 +26,8 @@ def turn_to_message(turn: Turn) -> ChatMessage:
         content = turn.content
         if turn.status is TurnStatus.INTERRUPTED:
             content += " [this answer was cut off]"
+        elif turn.status is TurnStatus.STOPPED:
+            content += " [the asker stopped this answer here]"
         return ChatMessage("assistant", content)
     if turn.kind is TurnKind.TRANSCRIPT:
         return ChatMessage("user", f"{turn.author_name} (voice message): {turn.content}")

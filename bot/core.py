@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from bot.alerts import Alerts
 from bot.budgets import Budgets, media_tokens, request_estimate
 from bot.commands import CommandRegistry, CommandSpec, Invocation
-from bot.domain import Author, Incoming, Replier
+from bot.domain import Author, FeedbackValue, Incoming, Replier, TurnStatus
 from bot.errors import UserError
 from bot.inbox import Inbox, Ticket
 from bot.locks import ByteBudget, FairSlots
@@ -21,6 +21,7 @@ from bot.logs import SecretRedactor, make_request_id, request_id
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
 from bot.settings import Settings
+from bot.stopping import RunningAnswers
 from bot.store import Store
 from bot.text import clean_text
 from bot.tokmodel.client import TokModelClient
@@ -35,6 +36,17 @@ WAITING_NOTICE = "⏳ Busy right now{ahead}: I'll answer here as soon as I can."
 NOT_ANSWERED = "✖️ Not answered: I've told you why privately."
 #: Posted at once when a question waits for the answer before it in the same conversation.
 QUEUED_NOTICE = "⏳ After the answer above: I'll answer here once it's done."
+#: Private acknowledgements of the buttons under an answer.
+FEEDBACK_THANKS = {
+    FeedbackValue.POSITIVE: "👍 Thanks for the feedback!",
+    FeedbackValue.NEGATIVE: "👎 Thanks: noted that this answer wasn't good enough.",
+}
+FEEDBACK_CHANGED = " (It replaces your earlier feedback on this answer.)"
+ANSWER_GONE = "I can't find that answer any more."
+STOPPED = "⏹️ Stopped."
+STOPPING = "⏹️ Stopping…"
+NOT_YOUR_ANSWER = "Only the person who asked can stop this answer."
+ALREADY_FINISHED = "That answer has already finished."
 
 
 class Core:
@@ -64,6 +76,8 @@ class Core:
         self._answer_slots = FairSlots(settings.max_answers_in_flight)
         self.downloads = ByteBudget(settings.max_download_bytes_in_flight)
         self.redactor = SecretRedactor(settings.secrets())
+        #: Answers streaming in this process, so their asker can stop them.
+        self.answers = RunningAnswers()
         self._unauthorized_logged = False
         self.alerts = Alerts(store)  # adapters register how they reach admins
         self.budgets = Budgets(store, self.alerts)
@@ -115,6 +129,44 @@ class Core:
             usage=usage,
         )
         await self.budgets.spent(invocation.key, invocation.author.id)
+
+    # -- buttons under answers -------------------------------------------------------------
+
+    async def record_feedback(
+        self, platform: str, turn_id: int, user: Author, value: FeedbackValue
+    ) -> str:
+        """A 👍/👎 click on the answer stored as `turn_id`: stored (the same person's second
+        click replaces the first) and counted; returns the private acknowledgement."""
+        before = await self.store.record_feedback(turn_id, user.id, value)
+        if before is ...:
+            return ANSWER_GONE
+        if before is not value:
+            self.metrics.feedback.labels(platform, value.value).inc()
+        log.info("%s feedback on turn %d: %s", platform, turn_id, value.value)
+        return FEEDBACK_THANKS[value] + (FEEDBACK_CHANGED if before not in (None, value) else "")
+
+    async def stop_answer(self, turn_id: int, user: Author) -> str:
+        """A Stop click on the answer streaming as `turn_id`: only its asker may stop it. One
+        streaming here stops at once (stored as STOPPED with what was shown, its message
+        marked). One streaming in another replica is marked in the database, which that
+        replica reads each time it saves what it has shown (about once a second), and stops.
+        Returns the private acknowledgement."""
+        running = self.answers.get(turn_id)
+        if running is not None:
+            if running.asker_id != user.id:
+                return NOT_YOUR_ANSWER
+            self.answers.stop(turn_id)
+            return STOPPED
+        info = await self.store.answer_info(turn_id)
+        if info is None:
+            return ANSWER_GONE
+        if info.asker_id != user.id:
+            return NOT_YOUR_ANSWER
+        if info.status is TurnStatus.STOPPED:
+            return STOPPED
+        if info.status is not TurnStatus.PENDING or not await self.store.request_stop(turn_id):
+            return ALREADY_FINISHED
+        return STOPPING
 
     # -- dispatch -------------------------------------------------------------------------
 

@@ -86,6 +86,24 @@ class PlatformHelp:
     voice_messages: bool = True
 
 
+@dataclass(frozen=True)
+class AnswerControls:
+    """Buttons under an answer's message: Stop while it streams, then 👍/👎 feedback. A
+    platform without buttons ignores them."""
+
+    #: The stored assistant turn the message shows.
+    turn_id: int
+    #: The only person who may stop it.
+    asker_id: str
+    #: True: a Stop button; False (finished): the 👍/👎 feedback buttons.
+    streaming: bool
+
+
+class FeedbackValue(StrEnum):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
 class Replier(Protocol):
     """What an adapter gives the core for one conversation: how to speak back in it."""
 
@@ -98,14 +116,19 @@ class Replier(Protocol):
     #: What this platform offers, for /help.
     platform_help: PlatformHelp
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         """Send a new message; return its id (used by `edit`). `private`: only the asker should
         see it (an ephemeral message where the platform has them; its id may be "", it is never
-        edited)."""
+        edited). `controls`: the buttons an answer's message carries (None: no buttons)."""
         ...
 
-    async def edit(self, message_id: str, text: str) -> None:
-        """Replace the text of a message this replier posted."""
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
+        """Replace the text of a message this replier posted, and its buttons (`controls`;
+        None removes them)."""
         ...
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
@@ -159,6 +182,7 @@ class TurnStatus(StrEnum):
     PENDING = "pending"  # an answer being streamed
     FAILED = "failed"  # the request failed; `error` says why
     INTERRUPTED = "interrupted"  # cut off half-way (stream broken, shutdown, crash)
+    STOPPED = "stopped"  # stopped by its asker; `content` is what was shown
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,13 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "tokbot_feedback",
+            "Feedback given on answers, by platform and value (positive or negative); a "
+            "person who changes their mind counts once more, for the new value",
+            ["platform", "value"],
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "tokbot_tokens",
             "Tokens used, by kind (prompt or completion)",

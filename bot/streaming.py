@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.domain import Replier
+from bot.domain import AnswerControls, Replier
 from bot.logs import SecretRedactor
 from bot.text import split_message
 
@@ -25,6 +26,10 @@ class StreamRenderer:
     Secrets are scrubbed from the whole text, never piece by piece (a model streams a key a few
     characters at a time), and while the answer grows, a tail that could be the start of a
     secret is held back until the next piece shows whether it is one.
+
+    With `controls` (streaming ones), the message being written carries a Stop button while the
+    answer streams, and the last message gets the feedback buttons when it is finished; messages
+    the answer has grown out of carry none.
     """
 
     def __init__(
@@ -37,8 +42,10 @@ class StreamRenderer:
         shown_interval: float = 1.0,
         redactor: SecretRedactor | None = None,
         notice: tuple[str, str] | None = None,
+        controls: AnswerControls | None = None,
     ) -> None:
         self._replier = replier
+        self._controls = controls
         self._redactor = redactor or SecretRedactor(())
         # A message already posted (id, text), e.g. "⏳ waiting": the answer replaces it.
         self._notice = notice
@@ -52,7 +59,8 @@ class StreamRenderer:
         self._raw = ""  # what TokModel sent, unscrubbed: never shown or stored as it is
         self._text = ""  # what may be shown: scrubbed (and, until finished, held back)
         self._frozen: list[str] = []  # ids of full messages, never edited again
-        self._open: tuple[str, str] | None = None  # the message being edited: id, shown text
+        # The message being edited: id, shown text, its buttons.
+        self._open: tuple[str, str, AnswerControls | None] | None = None
         self._dirty = asyncio.Event()
         self._last_edit = 0.0
         self._flusher: asyncio.Task[None] | None = None
@@ -74,10 +82,11 @@ class StreamRenderer:
 
     async def start(self) -> None:
         if self._notice is not None:
-            self._open = self._notice
+            self._open = (*self._notice, None)
             self._last_edit = time.monotonic()
         elif self._placeholder is not None:
-            self._open = (await self._replier.post(self._placeholder), self._placeholder)
+            posted = await self._replier.post(self._placeholder, controls=self._controls)
+            self._open = (posted, self._placeholder, self._controls)
             self._last_edit = time.monotonic()
         self._flusher = asyncio.create_task(self._flush_loop())
 
@@ -87,10 +96,13 @@ class StreamRenderer:
             self._text = self._redactor.redact_unfinished(self._raw)
             self._dirty.set()
 
-    async def finish(self, suffix: str = "", *, complete: bool = True) -> None:
+    async def finish(
+        self, suffix: str = "", *, complete: bool = True, feedback: bool = True
+    ) -> None:
         """Stop the background edits and show the whole text (plus `suffix`) for good;
         `complete=False`: the stream broke off, so a tail that may be part of a secret stays
-        held back."""
+        held back. `feedback`: the last message gets the feedback buttons (else none: e.g. an
+        answer that failed)."""
         if self._flusher is not None:
             # Holding the lock, the flusher is never cancelled half-way through a post (the
             # message would exist but its id be lost, and the final render post it again).
@@ -103,7 +115,8 @@ class StreamRenderer:
         self._text = shown + suffix
         if not self._text.strip():
             self._text = "…"  # platforms refuse empty messages
-        await self._render()
+        done = self._controls if feedback else None
+        await self._render(dataclasses.replace(done, streaming=False) if done else None)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -113,7 +126,7 @@ class StreamRenderer:
                 await asyncio.sleep(wait)
             self._dirty.clear()
             try:
-                await self._render()
+                await self._render(self._controls)
             except Exception:  # a failed edit must not end the stream; the final render retries
                 log.warning("stream edit failed", exc_info=True)
             self._last_edit = time.monotonic()
@@ -128,17 +141,20 @@ class StreamRenderer:
                 except Exception:
                     log.warning("could not save the answer so far", exc_info=True)
 
-    async def _render(self) -> None:
+    async def _render(self, last: AnswerControls | None) -> None:
+        """Show the text; the last message carries `last`'s buttons, earlier ones none."""
         async with self._lock:
             # The whole text, re-split: a piece may hold more than its share of the text (a code
             # block closed and reopened), and the pieces before the last never change.
             pieces = split_message(self._text, self._limit)[len(self._frozen) :]
             for index, piece in enumerate(pieces):
+                controls = last if index == len(pieces) - 1 else None
                 if self._open is None:
-                    self._open = (await self._replier.post(piece), piece)
-                elif piece != self._open[1]:
-                    await self._replier.edit(self._open[0], piece)
-                    self._open = (self._open[0], piece)
+                    posted = await self._replier.post(piece, controls=controls)
+                    self._open = (posted, piece, controls)
+                elif (piece, controls) != self._open[1:]:
+                    await self._replier.edit(self._open[0], piece, controls=controls)
+                    self._open = (self._open[0], piece, controls)
                 if index < len(pieces) - 1:
                     # A full message: freeze it; the rest continues in a new one.
                     self._frozen.append(self._open[0])

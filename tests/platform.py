@@ -6,7 +6,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, PlatformHelp
+from bot.domain import (
+    AnswerControls,
+    Attachment,
+    Author,
+    ConversationKey,
+    Incoming,
+    OutgoingFile,
+    PlatformHelp,
+)
 from bot.errors import UserError
 
 
@@ -21,20 +29,28 @@ class RecordingReplier:
     order: list[str] = field(default_factory=list)
     private: set[str] = field(default_factory=set)  # ids of messages only the asker sees
     edits: int = 0
+    #: id -> the buttons the message carries now (None: none)
+    controls: dict[str, AnswerControls | None] = field(default_factory=dict)
     uploads: list[OutgoingFile] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         message_id = f"m{next(self._ids)}"
         self.messages[message_id] = text
+        self.controls[message_id] = controls
         self.order.append(message_id)
         if private:
             self.private.add(message_id)
         return message_id
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         assert message_id in self.messages, "edited a message that was never posted"
         self.messages[message_id] = text
+        self.controls[message_id] = controls
         self.edits += 1
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from bot.core import Core
 from bot.domain import (
+    AnswerControls,
     Attachment,
     Author,
     ConversationKey,
@@ -658,11 +659,13 @@ async def test_a_queued_notice_never_lands_above_the_answer_before_it(
     class SlowPlatform(RecordingReplier):
         slow = True
 
-        async def post(self, text: str, *, private: bool = False) -> str:
+        async def post(
+            self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+        ) -> str:
             if self.slow:  # the platform takes a while to show the first message
                 self.slow = False
                 await asyncio.sleep(0.2)
-            return await super().post(text, private=private)
+            return await super().post(text, private=private, controls=controls)
 
     replier = SlowPlatform()
     fake.fail(Fault(delay=0.5, times=1, path=CHAT))  # the first answer streams a while

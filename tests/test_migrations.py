@@ -35,6 +35,7 @@ TABLES = {
     "budgets",
     "usage_daily",
     "alerts_sent",
+    "feedback",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

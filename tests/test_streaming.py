@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.domain import AnswerControls
 from bot.logs import SecretRedactor
 from bot.streaming import StreamRenderer
 from tests.platform import RecordingReplier
@@ -54,8 +55,12 @@ async def test_an_empty_stream_still_shows_something() -> None:
 
 async def test_finishing_during_a_slow_first_post_does_not_post_twice() -> None:
     class SlowReplier(RecordingReplier):
-        async def post(self, text: str, *, private: bool = False) -> str:
-            message_id = await super().post(text, private=private)  # the platform has it...
+        async def post(
+            self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+        ) -> str:
+            message_id = await super().post(
+                text, private=private, controls=controls
+            )  # the platform has it...
             await asyncio.sleep(0.1)  # ...but its answer is still on the way
             return message_id
 
@@ -79,13 +84,17 @@ class EveryTextReplier(RecordingReplier):
         super().__init__()
         self.seen: list[str] = []
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         self.seen.append(text)
-        return await super().post(text, private=private)
+        return await super().post(text, private=private, controls=controls)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         self.seen.append(text)
-        await super().edit(message_id, text)
+        await super().edit(message_id, text, controls=controls)
 
 
 async def test_no_piece_of_a_secret_streamed_in_small_chunks_is_ever_shown() -> None:
@@ -122,3 +131,29 @@ def test_redact_unfinished_holds_back_only_what_could_start_a_secret() -> None:
     assert redactor.redact_unfinished("so sk-x") == "so sk-x"
     assert redactor.redact_unfinished(f"a {SECRET} b s") == "a [redacted] b "
     assert redactor.redact_unfinished("plain") == "plain"
+
+
+async def test_controls_stop_while_streaming_feedback_on_the_last_message_only() -> None:
+    replier = RecordingReplier(max_message_length=10)
+    streaming = AnswerControls(7, "u1", streaming=True)
+    renderer = StreamRenderer(replier, placeholder="…", interval=0, controls=streaming)
+    await renderer.start()
+    assert replier.controls == {"m1": streaming}  # Stop from the first moment
+    renderer.feed("aaaa bbbb cccc dddd")  # outgrows one message
+    await renderer.finish()
+    first, *_, last = replier.order
+    assert len(replier.order) >= 2
+    assert replier.controls[last] == AnswerControls(7, "u1", streaming=False)
+    assert all(replier.controls[i] is None for i in replier.order[:-1]), replier.controls
+    assert replier.controls[first] is None  # its Stop button was taken away
+
+
+async def test_a_failed_answer_ends_without_buttons() -> None:
+    replier = RecordingReplier()
+    renderer = StreamRenderer(
+        replier, placeholder="…", interval=0, controls=AnswerControls(7, "u1", streaming=True)
+    )
+    await renderer.start()
+    renderer.feed("half an answer")
+    await renderer.finish(" (broken)", complete=False, feedback=False)
+    assert replier.controls == {"m1": None}

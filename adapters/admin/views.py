@@ -17,7 +17,7 @@ from bot.budgets import format_tokens, parse_limit
 from bot.domain import ConversationKey
 from bot.errors import UserError
 from bot.handlers.channel import MAX_PERSONA_CHARS, check_chat_model
-from bot.store import TRANSCRIPTION_MODES
+from bot.store import TRANSCRIPTION_MODES, ChannelFeedback
 from bot.store.budgets import StoredBudget
 from bot.tokmodel.errors import TokModelError
 from bot.wording import describe_tokmodel_error
@@ -90,7 +90,7 @@ class Pages:
             channels=await self.store.usage_by_channel(since=since, limit=TOP),
             users=await self.store.usage_by_user(since=since, limit=TOP),
             errors=errors,
-            feedback=await self._feedback_counts(since),
+            feedback=await self._feedback(since),
         )
 
     async def channels(self, request: web.Request) -> web.StreamResponse:
@@ -262,13 +262,10 @@ class Pages:
             changes["transcription_mode"] = mode
         return changes
 
-    async def _feedback_counts(self, since: float) -> list[tuple[str, int]] | None:
-        """Feedback on answers (👍/👎) since `since`, once the store counts it; None until then.
-        Hook: the feedback branch's store query goes here."""
-        counts = getattr(self.store, "feedback_counts", None)
-        if counts is None:
-            return None
-        return list(await counts(since=since))
+    async def _feedback(self, since: float) -> list[ChannelFeedback]:
+        """Answers and the 👍/👎 on them per channel since `since` (the query admins' `/usage`
+        lists), busiest first."""
+        return await self.store.feedback_by_channel(since=since, limit=TOP)
 
 
 def budget_text(budget: StoredBudget | None) -> str:

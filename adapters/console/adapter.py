@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.core import Core
-from bot.domain import Attachment, Author, ConversationKey, Incoming, OutgoingFile, PlatformHelp
+from bot.domain import (
+    AnswerControls,
+    Attachment,
+    Author,
+    ConversationKey,
+    Incoming,
+    OutgoingFile,
+    PlatformHelp,
+)
 from bot.errors import UserError
 
 PROMPT = "you> "
@@ -55,7 +63,9 @@ class ConsoleReplier:
         self._ids = itertools.count(1)
         self._line_open = False
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         # One person at the terminal: every reply is private already.
         self.end_line()
         self._write(BOT + text)
@@ -63,7 +73,9 @@ class ConsoleReplier:
         self._shown[message_id] = text
         return message_id
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         before = self._shown.get(message_id, "")
         if text.startswith(before) and self._line_open:
             self._write(text[len(before) :])

@@ -11,7 +11,14 @@ from typing import Any
 
 import discord
 
-from bot.domain import Attachment, Author, EarlierMessage, OutgoingFile, PlatformHelp
+from bot.domain import (
+    AnswerControls,
+    Attachment,
+    Author,
+    EarlierMessage,
+    OutgoingFile,
+    PlatformHelp,
+)
 from bot.errors import UserError
 from bot.text import split_message
 
@@ -119,7 +126,9 @@ class InteractionReplier:
                 self._late = self._fallback()
         return self._late
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         """Long text continues in follow-ups; the first message's id is returned."""
         if (late := await self._refused()) is not None:
             return await late.post(text)  # no ephemeral messages without an interaction
@@ -148,7 +157,9 @@ class InteractionReplier:
         )
         return str(sent.id)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         if (late := await self._refused()) is not None:
             return await late.edit(message_id, text)
         text = shortened(text)
@@ -198,13 +209,17 @@ class _ChannelReplier:
         self._sent[str(sent.id)] = sent
         return str(sent.id)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         sent = self._sent[message_id]
         self._sent[message_id] = await sent.edit(
             content=shortened(text), allowed_mentions=NO_MENTIONS
         )
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         """Long text continues in further messages; the first message's id is returned."""
         ids = [self._keep(await self._send(piece)) for piece in fit(text)]
         return ids[0]

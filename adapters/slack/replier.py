@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.budget import EditBudget
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
-from bot.domain import Attachment, EarlierMessage, OutgoingFile, PlatformHelp
+from bot.domain import AnswerControls, Attachment, EarlierMessage, OutgoingFile, PlatformHelp
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ class SlackReplier:
     async def earlier_messages(self, limit: int) -> list[EarlierMessage]:
         return await self._thread.earlier_messages(limit) if self._thread is not None else []
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         """A message in the conversation; with `private`, one only the asker sees (an
         ephemeral message: it can't be edited, so its id is "")."""
         if private and self.response_url is not None and await self._respond(text):
@@ -153,7 +155,9 @@ class SlackReplier:
             return False
         return True
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         if self._budget is not None:
             await self._budget.take()  # busy workspace: wait, so this edit is never refused
         await self._client.chat_update(channel=self.channel, ts=message_id, text=to_slack(text))

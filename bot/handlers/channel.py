@@ -114,15 +114,37 @@ async def transcription(inv: Invocation) -> None:
     await inv.reply(f"🎙️ Voice messages here: {wanted}.")
 
 
+#: How many channels an admin's /usage lists (the busiest).
+USAGE_CHANNELS = 10
+
+
 async def usage(inv: Invocation) -> None:
     summary = await inv.core.store.usage_summary(inv.key, inv.author.id)
-    await inv.reply(
-        "📊 Usage\n"
-        f"• you: {summary.user_requests:,} requests, {summary.user_tokens:,} tokens\n"
-        f"• this channel: {summary.channel_requests:,} requests, "
-        f"{summary.channel_tokens:,} tokens",
-        private=True,
+    lines = [
+        "📊 Usage",
+        f"• you: {summary.user_requests:,} requests, {summary.user_tokens:,} tokens",
+        f"• this channel: {summary.channel_requests:,} requests, {summary.channel_tokens:,} tokens",
+    ]
+    if inv.core.is_admin(inv.author):
+        lines += await _feedback_lines(inv)
+    await inv.reply("\n".join(lines), private=True)
+
+
+async def _feedback_lines(inv: Invocation) -> list[str]:
+    """For admins: answers and feedback per channel of this workspace, busiest first."""
+    channels = await inv.core.store.feedback_by_channel(
+        platform=inv.key.platform, workspace=inv.key.workspace, limit=USAGE_CHANNELS
     )
+    if not channels:
+        return []
+    lines = ["Answers and feedback by channel (admins see this):"]
+    for channel in channels:
+        here = " (here)" if channel.channel == inv.key.channel else ""
+        lines.append(
+            f"• `{channel.channel}`{here}: {channel.answers:,} answers, "
+            f"👍 {channel.positive:,}, 👎 {channel.negative:,}"
+        )
+    return lines
 
 
 async def help_(inv: Invocation) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 from bot.commands import Invocation
 from bot.conversation import (
@@ -14,7 +16,15 @@ from bot.conversation import (
     estimate_tokens,
     fills_budget,
 )
-from bot.domain import BOT_AUTHOR, ThreadReader, Turn, TurnKind, TurnRole, TurnStatus
+from bot.domain import (
+    BOT_AUTHOR,
+    AnswerControls,
+    ThreadReader,
+    Turn,
+    TurnKind,
+    TurnRole,
+    TurnStatus,
+)
 from bot.errors import UserError
 from bot.media import is_image_attachment
 from bot.streaming import StreamRenderer
@@ -28,6 +38,8 @@ log = logging.getLogger(__name__)
 #: Seconds an interrupted answer may take to show its "cut off" mark.
 CUT_OFF_SHOW_S = 2.0
 INTERRUPTED_MARK = CUT_OFF_MARK + "\n_(I was interrupted; ask again for the rest.)_"
+#: Ends an answer its asker stopped.
+STOPPED_MARK = "\n\n_⏹️ (stopped)_"
 
 #: How many of a thread's earlier messages are read when the bot is first called into it.
 THREAD_MESSAGES = 50
@@ -115,7 +127,8 @@ async def answer(inv: Invocation, prompt: str) -> None:
 
     async def save_shown(text: str) -> None:
         # What people already see survives a crash (SIGKILL) with the turn, marked interrupted.
-        await store.update_turn(answer_turn, content=text)
+        if not await store.save_shown(answer_turn, text):
+            core.answers.stop(answer_turn)  # its asker stopped it through another replica
 
     renderer = StreamRenderer(
         inv.replier,
@@ -124,6 +137,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         on_shown=save_shown,
         redactor=core.redactor,
         notice=inv.take_notice(),
+        controls=AnswerControls(answer_turn, author.id, streaming=True),
     )
     usage: Usage | None = None
     finished = False
@@ -133,20 +147,30 @@ async def answer(inv: Invocation, prompt: str) -> None:
         except BaseException:
             await _abandon(first)
             raise
-        delta = await first
-        while delta is not None:
-            renderer.feed(delta.text)  # scrubbed as a whole by the renderer, never per piece
-            usage = delta.usage or usage
-            delta = await anext(stream, None)
-        text = renderer.answer
-        await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
+        reading = asyncio.ensure_future(_read(first, stream, renderer))
+        with core.answers.running(answer_turn, author.id, reading) as running:
+            try:
+                usage = await reading
+            except asyncio.CancelledError:
+                if not running.stop_requested or _cancelled(asyncio.current_task()):
+                    raise
+        if running.stop_requested and reading.cancelled():
+            await _abandon(first)  # (if the stop came before reading began)
+            await _close(stream)
+            text = renderer.text  # what was shown
+            await renderer.finish(STOPPED_MARK, complete=False)
+            status = TurnStatus.STOPPED
+        else:
+            text = renderer.answer
+            await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
+            status = TurnStatus.OK
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
         partial = renderer.text
         friendly = describe_tokmodel_error(exc, model=model)
         suffix = (CUT_OFF_MARK + "\n" if partial.strip() else "") + friendly
-        await renderer.finish(suffix, complete=False)
+        await renderer.finish(suffix, complete=False, feedback=False)
         status = TurnStatus.INTERRUPTED if partial.strip() else TurnStatus.FAILED
         error = f"{type(exc).__name__} ({exc.status})" if exc.status else type(exc).__name__
         await store.update_turn(answer_turn, content=partial, status=status, error=error)
@@ -177,8 +201,37 @@ async def answer(inv: Invocation, prompt: str) -> None:
         command=inv.incoming.command,
         model=model,
         usage=usage,
+        status=status,
     )
     await core.budgets.spent(inv.key, inv.author.id)  # (alerts admins past 80 %)
+
+
+async def _read(
+    first: asyncio.Future[ChatDelta | None],
+    stream: AsyncIterator[ChatDelta],
+    renderer: StreamRenderer,
+) -> Usage | None:
+    """Feed TokModel's answer to the renderer until it ends; return its usage, if it said."""
+    usage: Usage | None = None
+    delta = await first
+    while delta is not None:
+        renderer.feed(delta.text)  # scrubbed as a whole by the renderer, never per piece
+        usage = delta.usage or usage
+        delta = await anext(stream, None)
+    return usage
+
+
+def _cancelled(task: asyncio.Task[Any] | None) -> bool:
+    """Whether `task` itself is being cancelled (shutdown), not only something it awaits."""
+    return task is not None and task.cancelling() > 0
+
+
+async def _close(stream: AsyncIterator[ChatDelta]) -> None:
+    """End TokModel's stream early (its connection is released, the answer not read on)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 async def _show_cut_off(renderer: StreamRenderer) -> None:
@@ -186,7 +239,7 @@ async def _show_cut_off(renderer: StreamRenderer) -> None:
     if not renderer.message_ids:
         return  # nothing shown: the core's apology (or nothing, at shutdown) says enough
     try:
-        finishing = renderer.finish(INTERRUPTED_MARK, complete=False)
+        finishing = renderer.finish(INTERRUPTED_MARK, complete=False, feedback=False)
         await asyncio.wait_for(asyncio.shield(finishing), CUT_OFF_SHOW_S)
     except asyncio.CancelledError:
         pass  # cancelled again: stopping for good

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.domain import Attachment, OutgoingFile, PlatformHelp, Replier
+from bot.domain import AnswerControls, Attachment, OutgoingFile, PlatformHelp, Replier
 
 
 class Watched:
@@ -40,12 +40,16 @@ class Watched:
         await on_screen()
         return result
 
-    async def post(self, text: str, *, private: bool = False) -> str:
-        result: str = await self._first(self._inner.post(text, private=private))
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
+        result: str = await self._first(self._inner.post(text, private=private, controls=controls))
         return result
 
-    async def edit(self, message_id: str, text: str) -> None:
-        await self._first(self._inner.edit(message_id, text))
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
+        await self._first(self._inner.edit(message_id, text, controls=controls))
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:
         await self._first(self._inner.upload(file, comment))
@@ -62,10 +66,14 @@ class Nowhere:
     stream_placeholder: str | None = None
     platform_help = PlatformHelp()
 
-    async def post(self, text: str, *, private: bool = False) -> str:
+    async def post(
+        self, text: str, *, private: bool = False, controls: AnswerControls | None = None
+    ) -> str:
         raise RuntimeError("no route")
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(
+        self, message_id: str, text: str, *, controls: AnswerControls | None = None
+    ) -> None:
         raise RuntimeError("no route")
 
     async def upload(self, file: OutgoingFile, comment: str | None = None) -> None:

@@ -276,3 +276,23 @@ class AdminLoginRow(Base):
     name: Mapped[str] = mapped_column(Name, primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[float] = mapped_column(Double)
+
+
+FEEDBACK_VALUES = ("positive", "negative")
+
+
+class FeedbackRow(Base):
+    """One person's 👍 or 👎 on an answer (an assistant turn); a second click by the same person
+    replaces the first."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "user_id"),
+        CheckConstraint("value IN ('positive', 'negative')", name="value"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(Id, ForeignKey("turns.id"))
+    user_id: Mapped[str] = mapped_column(Name)
+    value: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Double)

@@ -31,7 +31,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.domain import BOT_AUTHOR, Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
+from bot.domain import (
+    BOT_AUTHOR,
+    Author,
+    ConversationKey,
+    FeedbackValue,
+    Turn,
+    TurnKind,
+    TurnRole,
+    TurnStatus,
+)
 from bot.store import inbox
 from bot.store.activity import ActivityQueries
 from bot.store.budgets import BudgetStore, count_daily
@@ -44,6 +53,7 @@ from bot.store.models import (
     Base,
     ChannelSettingsRow,
     ConversationRow,
+    FeedbackRow,
     Id,
     ProcessedEventRow,
     RateEventRow,
@@ -71,6 +81,29 @@ class ChannelSettings:
     model: str | None = None
     persona: str | None = None
     transcription_mode: str = DEFAULT_TRANSCRIPTION_MODE
+
+
+@dataclass(frozen=True)
+class AnswerInfo:
+    """A stored answer (assistant turn): where it is, its status, and who asked for it."""
+
+    turn_id: int
+    key: ConversationKey
+    status: TurnStatus
+    #: The author of the question before it in its conversation ("" when there is none).
+    asker_id: str
+
+
+@dataclass(frozen=True)
+class ChannelFeedback:
+    """A channel's answers and the feedback people gave on them."""
+
+    platform: str
+    workspace: str
+    channel: str
+    answers: int
+    positive: int
+    negative: int
 
 
 @dataclass(frozen=True)
@@ -277,13 +310,14 @@ class Store(ActivityQueries, LoginQueries):
         command: str,
         model: str | None,
         usage: Usage | None,
+        status: TurnStatus = TurnStatus.OK,
     ) -> None:
-        """After the answer is shown, in one transaction: store it as OK and count its usage
-        (as `update_turn` and `record_usage`)."""
+        """After the answer is shown, in one transaction: store it as OK (or `status`, e.g.
+        STOPPED) and count its usage (as `update_turn` and `record_usage`)."""
         done = {
             "turn_id": answer_turn_id,
             "new_content": content,
-            "new_status": TurnStatus.OK.value,
+            "new_status": status.value,
             "new_platform_message_id": platform_message_id,
         }
         async with self._db.writing() as conn:
@@ -319,6 +353,63 @@ class Store(ActivityQueries, LoginQueries):
         result = await self._db.write(update(TurnRow).where(TurnRow.id == turn_id).values(**values))
         if result.rowcount == 0:
             raise LookupError(f"no turn with id {turn_id}")
+
+    async def save_shown(self, turn_id: int, content: str) -> bool:
+        """Keep what a streaming answer shows so far; False when its asker asked to stop it
+        (`request_stop`, maybe through another replica): then it is left as it is."""
+        result = await self._db.write(
+            update(TurnRow)
+            .where(TurnRow.id == turn_id, TurnRow.status != TurnStatus.STOPPED.value)
+            .values(content=content)
+        )
+        return result.rowcount == 1
+
+    async def request_stop(self, turn_id: int) -> bool:
+        """Mark a PENDING answer STOPPED, for the process streaming it to notice (its next
+        `save_shown` returns False); False when it is not pending any more."""
+        result = await self._db.write(
+            update(TurnRow)
+            .where(TurnRow.id == turn_id, TurnRow.status == TurnStatus.PENDING.value)
+            .values(status=TurnStatus.STOPPED.value)
+        )
+        return result.rowcount == 1
+
+    async def answer_info(self, turn_id: int) -> AnswerInfo | None:
+        """The answer stored as `turn_id`, with its asker; None when there is no such
+        assistant turn."""
+        async with self._db.reading() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        TurnRow.conversation_id,
+                        TurnRow.status,
+                        ConversationRow.platform,
+                        ConversationRow.workspace,
+                        ConversationRow.channel,
+                        ConversationRow.thread,
+                    )
+                    .join(ConversationRow, ConversationRow.id == TurnRow.conversation_id)
+                    .where(TurnRow.id == turn_id, TurnRow.role == TurnRole.ASSISTANT.value)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            # The question is the user turn just before the answer (stored with it, in one
+            # statement, by `add_exchange`).
+            asker = (
+                await conn.execute(
+                    select(TurnRow.author_id)
+                    .where(
+                        TurnRow.conversation_id == row.conversation_id,
+                        TurnRow.id < turn_id,
+                        TurnRow.role == TurnRole.USER.value,
+                    )
+                    .order_by(TurnRow.conversation_id.desc(), TurnRow.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        key = ConversationKey(row.platform, row.workspace, row.channel, row.thread)
+        return AnswerInfo(turn_id, key, TurnStatus(row.status), asker or "")
 
     async def context_turns(
         self, key: ConversationKey, limit: int, *, before_id: int | None = None
@@ -482,6 +573,90 @@ class Store(ActivityQueries, LoginQueries):
                 )
             ).one()
         return UsageSummary(int(user[0]), int(user[1]), int(channel[0]), int(channel[1]))
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    async def record_feedback(
+        self, turn_id: int, user_id: str, value: FeedbackValue
+    ) -> FeedbackValue | None | EllipsisType:
+        """Store `user_id`'s feedback on the answer `turn_id`, replacing theirs from before.
+        Return their feedback before (None: none), or `...` when there is no such answer."""
+        now = time.time()
+        async with self._db.writing() as conn:
+            role = (
+                await conn.execute(select(TurnRow.role).where(TurnRow.id == turn_id))
+            ).scalar_one_or_none()
+            if role != TurnRole.ASSISTANT.value:
+                return ...
+            mine = (FeedbackRow.turn_id == turn_id, FeedbackRow.user_id == user_id)
+            before = (
+                await conn.execute(select(FeedbackRow.value).where(*mine))
+            ).scalar_one_or_none()
+            row = {"turn_id": turn_id, "user_id": user_id, "value": value.value, "created_at": now}
+            await conn.execute(
+                self._insert(FeedbackRow)
+                .values(row)
+                .on_conflict_do_update(
+                    index_elements=["turn_id", "user_id"],
+                    set_={"value": value.value, "created_at": now},
+                )
+            )
+        return None if before is None else FeedbackValue(before)
+
+    async def feedback_by_channel(
+        self,
+        *,
+        platform: str | None = None,
+        workspace: str | None = None,
+        since: float | None = None,
+        limit: int = 20,
+    ) -> list[ChannelFeedback]:
+        """Per channel (threads included): answers given, and 👍 and 👎 on them, most answers
+        first, at most `limit` channels. None for `platform` or `workspace`: all of them;
+        `since` (epoch seconds): only answers given since then."""
+        where: list[Any] = [TurnRow.role == TurnRole.ASSISTANT.value]
+        if platform is not None:
+            where.append(ConversationRow.platform == platform)
+        if workspace is not None:
+            where.append(ConversationRow.workspace == workspace)
+        if since is not None:
+            where.append(TurnRow.created_at >= since)
+        channel = (ConversationRow.platform, ConversationRow.workspace, ConversationRow.channel)
+        in_channel = ConversationRow.id == TurnRow.conversation_id
+        answers = (
+            select(*channel, func.count(TurnRow.id))
+            .join(TurnRow, in_channel)
+            .where(*where, TurnRow.status.in_(_ANSWERED))
+            .group_by(*channel)
+        )
+        votes = (
+            select(*channel, FeedbackRow.value, func.count(FeedbackRow.id))
+            .join(TurnRow, in_channel)
+            .join(FeedbackRow, FeedbackRow.turn_id == TurnRow.id)
+            .where(*where)
+            .group_by(*channel, FeedbackRow.value)
+        )
+        async with self._db.reading() as conn:
+            counted = {tuple(r[:3]): int(r[3]) for r in (await conn.execute(answers)).all()}
+            voted = (await conn.execute(votes)).all()
+        per_value: dict[tuple[Any, ...], dict[str, int]] = {}
+        for row in voted:
+            per_value.setdefault(tuple(row[:3]), {})[row[3]] = int(row[4])
+        found = []
+        for place in counted.keys() | per_value.keys():
+            values = per_value.get(place, {})
+            found.append(
+                ChannelFeedback(
+                    str(place[0]),
+                    str(place[1]),
+                    str(place[2]),
+                    answers=counted.get(place, 0),
+                    positive=values.get(FeedbackValue.POSITIVE.value, 0),
+                    negative=values.get(FeedbackValue.NEGATIVE.value, 0),
+                )
+            )
+        found.sort(key=lambda c: (-c.answers, c.platform, c.workspace, c.channel))
+        return found[:limit]
 
     # -- per-user limits ------------------------------------------------------------------------
 
@@ -745,6 +920,9 @@ def _bound_key(key: ConversationKey) -> dict[str, str]:
         "key_thread": key.thread,
     }
 
+
+#: Answers people saw (failed ones showed only an error).
+_ANSWERED = (TurnStatus.OK.value, TurnStatus.INTERRUPTED.value, TurnStatus.STOPPED.value)
 
 # The path every /ask takes runs statements built once, with bound parameters: building a
 # statement costs more than SQLAlchemy's (cached) compilation of it.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bot.domain import Author, ConversationKey
+from bot.domain import Author, ConversationKey, FeedbackValue
 from bot.tokmodel.fake import FakeTokModel
 from tests.admin.conftest import PASSWORD, AdminSite
 from tests.platform import ALICE, KEY, RecordingReplier, message
@@ -50,6 +50,8 @@ async def test_admin_sees_usage_changes_a_channel_and_sets_budgets(
     await core.handle(message("ask", "What is our deploy day?"), replier)
     await core.handle(message("ask", "And the one after?", author=BOB), replier)
     await core.handle(message("ask", "Hello from c2", key=OTHER), replier)
+    answer = (await core.store.history(KEY))[-1]
+    await core.record_feedback("test", answer.id, ALICE, FeedbackValue.POSITIVE)
     await core.handle(message("usage"), replier)
     told_by_usage = replier.last  # "/usage": Alice's and c1's numbers
     summary = await core.store.usage_summary(KEY, ALICE.id)
@@ -70,6 +72,8 @@ async def test_admin_sees_usage_changes_a_channel_and_sets_budgets(
     await expect(c1_row).to_contain_text(f"{summary.channel_requests:,}")
     await expect(c1_row).to_contain_text(f"{summary.channel_tokens:,}")
     await expect(page.locator("#top-users")).to_contain_text("u-bob")
+    feedback = page.locator("#feedback tr", has_text="c1").locator("td")
+    await expect(feedback).to_have_text(["test", "w1", "c1", "2", "1", "0"])  # answers, 👍, 👎
     assert f"{summary.user_tokens:,} tokens" in told_by_usage
     await shot(page, "overview")
 
