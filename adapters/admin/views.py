@@ -94,7 +94,7 @@ class Pages:
         )
 
     async def channels(self, request: web.Request) -> web.StreamResponse:
-        return await self._channels_page(request, notice=request.query.get("saved", ""))
+        return await self._channels_page(request, notice=_saved(request))
 
     async def edit_channel(self, request: web.Request) -> web.StreamResponse:
         form = await self.admin.form(request)
@@ -118,7 +118,7 @@ class Pages:
         return redirect(f"{PREFIX}/channels?saved={key.platform}:{key.channel}")
 
     async def users(self, request: web.Request) -> web.StreamResponse:
-        return await self._users_page(request, notice=request.query.get("saved", ""))
+        return await self._users_page(request, notice=_saved(request))
 
     async def edit_user(self, request: web.Request) -> web.StreamResponse:
         """A user's budget, or (`scope` default) the default budget of a workspace."""
@@ -141,6 +141,8 @@ class Pages:
             title="Health",
             findings=findings,
             problems=sum(not f.ok for f in findings),
+            # What the running bot last heard from TokModel (also in /healthz).
+            live_problem=self.admin.core.alerts.problem,
         )
 
     async def _users_page(
@@ -281,6 +283,12 @@ def _field(form: Any, name: str, *, required: bool = True) -> str:
     if len(text) > 255:
         raise UserError(f"{name} is too long.")
     return text
+
+
+def _saved(request: web.Request) -> str:
+    """What the redirect after a change names (a channel or user id; shortened, since anyone
+    can put text in a link)."""
+    return request.query.get("saved", "")[:120]
 
 
 def _days_ago(days: int) -> float:
