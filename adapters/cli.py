@@ -224,6 +224,7 @@ async def _run(settings: Settings) -> int:
     async with open_core(settings, endpoint) as core:
         web = WebServer(settings.http_host, settings.http_port, metrics=core.metrics)
         web.add_health_check("database", _database_check(core))
+        web.add_degradation("tokmodel", lambda: core.alerts.problem)
         adapters: list[Adapter] = []
         if settings.slack_enabled:
             from adapters.slack import SlackAdapter

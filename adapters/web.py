@@ -19,6 +19,8 @@ LISTEN_BACKLOG = 1024
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
+#: Why the bot works only in part (e.g. TokModel rejects the key), or None when it doesn't.
+Degradation = Callable[[], str | None]
 
 
 class WebServer:
@@ -28,6 +30,7 @@ class WebServer:
         self._host = host
         self._port = port
         self._checks: dict[str, HealthCheck] = {}
+        self._degradations: dict[str, Degradation] = {}
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.app.router.add_get("/healthz", self._healthz)
@@ -35,6 +38,12 @@ class WebServer:
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         self._checks[name] = check
+
+    def add_degradation(self, name: str, reason: Degradation) -> None:
+        """A part that can fail while the process itself is fine: /healthz then answers 200
+        with status "degraded" and the reason (a restart would not help, so the container's
+        health check must not fail)."""
+        self._degradations[name] = reason
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -60,10 +69,12 @@ class WebServer:
                 log.warning("health check %s failed", name, exc_info=True)
                 results[name] = False
         healthy = all(results.values())
-        return web.json_response(
-            {"status": "ok" if healthy else "unhealthy", "checks": results},
-            status=200 if healthy else 503,
-        )
+        reasons = {name: why for name, reason in self._degradations.items() if (why := reason())}
+        status = "unhealthy" if not healthy else "degraded" if reasons else "ok"
+        body: dict[str, object] = {"status": status, "checks": results}
+        if reasons:
+            body["reasons"] = reasons
+        return web.json_response(body, status=200 if healthy else 503)
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         if self._metrics is None:

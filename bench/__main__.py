@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import adapter_figures, core_figures
+from bench import adapter_figures, budget_figures, core_figures
 from bench.harness import Figure, shared_stand_ins
 
 Runner = Callable[[], Awaitable[list[Figure]]]
@@ -28,6 +28,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: core_figures.memory(channels=100),
             lambda: adapter_figures.slack_ack_latency(rate=200, seconds=1.0),
             lambda: core_figures.first_visible_edit(runs=2),
+            lambda: budget_figures.budget_check(records=500, runs=15),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -38,6 +39,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: core_figures.memory(channels=10_000),
         lambda: adapter_figures.slack_ack_latency(rate=200, seconds=10),
         lambda: core_figures.first_visible_edit(runs=5),
+        lambda: budget_figures.budget_check(records=10_000, runs=30),
     ]
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.tokmodel.errors import InsufficientCredits, TokModelError, Unauthorized
 
@@ -70,9 +71,10 @@ class Alerts:
         self._store = store
         self._quiet = quiet_seconds
         self._sinks: list[AlertSink] = []
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         #: Why TokModel refuses us right now (for /healthz), or None.
         self.problem: str | None = None
+        self._admins: dict[tuple[str, str], set[str]] = {}
 
     def register(self, sink: AlertSink) -> None:
         self._sinks.append(sink)
@@ -80,6 +82,23 @@ class Alerts:
     def unregister(self, sink: AlertSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
+
+    def saw_admin(self, platform: str, workspace: str, user_id: str) -> None:
+        """A platform admin used the bot: alerts for this workspace may DM them too. Stored
+        once per process (in the background), so every replica and a restart know them."""
+        known = self._admins.setdefault((platform, workspace), set())
+        if user_id not in known:
+            known.add(user_id)
+            self._spawn(self._store.budgets.saw_admin(platform, workspace, user_id))
+
+    async def admins_seen(self, platform: str, workspace: str) -> frozenset[str]:
+        """Admins of the workspace who used the bot (seen by any replica)."""
+        seen = set(self._admins.get((platform, workspace), ()))
+        try:
+            seen.update(await self._store.budgets.admins_seen(platform, workspace))
+        except Exception:  # the ones this process saw still hear about it
+            log.warning("could not read the admins seen", exc_info=True)
+        return frozenset(seen)
 
     # -- TokModel's health ----------------------------------------------------------------
 
@@ -103,9 +122,19 @@ class Alerts:
 
     def notify(self, alert: Alert, *, quiet_seconds: float | None = None) -> None:
         """Send `alert` in the background, unless one of its kind went out recently."""
-        task = asyncio.get_running_loop().create_task(self.send(alert, quiet_seconds))
+        self._spawn(self.send(alert, quiet_seconds))
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(work: Coroutine[Any, Any, object]) -> None:
+        try:
+            await work
+        except Exception:
+            log.warning("an alert task failed", exc_info=True)
 
     async def send(self, alert: Alert, quiet_seconds: float | None = None) -> int:
         """Claim `alert.kind` (across replicas) and deliver it; return how many it reached (0

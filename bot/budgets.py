@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import hashlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -138,8 +139,6 @@ class BudgetStatus:
         period = "daily" if self.budget.period == "day" else "monthly"
         if self.budget.scope == "channel":
             return f"this channel's {period} budget"
-        if self.budget.scope == "default":
-            return f"your {period} budget (the default for everyone)"
         return f"your {period} budget"
 
     def line(self, now: float) -> str:
@@ -167,11 +166,13 @@ class BudgetExceeded(UserError):
 
     def __init__(self, status: BudgetStatus, now: float) -> None:
         self.status = status
+        budget = status.budget
         left = f"{status.left:,} tokens left" if status.left else "nothing left"
+        default = " (the default for everyone)" if budget.scope == "default" else ""
         super().__init__(
-            f"🪙 Not sent: this would go past {status.name} "
-            f"({describe_limit(status.budget.tokens, status.budget.period)}), which has "
-            f"{left}. It resets at {describe_reset(status.resets_at, now)}. "
+            f"🪙 Not sent: this would go past {status.name} of "
+            f"{describe_limit(budget.tokens, budget.period)}{default}: {left}. "
+            f"It resets at {describe_reset(status.resets_at, now)}. "
             "An admin can change it with `/budget`."
         )
 
@@ -225,18 +226,24 @@ class Budgets:
         self, key: ConversationKey, user_id: str, *, now: float | None = None
     ) -> Statuses:
         """The person's budget (their own, else the default) and the channel's, where they
-        stand now; one read when there are none."""
-        found = await self._store.budgets.applying(
-            key.platform, key.workspace, user_id=user_id, channel=key.channel
+        stand now, in one read."""
+        now = time.time() if now is None else now
+        found = await self._store.budgets.standing(
+            key.platform,
+            key.workspace,
+            user_id=user_id,
+            channel=key.channel,
+            today=day_number(now),
+            month_first_day=period_bounds("month", now)[0],
         )
         if not found:
             return Statuses(None, None)
-        by_scope: Mapping[str, StoredBudget] = {b.scope: b for b in found}
+        by_scope = {budget.scope: (budget, spent) for budget, spent in found}
         person = by_scope.get("user") or by_scope.get("default")
         channel = by_scope.get("channel")
         return Statuses(
-            await self.status(person, user_id=user_id, now=now) if person else None,
-            await self.status(channel, now=now) if channel else None,
+            _status(person, user_id, now) if person else None,
+            _status(channel, key.channel, now) if channel else None,
         )
 
     async def check(self, key: ConversationKey, user_id: str, *, estimate: int) -> None:
@@ -247,7 +254,7 @@ class Budgets:
             if status.spent + max(1, estimate) > status.budget.tokens:
                 raise BudgetExceeded(status, now)
 
-    async def spent(self, key: ConversationKey, user_id: str) -> None:
+    async def after_usage(self, key: ConversationKey, user_id: str) -> None:
         """After a request's usage is stored: tell the admins about a budget that passed 80 %
         (once per budget and period, across replicas)."""
         if self._alerts is None:
@@ -256,6 +263,11 @@ class Budgets:
         for status in (await self.statuses(key, user_id, now=now)).all():
             if status.fraction >= ALERT_FRACTION:
                 self._alerts.notify(_budget_alert(status, now), quiet_seconds=_period(status))
+
+
+def _status(found: tuple[StoredBudget, int], subject: str, now: float) -> BudgetStatus:
+    budget, spent = found
+    return BudgetStatus(budget, subject, spent, period_bounds(budget.period, now)[1])
 
 
 def _period(status: BudgetStatus) -> float:
@@ -269,14 +281,16 @@ def _budget_alert(status: BudgetStatus, now: float) -> Alert:
     kind = ":".join(
         ("budget", budget.platform, budget.workspace, budget.scope, status.subject, str(first_day))
     )
+    if len(kind) > 200:  # (alerts_sent.kind holds 255; platform ids are far shorter)
+        kind = "budget:" + hashlib.sha256(kind.encode()).hexdigest()
     whose = {
-        "user": f"<@{status.subject}>'s",
-        "default": f"<@{status.subject}>'s (default)",
-        "channel": f"<#{status.subject}>'s",
+        "user": f"user {status.subject}'s",
+        "default": f"user {status.subject}'s (default)",
+        "channel": f"channel {status.subject}'s",
     }[budget.scope]
     return Alert(
         kind,
-        f"🪙 tokbot: {whose} {budget.period}ly budget "
+        f"🪙 tokbot: {whose} {'daily' if budget.period == 'day' else 'monthly'} budget "
         f"({describe_limit(budget.tokens, budget.period)}) is {status.fraction:.0%} spent "
         f"({status.spent:,} tokens; {status.left:,} left). "
         f"It resets at {describe_reset(status.resets_at, now)}.",

@@ -128,7 +128,7 @@ class Core:
             model=model,
             usage=usage,
         )
-        await self.budgets.spent(invocation.key, invocation.author.id)
+        await self.budgets.after_usage(invocation.key, invocation.author.id)
 
     # -- buttons under answers -------------------------------------------------------------
 
@@ -372,6 +372,8 @@ class Core:
         """The invocation, once checked and counted against the rate limit (None: the message
         asks for nothing)."""
         spec = self.registry.get(incoming.command)
+        if incoming.author.is_admin:  # who alerts may reach (see bot.alerts)
+            self.alerts.saw_admin(incoming.key.platform, incoming.key.workspace, incoming.author.id)
         if spec is None:
             raise UserError(f"Unknown command /{incoming.command}. Try /help.")
         if spec.wanted is not None and not await spec.wanted(self, incoming):

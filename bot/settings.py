@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     #: with replicas set it above the longest answer, so live answers of others are left alone.
     stale_answer_seconds: float = Field(default=0.0, alias="TOKBOT_STALE_ANSWER_SECONDS", ge=0)
     admin_user_ids: str = Field(default="", alias="TOKBOT_ADMIN_USER_IDS")
+    #: Where admin alerts go instead of DMs: channel ids, comma-separated (see alert_channels).
+    alert_channel: str = Field(default="", alias="TOKBOT_ALERT_CHANNEL")
     #: A process silent this long is taken as dead: another (or its restart) answers the events
     #: it acknowledged but never answered. It says it is alive every fifth of this.
     process_lease_seconds: float = Field(default=15.0, alias="TOKBOT_PROCESS_LEASE_SECONDS", gt=0)
@@ -151,6 +153,19 @@ class Settings(BaseSettings):
     @property
     def admin_ids(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.admin_user_ids.split(",") if part.strip())
+
+    def alert_channels(self, platform: str) -> list[str]:
+        """TOKBOT_ALERT_CHANNEL's channels on `platform`: `slack:C0123` or `discord:1234…`; a
+        bare id is Discord's when it is all digits (a snowflake), else Slack's."""
+        found = []
+        for part in (p.strip() for p in self.alert_channel.split(",")):
+            named, _, channel = part.rpartition(":")
+            if not channel:
+                continue
+            owner = named.lower() or ("discord" if channel.isdigit() else "slack")
+            if owner == platform:
+                found.append(channel)
+        return found
 
     @property
     def has_api_key(self) -> bool:

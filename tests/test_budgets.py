@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bot.alerts import Alerts
 from bot.budgets import (
     BudgetExceeded,
     Budgets,
@@ -19,13 +20,14 @@ from bot.budgets import (
     period_bounds,
 )
 from bot.core import Core
-from bot.domain import ConversationKey
+from bot.domain import Author, ConversationKey
 from bot.errors import UserError
+from bot.settings import load_settings
 from bot.store import Store
 from bot.store.budgets import day_number
 from bot.tokmodel.fake import FakeTokModel
 from bot.tokmodel.types import Usage
-from tests.platform import ALICE, KEY, RecordingReplier, message
+from tests.platform import ADMIN, ALICE, KEY, RecordingReplier, message
 
 
 def epoch(*parts: int) -> float:
@@ -69,6 +71,13 @@ def test_format_tokens_and_image_estimate() -> None:
         7000,
         4000,
     ]
+
+
+def test_alert_channels_per_platform() -> None:
+    settings = load_settings({"TOKBOT_ALERT_CHANNEL": "slack:C0A, discord:123, C0B, 456, slack:"})
+    assert settings.alert_channels("slack") == ["C0A", "C0B"]
+    assert settings.alert_channels("discord") == ["123", "456"]
+    assert load_settings({}).alert_channels("slack") == []
 
 
 def test_period_bounds_in_utc() -> None:
@@ -118,6 +127,11 @@ async def test_usage_is_counted_per_day_for_user_and_channel(store: Store) -> No
     assert await spent("slack", "T1", "user", "U1", first_day=today + 1) == 0
     daily = await store.budgets.daily_usage("slack", "T1", since_day=today - 30, scope="user")
     assert [(d.subject, d.day, d.requests, d.tokens) for d in daily] == [("U1", today, 3, 17)]
+    everywhere = await store.budgets.daily_usage(since_day=today, scope="channel")
+    assert [(d.platform, d.workspace, d.subject, d.tokens) for d in everywhere] == [
+        ("slack", "T1", "C1", 17),
+        ("slack", "T1", "C2", 0),
+    ]
 
 
 async def test_an_alert_is_claimed_once_per_quiet_period(store: Store) -> None:
@@ -144,7 +158,8 @@ async def test_statuses_and_check(store: Store) -> None:
     await budgets.check(key, "U1", estimate=5)
     with pytest.raises(BudgetExceeded) as refused:
         await budgets.check(key, "U1", estimate=6)
-    assert "your daily budget (the default for everyone) (100 tokens a day)" in str(refused.value)
+    said = str(refused.value)
+    assert "past your daily budget of 100 tokens a day (the default for everyone): " in said
     assert "5 tokens left" in str(refused.value) and "00:00 UTC" in str(refused.value)
     await budgets.check(key, "U2", estimate=100)  # the default counts each person apart
     await budgets.set("slack", "T1", "user", "U2", Limit(1_000_000, "day"), by="A")
@@ -166,3 +181,51 @@ async def test_a_request_past_a_budget_is_refused_privately_and_not_sent(
     assert replier.order[-1] in replier.private
     assert "Not sent: this would go past your daily budget" in replier.last
     assert "tokens left" in replier.last or "nothing left" in replier.last
+
+
+async def test_budget_command_for_admins_and_everyone(
+    core: Core, replier: RecordingReplier
+) -> None:
+    async def say(text: str, author: Author = ADMIN) -> str:
+        await core.handle(message("budget", text, author=author), replier)
+        assert replier.order[-1] in replier.private  # every /budget reply is private
+        return replier.last
+
+    assert "you: no budget" in await say("", ALICE)
+    assert "Only admins" in await say("channel 5M/month", ALICE)
+    assert "This channel's budget is now 5M tokens a month" in await say("channel 5M/month")
+    assert "The default budget is now 100k tokens a day" in await say("default 100k/day")
+    assert "User 123's budget is now 1k tokens a day" in await say("user <@!123> 1k/day")
+    assert "User U9's budget is now 2k tokens a day" in await say("user <@U9|bob> 2000/day")
+    listed = await say("list")
+    assert "• the default: 100k tokens a day per person" in listed
+    assert "• user 123's: 1k tokens a day: 0 spent, 1,000 left" in listed
+    shown = await say("", ALICE)
+    assert "you (the default): 100k tokens a day: 0 spent" in shown
+    assert "this channel: 5M tokens a month: 0 spent" in shown
+    assert "user 123 (the default)" not in await say("user 123")
+    assert "Removed user 123's budget" in await say("user 123 off")
+    assert "had no budget" in await say("user 123 off")
+    assert "I got a name, not an id" in await say("user @bob 1k/day")
+    assert "I can't read `lots` as a budget" in await say("channel lots")
+    assert "I don't know `/budget week`" in await say("week")
+
+
+async def test_media_without_reported_usage_counts_the_documented_estimates(
+    core: Core, replier: RecordingReplier
+) -> None:
+    await core.handle(message("imagine", "--size 256x256 a lighthouse"), replier)
+    await core.handle(message("tts", "x" * 400), replier)
+    spent = await core.store.budgets.spent(
+        KEY.platform, KEY.workspace, "user", ALICE.id, first_day=day_number(time.time())
+    )
+    assert spent == image_tokens("256x256") + 101  # 250, and 400 characters / 4 + 1
+
+
+async def test_admins_seen_are_shared_through_the_database(store: Store) -> None:
+    one, two = Alerts(store), Alerts(store)
+    one.saw_admin("slack", "T1", "U0ADA")
+    one.saw_admin("slack", "T1", "U0ADA")  # stored once per process
+    await one.close()
+    assert await two.admins_seen("slack", "T1") == {"U0ADA"}
+    assert await two.admins_seen("slack", "T2") == frozenset()

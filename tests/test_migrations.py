@@ -36,6 +36,7 @@ TABLES = {
     "usage_daily",
     "alerts_sent",
     "feedback",
+    "admins_seen",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

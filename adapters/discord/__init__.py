@@ -11,6 +11,7 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
+from adapters.discord.alerts import DiscordAlerts
 from adapters.discord.client import TokbotClient
 from adapters.web import WebServer
 from bot.core import Core
@@ -72,6 +73,7 @@ class DiscordAdapter:
         self.client: TokbotClient | None = None
         self._runner: asyncio.Task[None] | None = None
         self._guild_ready_timeout = guild_ready_timeout
+        self.alerts: DiscordAlerts | None = None
 
     async def start(self) -> None:
         """Log in, sync the slash commands, connect every shard; return once all are READY."""
@@ -107,6 +109,8 @@ class DiscordAdapter:
                 raise SettingsError(f"could not connect to the Discord gateway: {error}")
             raise SettingsError(f"Discord did not become ready in {READY_TIMEOUT:.0f} s")
         self._runner.add_done_callback(_log_end)
+        self.alerts = DiscordAlerts(client, self._core.alerts, self._settings)
+        self._core.alerts.register(self.alerts)
         log.info("Discord: connected as %s on %d shard(s)", client.user, len(client.shards))
 
     async def _connect(self, client: TokbotClient) -> None:
@@ -128,6 +132,8 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         """Cancel answers in flight (their partial text is kept), then disconnect."""
+        if self.alerts is not None:
+            self._core.alerts.unregister(self.alerts)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()
         if self._runner is not None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from adapters.discord.client import TokbotClient
 
 Choice = app_commands.Choice
+BUDGET_SCOPES = ("user", "channel", "default", "list")
 VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 _MODEL_CACHE_SECONDS = 60.0
 
@@ -114,6 +115,23 @@ def build_tree(client: TokbotClient) -> app_commands.CommandTree[TokbotClient]:
     @tree.command(name="usage", description="Requests and tokens, yours and this channel's")
     async def usage(interaction: discord.Interaction) -> None:
         await run(interaction, "usage")
+
+    @tree.command(name="budget", description="Token budgets, yours and this channel's")
+    @app_commands.describe(
+        scope="Whose budget to set (admins); leave out to see yours and this channel's",
+        user="The person, for scope user",
+        limit="e.g. 200k/day, 5M/month, or off (leave out to see a person's)",
+    )
+    @app_commands.choices(scope=[Choice(name=s, value=s) for s in BUDGET_SCOPES])
+    async def budget(
+        interaction: discord.Interaction,
+        scope: Choice[str] | None = None,
+        user: discord.User | None = None,
+        limit: str | None = None,
+    ) -> None:
+        # The same words the core reads from a message: "user <@id> 200k/day".
+        words = [scope.value if scope else "", f"<@{user.id}>" if user else "", limit or ""]
+        await run(interaction, "budget", " ".join(w for w in words if w))
 
     @tree.command(name="help", description="What I can do")
     async def help_(interaction: discord.Interaction) -> None:

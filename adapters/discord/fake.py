@@ -175,6 +175,7 @@ class FakeDiscord:
         self.interaction_responses: dict[str, list[JSONDict]] = {}  # interaction id -> callbacks
         self._created: dict[str, float] = {}  # interaction id and token -> when it was created
         self.identified: list[JSONDict] = []
+        self.dms_opened: list[str] = []  # user ids POST /users/@me/channels was called for
         self.resumed: list[str] = []
         self._files: dict[str, tuple[bytes, str]] = {}
         #: What people said (MESSAGE_CREATE payloads from `message`), for channel history.
@@ -379,12 +380,16 @@ class FakeDiscord:
         channel_id: int | None = None,
         dm: bool = False,
         attachments: Mapping[str, JSONDict] | None = None,
+        users: Mapping[str, JSONDict] | None = None,
         autocomplete: str | None = None,
         age: float = 0.0,
     ) -> JSONDict:
         """Dispatch INTERACTION_CREATE for `/name` (an application command, or autocomplete of
         the option named `autocomplete`). `attachments` maps option names to attachment
-        payloads (from `attachment`). Returns the payload (its "id" keys the responses)."""
+        payloads (from `attachment`), `users` to user payloads (from `user`; option type 6,
+        resolved into `users` and, in a server, `members` without their `user`, as Discord's
+        docs describe the resolved data of interactions). Returns the payload (its "id" keys
+        the responses)."""
         opts: list[JSONDict] = []
         for key, value in (options or {}).items():
             # Discord's option types: 3 string, 4 integer, 5 boolean (application command
@@ -398,6 +403,12 @@ class FakeDiscord:
         for key, attachment in (attachments or {}).items():
             opts.append({"name": key, "type": 11, "value": attachment["id"]})
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
+        for key, chosen in (users or {}).items():
+            opts.append({"name": key, "type": 6, "value": chosen["id"]})
+            resolved.setdefault("users", {})[chosen["id"]] = chosen
+            if not dm:
+                member = {k: v for k, v in self.member(chosen).items() if k != "user"}
+                resolved.setdefault("members", {})[chosen["id"]] = member
         user = self.user(user_id, user_name)
         payload: JSONDict = {
             "id": self.snowflake(),
@@ -662,6 +673,8 @@ class FakeDiscord:
             return _json(
                 {"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit}
             )
+        if parts == ["users", "@me", "channels"] and method == "POST":
+            return self._open_dm(body)
         if parts == ["users", "@me"]:
             return _json(self.bot_user)
         if parts == ["oauth2", "applications", "@me"]:
@@ -691,6 +704,27 @@ class FakeDiscord:
             if method == "PATCH" and len(parts) == 4:
                 return self._edit(parts[3], call)
         return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _open_dm(self, body: JSONDict) -> web.Response:
+        """POST /users/@me/channels with `recipient_id` (Discord's docs, resources/user "Create
+        DM"): the DM channel object (type 1, its recipient), the same one every time."""
+        recipient = str(body.get("recipient_id") or "")
+        if not recipient.isdigit():
+            return _json({"message": "Invalid Form Body", "code": 50035}, 400)
+        self.dms_opened.append(recipient)
+        user = self.user(int(recipient), f"user{recipient}")
+        return _json(
+            {"id": self.dm_channel_id(recipient), "type": 1, "last_message_id": None,
+             "recipients": [user], "flags": 0}
+        )  # fmt: skip
+
+    def dm_channel_id(self, user_id: int | str) -> str:
+        """The DM channel with a user (the same id `interaction(dm=True)` uses)."""
+        return str(700000000000000000 + int(user_id))
+
+    def direct_messages(self, user_id: int | str) -> list[str]:
+        """What the bot said in its DM with `user_id`."""
+        return [m.content for m in self.in_channel(self.dm_channel_id(user_id))]
 
     def _history(self, channel_id: str, query: Mapping[str, str]) -> web.Response:
         """GET /channels/{id}/messages: newest first, `before`/`after` a message id, `limit`

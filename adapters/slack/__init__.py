@@ -13,6 +13,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 
+from adapters.slack.alerts import SlackAlerts
 from adapters.slack.app import SlackBot
 from adapters.web import WebServer
 from bot.core import Core
@@ -72,6 +73,8 @@ class SlackAdapter:
             edits_per_minute=settings.slack_edits_per_minute,
             edit_window=edit_window,  # the budget's minute (tests shrink it)
         )
+        self.alerts = SlackAlerts(self.bot.client, core.alerts, settings)
+        self._core = core
         self._socket: AsyncSocketModeHandler | None = None
         self._started = False
         self._drained = False
@@ -86,6 +89,7 @@ class SlackAdapter:
                 f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')})"
             ) from None
         log.info("Slack: signed in as %s in %s", auth.get("user_id"), auth.get("team_id"))
+        self.alerts.team_id = str(auth.get("team_id") or "")
         if self.socket_mode:
             try:  # checks the app token, and gives the WebSocket URL to connect to
                 opened = await self.bot.client.apps_connections_open(app_token=self._app_token)
@@ -112,6 +116,7 @@ class SlackAdapter:
         else:
             log.info("Slack: HTTP mode, Events API at %s", EVENTS_PATH)
         self._started = True
+        self._core.alerts.register(self.alerts)
 
     async def drain(self, timeout: float) -> None:
         """No new work (HTTP mode answers 503, so Slack retries; Socket Mode disconnects, so
@@ -122,6 +127,7 @@ class SlackAdapter:
 
     async def stop(self) -> None:
         self._started = False
+        self._core.alerts.unregister(self.alerts)
         await self._close_socket()
         # After `drain`, whatever is left is cancelled at once.
         await self.bot.drain(0 if self._drained else self._drain_timeout)

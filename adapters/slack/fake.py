@@ -50,6 +50,7 @@ SCOPES = (
     "files:read",
     "files:write",
     "users:read",
+    "im:write",
 )
 MAX_TEXT = 40_000  # Slack refuses longer message text with msg_too_long
 
@@ -147,6 +148,7 @@ class FakeSlack:
         self._commands: dict[str, tuple[str, str, int]] = {}  # response_url n: user, channel, uses
         self.acks: dict[str, dict[str, Any]] = {}  # Socket Mode envelope id -> ack
         self.users: dict[str, SlackUser] = {}
+        self.dm_opened: list[str] = []  # users conversations.open was called for
         self.echo = False  # print the app's messages as they change (manual use)
         self.not_in_channel: set[str] = set()  # the bot is not a member of these
         self.public_only: set[str] = set()  # not a member, but chat:write.public lets it post
@@ -610,6 +612,24 @@ class FakeSlack:
             has_more=bool(rest),
             response_metadata={"next_cursor": str(start + limit) if rest else ""},
         )
+
+    async def _m_conversations_open(
+        self, request: web.Request, args: dict[str, Any]
+    ) -> web.Response:
+        """A DM with one user (`users`, comma-separated ids): its channel id, the same one every
+        time, as docs.slack.dev/reference/methods/conversations.open describes (errors
+        users_list_not_supplied, user_not_found; needs im:write). Group DMs are not served."""
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users and not args.get("channel"):
+            return _error("users_list_not_supplied")
+        if len(users) != 1 or users[0] not in self.users:
+            return _error("user_not_found")
+        self.dm_opened.append(users[0])
+        return _ok(channel={"id": "D" + users[0].removeprefix("U")})
+
+    def direct_messages(self, user: str) -> list[str]:
+        """Texts posted in the DM with `user` (opened with conversations.open)."""
+        return self.texts("D" + user.removeprefix("U"))
 
     async def _m_users_info(self, request: web.Request, args: dict[str, Any]) -> web.Response:
         user = self.users.get(str(args.get("user") or ""))

@@ -26,7 +26,18 @@ PLACEHOLDER = "_thinking…_"
 #: The slash commands manifest.yml declares (a test keeps the two the same). /transcribe is not
 #: one: slash commands carry no files on Slack, so it is a mention with the file.
 SLASH_COMMANDS = frozenset(
-    {"ask", "imagine", "tts", "forget", "model", "persona", "transcription", "usage", "help"}
+    {
+        "ask",
+        "imagine",
+        "tts",
+        "forget",
+        "model",
+        "persona",
+        "transcription",
+        "usage",
+        "budget",
+        "help",
+    }
 )
 HELP = PlatformHelp(
     slash_commands=SLASH_COMMANDS,

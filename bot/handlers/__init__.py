@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import CommandSpec
-from bot.handlers import channel, chat, media
+from bot.handlers import budget, channel, chat, media
 
 
 def default_commands() -> list[CommandSpec]:
@@ -81,6 +81,14 @@ def default_commands() -> list[CommandSpec]:
             "requests and tokens, yours and this channel's",
             "/usage",
             channel.usage,
+            private_reply=True,
+            reads_history=False,
+        ),
+        CommandSpec(
+            "budget",
+            "token budgets, yours and this channel's (admins set them)",
+            "/budget [user @someone|channel|default 200k/day|off]",
+            budget.budget,
             private_reply=True,
             reads_history=False,
         ),

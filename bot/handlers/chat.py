@@ -203,7 +203,7 @@ async def answer(inv: Invocation, prompt: str) -> None:
         usage=usage,
         status=status,
     )
-    await core.budgets.spent(inv.key, inv.author.id)  # (alerts admins past 80 %)
+    await core.budgets.after_usage(inv.key, inv.author.id)  # (alerts admins past 80 %)
 
 
 async def _read(

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select
+from sqlalchemy import Integer, String, bindparam, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.store.database import Database, Session
-from bot.store.models import AlertSentRow, BudgetRow, UsageDailyRow
+from bot.store.models import AdminSeenRow, AlertSentRow, BudgetRow, UsageDailyRow
 
 SCOPES = ("user", "channel", "default")
 PERIODS = ("day", "month")
@@ -54,6 +54,8 @@ class DailyUsage:
     day: int
     requests: int
     tokens: int
+    platform: str = ""
+    workspace: str = ""
 
 
 class BudgetStore:
@@ -131,7 +133,33 @@ class BudgetStore:
                     {"platform": platform, "workspace": workspace, "user": user_id, "ch": channel},
                 )
             ).all()
-        return [_budget(row) for row in rows]
+        found = [_budget(row) for row in rows]
+        return [b for b in found if _belongs(b, user_id, channel)]
+
+    async def standing(
+        self,
+        platform: str,
+        workspace: str,
+        *,
+        user_id: str,
+        channel: str,
+        today: int,
+        month_first_day: int,
+    ) -> list[tuple[StoredBudget, int]]:
+        """As `applying`, each with the tokens spent in its current period (a default budget:
+        `user_id`'s), in one read: the check before every TokModel request."""
+        params = {
+            "platform": platform,
+            "workspace": workspace,
+            "user": user_id,
+            "ch": channel,
+            "today": today,
+            "month_first": month_first_day,
+        }
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(_STANDING, params)).all()
+        found = [(_budget(row), int(row.spent)) for row in rows]
+        return [(b, spent) for b, spent in found if _belongs(b, user_id, channel)]
 
     async def spent(
         self, platform: str, workspace: str, scope: str, subject: str, *, first_day: int
@@ -150,20 +178,22 @@ class BudgetStore:
 
     async def daily_usage(
         self,
-        platform: str,
-        workspace: str,
+        platform: str | None = None,
+        workspace: str | None = None,
         *,
         since_day: int,
         scope: str | None = None,
         subject: str | None = None,
     ) -> list[DailyUsage]:
-        """Requests and tokens per UTC day since `since_day`, per user and channel (narrowed to
-        a scope, and a subject), oldest first: what the admin page charts."""
-        query = select(UsageDailyRow).where(
-            UsageDailyRow.platform == platform,
-            UsageDailyRow.workspace == workspace,
-            UsageDailyRow.day >= since_day,
-        )
+        """Requests and tokens per UTC day since `since_day`, per user and channel, oldest
+        first: what the admin page charts. Narrowed to a platform, a workspace, a scope ("user"
+        or "channel": every request counts once in each), a subject; None: all of them (without
+        a platform, it reads the table's rows since that day, for the admin page only)."""
+        query = select(UsageDailyRow).where(UsageDailyRow.day >= since_day)
+        if platform is not None:
+            query = query.where(UsageDailyRow.platform == platform)
+        if workspace is not None:
+            query = query.where(UsageDailyRow.workspace == workspace)
         if scope is not None:
             query = query.where(UsageDailyRow.scope == scope)
         if subject is not None:
@@ -171,7 +201,10 @@ class BudgetStore:
         query = query.order_by(UsageDailyRow.day, UsageDailyRow.scope, UsageDailyRow.subject)
         async with self._db.reading() as conn:
             rows = (await conn.execute(query)).all()
-        return [DailyUsage(r.scope, r.subject, r.day, r.requests, r.tokens) for r in rows]
+        return [
+            DailyUsage(r.scope, r.subject, r.day, r.requests, r.tokens, r.platform, r.workspace)
+            for r in rows
+        ]
 
     async def claim_alert(self, kind: str, *, quiet_seconds: float) -> bool:
         """True when this process should send the alert `kind` now: none was sent (by any
@@ -185,6 +218,19 @@ class BudgetStore:
     async def forget_alert(self, kind: str) -> None:
         """Let `kind` be sent again at once (its delivery failed everywhere)."""
         await self._db.write(delete(AlertSentRow).where(AlertSentRow.kind == kind))
+
+    async def saw_admin(self, platform: str, workspace: str, user_id: str) -> None:
+        """Remember a platform admin who used the bot (alerts may DM them)."""
+        row = {"platform": platform, "workspace": workspace, "user_id": user_id}
+        await self._db.write(_admin_upsert(self._dialect), {**row, "seen_at": time.time()})
+
+    async def admins_seen(self, platform: str, workspace: str) -> list[str]:
+        """The admins of a workspace who used the bot (by any replica, ever)."""
+        query = select(AdminSeenRow.user_id).where(
+            AdminSeenRow.platform == platform, AdminSeenRow.workspace == workspace
+        )
+        async with self._db.reading() as conn:
+            return [str(u) for u in (await conn.execute(query)).scalars()]
 
 
 async def count_daily(conn: Session, usage_row: Mapping[str, Any], *, dialect: str) -> None:
@@ -257,6 +303,15 @@ def _daily_upsert(dialect: str) -> Any:
 
 
 @functools.cache
+def _admin_upsert(dialect: str) -> Any:
+    statement = _insert(dialect)(AdminSeenRow)
+    return statement.on_conflict_do_update(
+        index_elements=["platform", "workspace", "user_id"],
+        set_={"seen_at": statement.excluded.seen_at},
+    )
+
+
+@functools.cache
 def _alert_claim(dialect: str) -> Any:
     statement = _insert(dialect)(AlertSentRow).values(
         kind=bindparam("kind"), sent_at=bindparam("now")
@@ -268,15 +323,42 @@ def _alert_claim(dialect: str) -> Any:
     ).returning(AlertSentRow.kind)
 
 
+#: The user's, the channel's and the default budget, by at most nine primary-key lookups (IN on
+#: both columns; an OR of the three pairs made SQLite read every budget of the workspace). The
+#: pairs that do not belong together are dropped by `_belongs`.
 _APPLYING = select(BudgetRow).where(
     BudgetRow.platform == bindparam("platform"),
     BudgetRow.workspace == bindparam("workspace"),
-    or_(
-        and_(BudgetRow.scope == "user", BudgetRow.subject == bindparam("user")),
-        and_(BudgetRow.scope == "channel", BudgetRow.subject == bindparam("ch")),
-        and_(BudgetRow.scope == "default", BudgetRow.subject == ""),
-    ),
+    BudgetRow.scope.in_(("user", "channel", "default")),
+    BudgetRow.subject.in_((bindparam("user"), bindparam("ch"), "")),
 )
+
+
+def _belongs(budget: StoredBudget, user_id: str, channel: str) -> bool:
+    wanted = {"user": user_id, "channel": channel, "default": ""}
+    return wanted[budget.scope] == budget.subject
+
+
+_IS_DEFAULT = BudgetRow.scope == "default"
+#: Tokens spent in a budget's current period (correlated with its row in `_STANDING`).
+_SPENT_IN_PERIOD = (
+    select(func.coalesce(func.sum(UsageDailyRow.tokens), 0))
+    .where(
+        UsageDailyRow.platform == BudgetRow.platform,
+        UsageDailyRow.workspace == BudgetRow.workspace,
+        UsageDailyRow.scope == case((_IS_DEFAULT, "user"), else_=BudgetRow.scope),
+        UsageDailyRow.subject
+        == case((_IS_DEFAULT, bindparam("user", type_=String)), else_=BudgetRow.subject),
+        UsageDailyRow.day
+        >= case(
+            (BudgetRow.period == "day", bindparam("today", type_=Integer)),
+            else_=bindparam("month_first", type_=Integer),
+        ),
+    )
+    .correlate(BudgetRow)
+    .scalar_subquery()
+)
+_STANDING = _APPLYING.add_columns(_SPENT_IN_PERIOD.label("spent"))
 _SPENT = select(func.coalesce(func.sum(UsageDailyRow.tokens), 0)).where(
     UsageDailyRow.platform == bindparam("platform"),
     UsageDailyRow.workspace == bindparam("workspace"),

@@ -296,3 +296,15 @@ class FeedbackRow(Base):
     user_id: Mapped[str] = mapped_column(Name)
     value: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class AdminSeenRow(Base):
+    """A platform admin (workspace admin, Manage Server) who used the bot: alerts may DM them.
+    Kept in the database so every replica, and a restart, knows them."""
+
+    __tablename__ = "admins_seen"
+
+    platform: Mapped[str] = mapped_column(Name, primary_key=True)
+    workspace: Mapped[str] = mapped_column(Name, primary_key=True)
+    user_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Double)

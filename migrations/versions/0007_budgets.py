@@ -1,5 +1,6 @@
 """Token budgets (per user, channel and default, per workspace), the daily usage counters they
-are checked against, and when each kind of admin alert was last sent.
+are checked against, when each kind of admin alert was last sent, and the platform admins who
+used the bot (whom alerts may DM).
 
 Revision ID: 0007
 Revises: 0006
@@ -54,6 +55,14 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "admins_seen",
+        sa.Column("platform", Name, nullable=False),
+        sa.Column("workspace", Name, nullable=False),
+        sa.Column("user_id", Name, nullable=False),
+        sa.Column("seen_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("platform", "workspace", "user_id", name=op.f("pk_admins_seen")),
+    )
+    op.create_table(
         "alerts_sent",
         sa.Column("kind", Name, nullable=False),
         sa.Column("sent_at", sa.Double(), nullable=False),
@@ -63,5 +72,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("alerts_sent")
+    op.drop_table("admins_seen")
     op.drop_table("usage_daily")
     op.drop_table("budgets")

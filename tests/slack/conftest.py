@@ -114,6 +114,7 @@ async def running(
             edit_window=edit_window,
         )
         web.add_health_check(adapter.name, adapter.healthy)
+        web.add_degradation("tokmodel", lambda: core.alerts.problem)  # as `tokbot run` does
         await web.start()
         try:
             await adapter.start()
