@@ -133,3 +133,22 @@ def test_admin_password_command_prints_a_hash_that_logs_in(
     printed = capsys.readouterr().out.strip()
     assert password_matches(printed, "a long enough password")
     assert load_settings({"TOKBOT_ADMIN_PASSWORD": printed}).admin_page_enabled
+
+
+async def test_the_lock_out_holds_on_another_replica(
+    admin_site: AdminSite, fake: FakeTokModel
+) -> None:
+    """Two processes on one database: ten wrong passwords on one lock logins on the other."""
+    settings = admin_site.settings
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as other_core:
+        other = WebServer("127.0.0.1", 0)
+        mount(other, other_core, settings)
+        await other.start()
+        try:
+            async with browser() as http:
+                for attempt in range(10):
+                    assert (await log_in(http, admin_site.url, f"guess {attempt}")).status == 401
+                other_url = f"http://127.0.0.1:{other.port}/admin"
+                assert (await log_in(http, other_url)).status == 429
+        finally:
+            await other.stop()
