@@ -25,6 +25,7 @@ from adapters.admin.auth import (
     Signer,
     password_matches,
 )
+from bot.budgets import format_tokens
 from bot.core import Core
 from bot.settings import Settings
 
@@ -60,6 +61,7 @@ class AdminApp:
             loader=PackageLoader("adapters.admin", "templates"),
             autoescape=select_autoescape(default=True),
         )
+        self.templates.filters["tokens"] = format_tokens
         self.app = web.Application(middlewares=[self._guard])
 
     def render(

@@ -91,6 +91,7 @@ class Pages:
             users=await self.store.usage_by_user(since=since, limit=TOP),
             errors=errors,
             feedback=await self._feedback(since),
+            budgets=await self._budget_statuses(now),
         )
 
     async def channels(self, request: web.Request) -> web.StreamResponse:
@@ -263,6 +264,19 @@ class Pages:
                 raise UserError("Choose one of: off, transcribe, translate (to English).")
             changes["transcription_mode"] = mode
         return changes
+
+    async def _budget_statuses(self, now: float) -> list[tuple[StoredBudget, str, float]]:
+        """Every user and channel budget with where it stands (most spent first), and each
+        default budget (whose spending is per person: see the users page)."""
+        found = []
+        for budget in await self.admin.core.budgets.list():
+            if budget.scope == "default":
+                found.append((budget, "per person: see Users", -1.0))
+                continue
+            status = await self.admin.core.budgets.status(budget, now=now)
+            found.append((budget, status.line(now), status.fraction))
+        found.sort(key=lambda b: (-b[2], b[0].platform, b[0].subject))
+        return found
 
     async def _feedback(self, since: float) -> list[ChannelFeedback]:
         """Answers and the 👍/👎 on them per channel since `since` (the query admins' `/usage`

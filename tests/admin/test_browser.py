@@ -124,6 +124,14 @@ async def test_admin_sees_usage_changes_a_channel_and_sets_budgets(
     assert settings.model == "anthropic/claude-sonnet-4-5"
     await shot(page, "channels")
 
+    # The overview lists the budgets, the most spent first.
+    await page.click("nav >> text=Overview")
+    first = page.locator("#budgets tr").nth(1)
+    await expect(first).to_contain_text("user u-alice")
+    await expect(first).to_contain_text("100/day")
+    await expect(page.locator("#budgets")).to_contain_text("channel c2")
+    await shot(page, "overview")
+
     # Health: the doctor's checks, live.
     await page.click("nav >> text=Health")
     await expect(page.locator("#findings")).to_contain_text("key accepted")
