@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "migrate the database and start every configured adapter",
         "Migrate the database, then start every adapter whose credentials are set (Slack, "
-        "Discord, or both) and the web server (/healthz, /metrics, /slack/events). Settings "
+        "Discord, or both) and the web server (/healthz, /metrics, /slack/events, and /admin "
+        "when TOKBOT_ADMIN_PASSWORD is set). Settings "
         "come from the environment and .env (see the README). Ctrl-C or SIGTERM stops it after "
         "the answers in flight finish (up to TOKBOT_DRAIN_SECONDS); a second one stops at once.",
     )
