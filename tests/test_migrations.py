@@ -32,6 +32,7 @@ TABLES = {
     "processes",
     "tokmodel_errors",
     "admin_logins",
+    "admin_logouts",
     "budgets",
     "usage_daily",
     "alerts_sent",

@@ -89,10 +89,17 @@ class AdminApp:
         """The POSTed form (read once, and CSRF-checked, by the guard)."""
         return await request.post()
 
+    async def live_session(self, request: web.Request) -> str | None:
+        """The session id of the request's cookie: signed by us, not expired, not logged out."""
+        session = self.signer.session_id(request.cookies.get(SESSION_COOKIE))
+        if session is None or await self.core.store.session_ended(session):
+            return None
+        return session
+
     # -- login ------------------------------------------------------------------------------
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
-        if self.signer.session_id(request.cookies.get(SESSION_COOKIE)):
+        if await self.live_session(request) is not None:
             return redirect(f"{PREFIX}/")
         return await self._login_form(request)
 
@@ -122,6 +129,13 @@ class AdminApp:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
+        """End this session on every replica (a copy of its cookie no longer works), not only
+        in this browser."""
+        session = self.signer.session_id(request.cookies.get(SESSION_COOKIE))
+        if session is not None:  # (the guard checked it)
+            await self.core.store.end_session(
+                session, expires_at=time.time() + SESSION_SECONDS + 60
+            )
         response = redirect(f"{PREFIX}/login")
         response.del_cookie(SESSION_COOKIE, path=PREFIX)
         return response
@@ -185,7 +199,7 @@ class AdminApp:
             login_id = self.signer.login_id(request.cookies.get(LOGIN_COOKIE))
             bound = None if login_id is None else "login:" + login_id
         else:
-            session = self.signer.session_id(request.cookies.get(SESSION_COOKIE))
+            session = await self.live_session(request)
             if session is None:
                 if request.method == "GET":
                     return redirect(f"{PREFIX}/login")

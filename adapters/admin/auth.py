@@ -1,9 +1,10 @@
 """The admin page's login: the password (plain, or hashed with scrypt), signed session cookies,
 CSRF tokens, and the lock-out after too many wrong passwords.
 
-Sessions hold no state on the server: the cookie carries a random session id, signed (with a
-timestamp, so it expires) by itsdangerous under a key derived from TOKBOT_ADMIN_PASSWORD. Every
-replica with the same setting accepts it, and changing the password ends every session. A form's
+The cookie carries a random session id, signed (with a timestamp, so it expires) by
+itsdangerous under a key derived from TOKBOT_ADMIN_PASSWORD. Every replica with the same setting
+accepts it, and changing the password ends every session; the only state on the server is the
+sessions ended by logging out (in the database, `Store.end_session`). A form's
 CSRF token is the session id signed under another salt, so it only works with its own cookie;
 the login form's token is bound the same way to a pre-login cookie."""
 

@@ -1,16 +1,16 @@
-"""Failed admin-page logins in a row, counted in the database so the lock-out holds across
-replicas. A mixin of `Store`."""
+"""Failed admin-page logins in a row, and sessions ended by logging out, kept in the database so
+the lock-out and the logout hold across replicas. A mixin of `Store`."""
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.database import Database
-from bot.store.models import AdminLoginRow
+from bot.store.models import AdminLoginRow, AdminLogoutRow
 
 
 class LoginQueries:
@@ -56,3 +56,25 @@ class LoginQueries:
         await self._db.write(
             update(AdminLoginRow).where(AdminLoginRow.name == name).values(failures=0)
         )
+
+    async def end_session(self, session_id: str, *, expires_at: float) -> None:
+        """Refuse `session_id` from now until `expires_at` (when it expires anyway); forget
+        sessions that have expired since."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        async with self._db.writing() as conn:
+            await conn.execute(
+                delete(AdminLogoutRow).where(AdminLogoutRow.expires_at < time.time())
+            )
+            await conn.execute(
+                dialect.insert(AdminLogoutRow)
+                .values(session_id=session_id, expires_at=expires_at)
+                .on_conflict_do_nothing()
+            )
+
+    async def session_ended(self, session_id: str) -> bool:
+        """Whether `session_id` was ended by logging out."""
+        async with self._db.reading() as conn:
+            found = await conn.execute(
+                select(AdminLogoutRow.session_id).where(AdminLogoutRow.session_id == session_id)
+            )
+            return found.scalar_one_or_none() is not None

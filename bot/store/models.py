@@ -278,6 +278,16 @@ class AdminLoginRow(Base):
     locked_until: Mapped[float] = mapped_column(Double)
 
 
+class AdminLogoutRow(Base):
+    """An admin-page session ended by logging out, refused by every replica until the session
+    would have expired anyway (then the row is deleted)."""
+
+    __tablename__ = "admin_logouts"
+
+    session_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double)
+
+
 FEEDBACK_VALUES = ("positive", "negative")
 
 

@@ -1,5 +1,6 @@
 """The admin page: TokModel errors by day and status (its overview chart), the failed-login
-count behind its lock-out (shared by every replica), and an index on usage_records.created_at so
+count behind its lock-out and the sessions ended by logging out (both shared by every
+replica), and an index on usage_records.created_at so
 the overview's last 30 days are a range scan, not a scan of all history.
 
 Revision ID: 0008
@@ -45,9 +46,16 @@ def upgrade() -> None:
         sa.Column("locked_until", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_admin_logins")),
     )
+    op.create_table(
+        "admin_logouts",
+        sa.Column("session_id", Name, nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("session_id", name=op.f("pk_admin_logouts")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("admin_logouts")
     op.drop_table("admin_logins")
     op.drop_index("ix_usage_records_created_at", table_name="usage_records")
     op.drop_table("tokmodel_errors")

@@ -87,3 +87,12 @@ async def test_tenth_failed_login_in_a_row_locks_and_success_resets(store: Store
     assert until > time.time() + 50
     assert await store.login_locked_until("admin") == until
     assert await store.login_locked_until("nobody") == 0.0
+
+
+async def test_ended_sessions_are_kept_until_they_would_have_expired(store: Store) -> None:
+    await store.end_session("expired", expires_at=time.time() - 1)
+    await store.end_session("recent", expires_at=time.time() + 60)
+    await store.end_session("recent", expires_at=time.time() + 60)  # twice: still one
+    assert await store.session_ended("recent")
+    assert not await store.session_ended("expired")  # forgotten: its cookie has expired
+    assert not await store.session_ended("never")

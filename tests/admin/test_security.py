@@ -152,3 +152,23 @@ async def test_the_lock_out_holds_on_another_replica(
                 assert (await log_in(http, other_url)).status == 429
         finally:
             await other.stop()
+
+
+async def test_logging_out_ends_the_session_for_a_copied_cookie_too(
+    admin_site: AdminSite,
+) -> None:
+    url = admin_site.url
+    async with browser() as http:
+        session = (await log_in(http, url)).cookies[SESSION_COOKIE].value
+        async with http.get(f"{url}/users") as page:
+            token = csrf_of(await page.text())
+        async with http.post(f"{url}/logout", data={"csrf": token}, allow_redirects=False) as out:
+            assert out.status == 303 and out.headers["Location"] == "/admin/login"
+    async with browser(cookies={SESSION_COOKIE: session}) as copy:
+        async with copy.get(f"{url}/users", allow_redirects=False) as page:
+            assert page.status == 303 and page.headers["Location"] == "/admin/login"
+        async with copy.get(f"{url}/login") as login:  # no redirect loop: the login form
+            assert login.status == 200 and "log in" in await login.text()
+        assert (await log_in(copy, url)).status == 303  # and a new session works
+        async with copy.get(f"{url}/users") as page:
+            assert page.status == 200
