@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "migrate the database and start every configured adapter",
         "Migrate the database, then start every adapter whose credentials are set (Slack, "
-        "Discord, or both) and the web server (/healthz, /metrics, /slack/events). Settings "
+        "Discord, or both) and the web server (/healthz, /metrics, /slack/events, and /admin "
+        "when TOKBOT_ADMIN_PASSWORD is set). Settings "
         "come from the environment and .env (see the README). Ctrl-C or SIGTERM stops it after "
         "the answers in flight finish (up to TOKBOT_DRAIN_SECONDS); a second one stops at once.",
     )
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Check the settings, the database, the TokModel key and each configured platform, and "
         "say how to fix each problem. Changes nothing: it creates no database and posts "
         "nothing. Exits 1 when a problem was found.",
+    )
+    _command(
+        sub,
+        "admin-password",
+        "print the hashed form of an admin page password",
+        "Ask for a password (or read one line from stdin) and print its scrypt hash, to put "
+        "in TOKBOT_ADMIN_PASSWORD instead of the password itself.",
     )
     db = _command(sub, "db", "database maintenance", "Database maintenance.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -154,6 +162,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await run_doctor(settings, sys.stdout)
     if args.command == "discord-invite":
         return await _discord_invite(settings, args.client_id)
+    if args.command == "admin-password":
+        return _admin_password()
     raise AssertionError(args.command)
 
 
@@ -227,6 +237,12 @@ async def _run(settings: Settings) -> int:
             adapters.append(DiscordAdapter(core, settings))
         for adapter in adapters:
             web.add_health_check(adapter.name, adapter.healthy)
+        # Whichever platforms run (Slack over HTTP or Socket Mode, Discord alone), the web
+        # server does, so the admin page is there whenever its password is set.
+        if settings.admin_page_enabled:
+            from adapters.admin import mount
+
+            mount(web, core, settings)
         await web.start()
         try:
             for adapter in adapters:
@@ -259,6 +275,23 @@ async def _discord_invite(settings: Settings, client_id: str | None) -> int:
         )
 
     print(await invite(settings, client_id))
+    return 0
+
+
+def _admin_password() -> int:
+    import getpass
+
+    from adapters.admin.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("admin page password: ")
+        if getpass.getpass("again: ") != password:
+            raise SettingsError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        raise SettingsError("the admin password needs at least 12 characters")
+    print(hash_password(password))
     return 0
 
 

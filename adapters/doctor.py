@@ -44,14 +44,7 @@ Check = Callable[[Settings], Awaitable[list[Finding]]]
 
 async def run_doctor(settings: Settings, out: TextIO) -> int:
     """Print a report; return 0 when everything checked is fine, 1 otherwise."""
-    checks: list[Check] = [check_settings, check_database, check_tokmodel]
-    if settings.slack_enabled:
-        checks.append(check_slack)
-    if settings.discord_enabled:
-        checks.append(check_discord)
-    findings: list[Finding] = []
-    for check in checks:
-        findings.extend(await check(settings))
+    findings = await collect_findings(settings)
     for finding in findings:
         mark = "✓" if finding.ok else "✗"
         out.write(f"{mark} {finding.subject}: {finding.detail}\n")
@@ -60,6 +53,19 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
     problems = sum(not f.ok for f in findings)
     out.write("all good\n" if not problems else f"{problems} problem(s) found\n")
     return 1 if problems else 0
+
+
+async def collect_findings(settings: Settings) -> list[Finding]:
+    """Every check's findings, in order (the admin page's health shows the same)."""
+    checks: list[Check] = [check_settings, check_database, check_tokmodel]
+    if settings.slack_enabled:
+        checks.append(check_slack)
+    if settings.discord_enabled:
+        checks.append(check_discord)
+    findings: list[Finding] = []
+    for check in checks:
+        findings.extend(await check(settings))
+    return findings
 
 
 async def check_settings(settings: Settings) -> list[Finding]:

@@ -1,4 +1,5 @@
-"""The one aiohttp web server: Slack's Events API (when in HTTP mode), `/healthz`, `/metrics`.
+"""The one aiohttp web server: Slack's Events API (when in HTTP mode), `/healthz`, `/metrics`,
+and the admin page (`adapters.admin`, when its password is set).
 
 Adapters add their routes before `start`; `/healthz` reports each registered check.
 """

@@ -28,6 +28,8 @@ class Invocation:
     #: A message already posted while this waited its turn ("⏳ …"): the first thing the
     #: command shows replaces it (`show`, or a stream via `take_notice`).
     notice: tuple[str, str] | None = None
+    #: The TokModel failure the handler explained itself (counted for the admin page).
+    failure: TokModelError | None = None
 
     @property
     def key(self) -> ConversationKey:
@@ -57,6 +59,7 @@ class Invocation:
     def tokmodel_failed(self, exc: TokModelError) -> None:
         """A TokModel failure this handler has already explained to the user."""
         self.outcome = "tokmodel_error"
+        self.failure = exc
         self.core.note_tokmodel_failure(exc)
 
     def require_admin(self, what: str) -> None:

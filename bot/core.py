@@ -290,6 +290,8 @@ class Core:
             if queued:
                 invocation.notice = queued.pop()
             await self._run(invocation)
+            if invocation.failure is not None:
+                await self._record_failure(incoming, invocation.failure)
             return invocation.outcome
         except UserError as exc:  # a refusal concerns only the asker
             invocation = invocation or self._holding(incoming, replier, queued)
@@ -300,6 +302,7 @@ class Core:
             text = describe_tokmodel_error(exc)
             invocation = invocation or self._holding(incoming, replier, queued)
             await self._safe_post(replier, invocation, text, private=incoming.slash)
+            await self._record_failure(incoming, exc)
             return "tokmodel_error"
         except Exception:
             log.exception("command /%s failed (reference %s)", incoming.command, reference)
@@ -312,6 +315,19 @@ class Core:
                 private=incoming.slash,
             )
             return "bug"
+
+    async def _record_failure(self, incoming: Incoming, exc: TokModelError) -> None:
+        """Count the failure in the database (the admin page's errors); after the reply, and
+        never in its way."""
+        try:
+            await self.store.record_tokmodel_error(
+                incoming.key,
+                user_id=incoming.author.id,
+                command=incoming.command,
+                status=exc.status,
+            )
+        except Exception:
+            log.warning("could not count a TokModel failure", exc_info=True)
 
     def _holding(
         self, incoming: Incoming, replier: Replier, queued: list[tuple[str, str]] | None

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     http_host: str = Field(default="0.0.0.0", alias="TOKBOT_HTTP_HOST")
     http_port: int = Field(default=3000, alias="TOKBOT_HTTP_PORT", ge=0, le=65535)
 
+    # the admin page (/admin): off unless a password is set
+    admin_password: SecretStr | None = Field(default=None, alias="TOKBOT_ADMIN_PASSWORD")
+    #: Mark the session cookie Secure: "auto" when the request came over https (directly or
+    #: as X-Forwarded-Proto says), "always", or "never".
+    admin_secure_cookie: Literal["auto", "always", "never"] = Field(
+        default="auto", alias="TOKBOT_ADMIN_SECURE_COOKIE"
+    )
+    #: After 10 wrong passwords in a row, logins are refused this long (on every replica).
+    admin_lockout_minutes: float = Field(default=15.0, alias="TOKBOT_ADMIN_LOCKOUT_MINUTES", gt=0)
+
     # console adapter
     output_dir: Path = Field(default=Path("tokbot-output"), alias="TOKBOT_OUTPUT_DIR")
 
@@ -137,6 +147,30 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("admin_password")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret = value.get_secret_value()
+        if secret.startswith("scrypt:"):
+            parts = secret.split(":")
+            if len(parts) != 6 or not all(part.isdigit() for part in parts[1:4]):
+                raise ValueError(
+                    "a hashed admin password is scrypt:N:r:p:salt:hash, as printed by "
+                    "`tokbot admin-password`"
+                )
+        elif len(secret) < 12:
+            raise ValueError(
+                "the admin password needs at least 12 characters (or use the hashed form "
+                "`tokbot admin-password` prints)"
+            )
+        return value
+
+    @property
+    def admin_page_enabled(self) -> bool:
+        return self.admin_password is not None
 
     @property
     def admin_ids(self) -> frozenset[str]:
@@ -176,6 +210,7 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.slack_app_token,
             self.discord_token,
+            self.admin_password,
         )
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         return found + database_passwords(self.database_url)

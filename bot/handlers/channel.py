@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.commands import Invocation
 from bot.conversation import DEFAULT_PERSONA
 from bot.errors import UserError
@@ -9,6 +11,9 @@ from bot.handlers.media import TRANSCRIPTION_MODES
 from bot.tokmodel.errors import TokModelError
 from bot.tokmodel.kinds import KIND_NAMES
 from bot.wording import describe_tokmodel_error
+
+if TYPE_CHECKING:
+    from bot.core import Core
 
 MAX_PERSONA_CHARS = 4000
 #: What each transcription mode does, as /transcription says it.
@@ -57,6 +62,14 @@ async def model(inv: Invocation) -> None:
         await inv.reply("\n".join(lines))
         return
     inv.require_admin("change this channel's model")
+    await check_chat_model(core, wanted)
+    await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, model=wanted)
+    await inv.reply(f"🤖 This channel now uses `{wanted}`.")
+
+
+async def check_chat_model(core: Core, wanted: str) -> None:
+    """Raise UserError unless `wanted` is one of TokModel's chat models (`/model <id>` and the
+    admin page ask the same)."""
     if " " in wanted or len(wanted) > 200:
         raise UserError("A model id is one word like `openai/gpt-4o`. See `/model` for the list.")
     known = {m.id: m for m in await core.tokmodel.list_models()}
@@ -71,8 +84,6 @@ async def model(inv: Invocation) -> None:
             f"`{wanted}` is {kind} model; `/model` sets the chat model that answers here. "
             "See `/model` for the chat models."
         )
-    await core.store.update_channel_settings(inv.key, updated_by=inv.author.id, model=wanted)
-    await inv.reply(f"🤖 This channel now uses `{wanted}`.")
 
 
 async def persona(inv: Invocation) -> None:

@@ -125,6 +125,8 @@ class UsageRecordRow(Base):
     __table_args__ = (
         Index("ix_usage_records_channel", "platform", "workspace", "channel", "created_at"),
         Index("ix_usage_records_user", "platform", "workspace", "user_id", "created_at"),
+        # The admin page's last 30 days (migration 0008).
+        Index("ix_usage_records_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -204,26 +206,6 @@ class ProcessRow(Base):
     seen_at: Mapped[float] = mapped_column(Double)
 
 
-FEEDBACK_VALUES = ("positive", "negative")
-
-
-class FeedbackRow(Base):
-    """One person's 👍 or 👎 on an answer (an assistant turn); a second click by the same person
-    replaces the first."""
-
-    __tablename__ = "feedback"
-    __table_args__ = (
-        UniqueConstraint("turn_id", "user_id"),
-        CheckConstraint("value IN ('positive', 'negative')", name="value"),
-    )
-
-    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    turn_id: Mapped[int] = mapped_column(Id, ForeignKey("turns.id"))
-    user_id: Mapped[str] = mapped_column(Name)
-    value: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[float] = mapped_column(Double)
-
-
 class BudgetRow(Base):
     """A token budget in a workspace: of one user (`scope` "user", `subject` their id), of one
     channel ("channel", its id), or of every user without one of their own ("default", "")."""
@@ -268,6 +250,64 @@ class AlertSentRow(Base):
 
     kind: Mapped[str] = mapped_column(Name, primary_key=True)
     sent_at: Mapped[float] = mapped_column(Double)
+
+
+class TokModelErrorRow(Base):
+    """One command that TokModel failed (`status` 0: no HTTP status, e.g. a timeout), for the
+    admin page's errors per day and by status."""
+
+    __tablename__ = "tokmodel_errors"
+    __table_args__ = (Index("ix_tokmodel_errors_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(Name)
+    workspace: Mapped[str] = mapped_column(Name)
+    channel: Mapped[str] = mapped_column(Name)
+    user_id: Mapped[str] = mapped_column(Name)
+    command: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class AdminLoginRow(Base):
+    """Failed admin-page logins in a row and the lock-out they caused, one row per login name
+    (there is one: the password), shared by every replica."""
+
+    __tablename__ = "admin_logins"
+
+    name: Mapped[str] = mapped_column(Name, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[float] = mapped_column(Double)
+
+
+class AdminLogoutRow(Base):
+    """An admin-page session ended by logging out, refused by every replica until the session
+    would have expired anyway (then the row is deleted)."""
+
+    __tablename__ = "admin_logouts"
+
+    session_id: Mapped[str] = mapped_column(Name, primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double)
+
+
+FEEDBACK_VALUES = ("positive", "negative")
+
+
+class FeedbackRow(Base):
+    """One person's 👍 or 👎 on an answer (an assistant turn); a second click by the same person
+    replaces the first."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "user_id"),
+        CheckConstraint("value IN ('positive', 'negative')", name="value"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(Id, ForeignKey("turns.id"))
+    user_id: Mapped[str] = mapped_column(Name)
+    value: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Double)
 
 
 class AdminSeenRow(Base):

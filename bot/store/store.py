@@ -42,8 +42,10 @@ from bot.domain import (
     TurnStatus,
 )
 from bot.store import inbox
+from bot.store.activity import ActivityQueries
 from bot.store.budgets import BudgetStore, count_daily
 from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
+from bot.store.logins import LoginQueries
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
     DEFAULT_TRANSCRIPTION_MODE,
@@ -165,7 +167,7 @@ def context_query(
     )
 
 
-class Store:
+class Store(ActivityQueries, LoginQueries):
     """tokbot's database. Build with `await Store.open(url)`, then `await store.upgrade()` once at
     start-up; `await store.close()` at shutdown."""
 

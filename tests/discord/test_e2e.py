@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import aiohttp
+
 from adapters.discord.fake import FakeDiscord
 from adapters.discord.invite import PERMISSIONS, invite
 from bot.settings import Settings
@@ -19,6 +21,7 @@ from tests.discord.conftest import TOKEN
 from tests.discord.helpers import CHAT, answer
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = "admin page password 1"
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -46,6 +49,7 @@ async def test_tokbot_run_answers_on_discord(
         TOKBOT_HTTP_PORT="0",
         TOKBOT_TOKMODEL_TIMEOUT="2",
         TOKBOT_TOKMODEL_RETRY_BUDGET="1",
+        TOKBOT_ADMIN_PASSWORD=ADMIN_PASSWORD,
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -61,6 +65,13 @@ async def test_tokbot_run_answers_on_discord(
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 30)
         assert b"tokbot is running (discord)" in line, line
+        # Discord alone still runs the web server, and with it the admin page.
+        port = line.decode().rsplit(" ", 1)[-1].strip()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/admin/login") as login,
+        ):
+            assert login.status == 200 and "log in" in await login.text()
         fake.set_reply("@everyone the answer is 42")
         inter = await discord_fake.interaction("ask", {"question": "the answer?"})
         (sent,) = await answer(discord_fake, inter, "@everyone the answer is 42")
@@ -81,7 +92,7 @@ async def test_tokbot_run_answers_on_discord(
         code = await asyncio.wait_for(process.wait(), 20)
         err = (await process.stderr.read()).decode()
     assert code == 0, err
-    assert TOKEN not in err and "Traceback" not in err
+    assert TOKEN not in err and ADMIN_PASSWORD not in err and "Traceback" not in err
 
 
 async def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
