@@ -20,13 +20,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "tokbot-output" / "admin-scr
 BOB = Author("u-bob", "Bob")
 OTHER = ConversationKey("test", "w1", "c2")
 
+# Once is enough for the browser, on SQLite; the page's queries and forms run on PostgreSQL too,
+# in test_activity_store, test_forms and test_security.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
-async def browser(database_url: str) -> AsyncIterator[Browser]:
-    if not database_url.startswith("sqlite"):
-        # Once is enough for the browser; the page's queries and forms run on PostgreSQL in
-        # test_activity_store, test_forms and test_security.
-        pytest.skip("the browser test runs on SQLite only (quick CI)")
+async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
     async with async_playwright() as playwright:
