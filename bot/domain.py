@@ -206,6 +206,7 @@ class TurnKind(StrEnum):
     TEXT = "text"
     TRANSCRIPT = "transcript"
     MEDIA = "media"  # a note that an image or audio file was generated
+    SUMMARY = "summary"  # a running summary of the turns before it (bot.folding)
 
 
 class TurnStatus(StrEnum):

@@ -37,6 +37,7 @@ TABLES = {
     "usage_daily",
     "alerts_sent",
     "admins_seen",
+    "summaries",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

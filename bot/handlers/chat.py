@@ -28,6 +28,7 @@ from bot.domain import (
 from bot.errors import UserError
 from bot.handlers.attached import file_attachments, read_attached
 from bot.media import is_image_attachment
+from bot.store.summaries import StoredSummary
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
 from bot.tokmodel.errors import TokModelError
@@ -109,7 +110,10 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         0, TurnRole.USER, kind, prompt, author.id, author.name, TurnStatus.OK, 0
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
-    messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
+    summary = await _newest_summary(inv, turns)  # (a folded conversation's: bot.folding)
+    messages = build_context(
+        channel.persona, turns, budget_tokens=settings.context_budget_tokens, summary=summary
+    )
     stored = asyncio.ensure_future(
         store.add_exchange(
             inv.key,
@@ -190,6 +194,7 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         status=status,
     )
     await core.budgets.after_usage(inv.key, inv.author.id)  # (alerts admins past 80 %)
+    core.folding.after_answer(inv.key, model, turns, summary)  # (in the background)
     return text
 
 
@@ -304,6 +309,14 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
         page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
         older = await inv.core.store.context_turns(inv.key, page, before_id=turns[0].id)
         turns = older + turns
+
+
+async def _newest_summary(inv: Invocation, turns: list[Turn]) -> StoredSummary | None:
+    """The conversation's running summary: read only when it may have one (a summary among
+    `turns`, or more history than they hold), so a short conversation costs no extra read."""
+    if len(turns) < FIRST_PAGE and all(t.kind is not TurnKind.SUMMARY for t in turns):
+        return None
+    return await inv.core.store.summaries.latest(inv.key)
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:
