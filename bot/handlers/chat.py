@@ -103,7 +103,7 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
     if not older and getattr(inv.replier, "in_existing_thread", False):
         if isinstance(inv.replier, ThreadReader):
-            older = await _adopt_thread(inv, inv.replier)
+            older = await adopt_thread(inv, inv.replier)
     model = channel.model or settings.chat_model
     author = inv.author
     question = Turn(
@@ -266,7 +266,7 @@ async def _show_cut_off(renderer: StreamRenderer) -> None:
         log.warning("could not mark the interrupted answer", exc_info=True)
 
 
-async def _adopt_thread(inv: Invocation, thread: ThreadReader) -> list[Turn]:
+async def adopt_thread(inv: Invocation, thread: ThreadReader) -> list[Turn]:
     """Called into a thread people started without the bot: store what they said before (once:
     not after a /forget, which leaves history behind) and return it as the context."""
     store = inv.core.store

@@ -201,21 +201,23 @@ def stand_in_reply(messages: Sequence[Mapping[str, Any] | ChatMessage]) -> str:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-_NOTABLE_WORD = re.compile(r"\d|^[A-Z][A-Za-z]{2,}")
+_NAME = re.compile(r"[A-Z][A-Za-z]{2,}")
+_STAMP = re.compile(r"^\s*\[[^\]]*\]\s*")
 
 
 def stand_in_summary(text: str, max_tokens: int | None = None) -> str:
-    """The fake's deterministic summary: the sentences of `text` that carry facts (a number, or
-    a capitalised word past the first two, i.e. a name after a line's "Speaker:"), in order,
-    without repeats, within `max_tokens` (about four characters each). A real model keeps facts
-    too; this keeps tests able to check that a fact survives folding."""
+    """The fake's deterministic summary: the sentences of `text` that carry facts, in order,
+    without repeats, within `max_tokens` (about four characters each). A fact is a number after
+    the line's "Speaker:", or a capitalised word after the sentence's first (a name). A real
+    model keeps facts too; this lets tests check that a fact survives folding."""
     kept: list[str] = []
     for sentence in _SENTENCE_END.split(text):
-        words = sentence.split()
-        notable = any(_NOTABLE_WORD.search(w) for w in words[2:])
-        if (notable or any(c.isdigit() for c in sentence)) and sentence.strip() not in kept:
+        words = _STAMP.sub("", sentence).split()  # (tokbot dates lines: "[Nov 30 09:15] …")
+        number = any(c.isdigit() for w in words[1:] for c in w)
+        name = any(_NAME.match(w) for w in words[2:])
+        if (number or name) and sentence.strip() not in kept:
             kept.append(sentence.strip())
-    summary = " ".join(kept) or "(stand-in summary) Nothing notable was said."
+    summary = " ".join(kept) or "Nothing notable was said."
     if max_tokens is not None:
         summary = summary[: max_tokens * 4]
     return summary
