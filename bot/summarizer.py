@@ -82,6 +82,7 @@ class Summarizer:
         return parts
 
     async def _ask(self, text: str, model: str) -> tuple[str, Usage]:
+        first_try = self.has_compact is None
         if self.has_compact is not False:
             try:
                 answer = await self._tokmodel.compact(
@@ -91,15 +92,16 @@ class Summarizer:
                     max_output_tokens=self.output_tokens,
                 )
             except NotFound:
-                if self.has_compact:
+                if not first_try:
                     raise  # it was served before: this 404 is about something else
-                log.info("TokModel has no /v1/responses/compact here; summarizing by chat")
-                self.has_compact = False
             else:
                 self.has_compact = True
                 return answer, _estimated(text, answer)
         messages = [ChatMessage("system", INSTRUCTIONS), ChatMessage("user", text)]
         result = await self._tokmodel.chat(messages, model, max_tokens=self.output_tokens)
+        if first_try:  # (a 404 from chat too, e.g. an unknown model, decides nothing)
+            log.info("TokModel has no /v1/responses/compact here; summarizing by chat")
+            self.has_compact = False
         return result.text.strip(), result.usage or _estimated(text, result.text)
 
 
