@@ -65,7 +65,14 @@ async def summarize(inv: Invocation) -> None:
     summary = await inv.core.summarizer.summarize(lines, model=model)
     await inv.core.record_usage(inv, model=model, usage=summary.usage)
     header = f"📝 **Summary of {what}** ({len(lines)} message{'s' if len(lines) != 1 else ''})"
-    await inv.show(f"{header}\n{summary.text}")
+    text = f"{header}\n{summary.text}"
+    if len(text) <= inv.replier.max_message_length:
+        await inv.show(text)
+        return
+    # Too long for one message: new messages carry it (an edit can't continue in more).
+    if (notice := inv.take_notice()) is not None:
+        await inv.replier.edit(notice[0], inv.core.scrub(header))
+    await inv.reply(text)
 
 
 async def _thread_turns(inv: Invocation) -> list[Turn]:

@@ -80,10 +80,16 @@ class SummaryStore:
         conversation = _conversation(key)
         cid = select(ConversationRow.id).where(*conversation).scalar_subquery()
         start = select(ConversationRow.context_start_turn_id).where(*conversation).scalar_subquery()
+        in_range: tuple[Any, ...] = (SummaryRow.conversation_id == cid, SummaryRow.turn_id > start)
+        if self._dialect == "postgresql":  # a range on both index columns (see context_query)
+            in_range = (
+                tuple_(SummaryRow.conversation_id, SummaryRow.turn_id) > tuple_(cid, start),
+                SummaryRow.conversation_id <= cid,
+            )
         stmt = (
             select(TurnRow, SummaryRow.covers_turn_id)
             .join(SummaryRow, SummaryRow.turn_id == TurnRow.id)
-            .where(SummaryRow.conversation_id == cid, SummaryRow.turn_id > start)
+            .where(*in_range)
             .order_by(SummaryRow.conversation_id.desc(), SummaryRow.turn_id.desc())
             .limit(1)
         )
