@@ -4,6 +4,7 @@ channel's turns over a span, threads included)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import Select, insert, literal, select, tuple_
 from bot.domain import BOT_AUTHOR, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
 from bot.store.database import Database
 from bot.store.models import ConversationRow, Id, SummaryRow, TurnRow
-from bot.store.store import _turn
+from bot.store.store import _BOUND_KEY, _bound_key, _turn
 
 #: Turns people saw (failed requests and answers in flight carry nothing to summarize).
 _SHOWN = (TurnStatus.OK.value, TurnStatus.INTERRUPTED.value, TurnStatus.STOPPED.value)
@@ -76,25 +77,10 @@ class SummaryStore:
         return turn_id
 
     async def latest(self, key: ConversationKey) -> StoredSummary | None:
-        """The conversation's newest summary made after its context start (`/forget`), if any."""
-        conversation = _conversation(key)
-        cid = select(ConversationRow.id).where(*conversation).scalar_subquery()
-        start = select(ConversationRow.context_start_turn_id).where(*conversation).scalar_subquery()
-        in_range: tuple[Any, ...] = (SummaryRow.conversation_id == cid, SummaryRow.turn_id > start)
-        if self._dialect == "postgresql":  # a range on both index columns (see context_query)
-            in_range = (
-                tuple_(SummaryRow.conversation_id, SummaryRow.turn_id) > tuple_(cid, start),
-                SummaryRow.conversation_id <= cid,
-            )
-        stmt = (
-            select(TurnRow, SummaryRow.covers_turn_id)
-            .join(SummaryRow, SummaryRow.turn_id == TurnRow.id)
-            .where(*in_range)
-            .order_by(SummaryRow.conversation_id.desc(), SummaryRow.turn_id.desc())
-            .limit(1)
-        )
+        """The conversation's newest summary made after its context start (`/forget`), if any.
+        (On the answer path of long conversations: one statement, built once.)"""
         async with self._db.reading() as conn:
-            row = (await conn.execute(stmt)).one_or_none()
+            row = (await conn.execute(_latest_query(self._dialect), _bound_key(key))).one_or_none()
         return None if row is None else StoredSummary(_turn(row), row.covers_turn_id)
 
     async def turns_after(self, key: ConversationKey, after_id: int, limit: int) -> list[Turn]:
@@ -146,6 +132,27 @@ class SummaryStore:
         async with self._db.reading() as conn:
             rows = (await conn.execute(stmt)).all()
         return [ChannelTurn(_turn(row), row.thread) for row in reversed(rows)]
+
+
+@functools.cache
+def _latest_query(dialect: str) -> Select[TurnRow, int]:
+    """`SummaryStore.latest`'s statement, with the key as bound parameters (`_bound_key`)."""
+    conversation = _conversation(_BOUND_KEY)
+    cid = select(ConversationRow.id).where(*conversation).scalar_subquery()
+    start = select(ConversationRow.context_start_turn_id).where(*conversation).scalar_subquery()
+    in_range: tuple[Any, ...] = (SummaryRow.conversation_id == cid, SummaryRow.turn_id > start)
+    if dialect == "postgresql":  # a range on both index columns (see context_query)
+        in_range = (
+            tuple_(SummaryRow.conversation_id, SummaryRow.turn_id) > tuple_(cid, start),
+            SummaryRow.conversation_id <= cid,
+        )
+    return (
+        select(TurnRow, SummaryRow.covers_turn_id)
+        .join(SummaryRow, SummaryRow.turn_id == TurnRow.id)
+        .where(*in_range)
+        .order_by(SummaryRow.conversation_id.desc(), SummaryRow.turn_id.desc())
+        .limit(1)
+    )
 
 
 def _conversation(key: ConversationKey) -> tuple[Any, ...]:
