@@ -12,6 +12,7 @@ from bot.core import Core
 from bot.domain import BOT_AUTHOR, TurnKind, TurnRole
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
+from bot.store import Store
 from bot.summarizer import Summarizer
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.fake import FakeTokModel, Fault, stand_in_summary
@@ -142,3 +143,21 @@ def test_the_stand_in_summary_keeps_numbers_and_names_within_its_limit() -> None
     assert stand_in_summary(text) == "Ann: we meet Monday. Ann: the key is 7."
     assert stand_in_summary(text, 3) == "Ann: we meet"
     assert stand_in_summary("Ann: ok.") == "Nothing notable was said."
+
+
+async def test_shutdown_lets_a_fold_in_progress_finish(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_CONTEXT_BUDGET_TOKENS=BUDGET)
+    fake.fail(Fault(delay=0.2, path=COMPACT, times=-1))  # still folding when the core stops
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        await long_conversation(core, 120)
+        await core.handle(message("ask", "anything new?"), replier)
+        store = core.store
+        assert await store.summaries.latest(KEY) is None
+    reopened = await Store.open(settings.database_url)
+    try:
+        summary = await reopened.summaries.latest(KEY)
+    finally:
+        await reopened.close()
+    assert summary is not None and "PELICAN-42" in summary.turn.content
