@@ -28,7 +28,8 @@ BAD_SPAN = (
     "this is in): `" + USAGE + "`."
 )
 NOT_IN_THREAD = (
-    "`/summarize thread` works inside a thread. Here, try `/summarize 24h` for the channel."
+    "`/summarize thread` works inside a thread (where slash commands can't be used, mention me "
+    "there: `@tokbot /summarize thread`). Here, try `/summarize 24h` for the channel."
 )
 
 
