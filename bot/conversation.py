@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.domain import Turn, TurnKind, TurnRole, TurnStatus
 from bot.tokmodel.types import ChatImage, ChatMessage
@@ -12,6 +13,9 @@ from bot.tokmodel.types import ChatImage, ChatMessage
 #: 1024×1024 picture at high detail (85 tokens + 4 tiles × 170). Bigger ones are scaled down
 #: to about that by the models; smaller ones cost less, so this errs on the safe side.
 IMAGE_TOKENS = 765
+
+if TYPE_CHECKING:
+    from bot.store.summaries import StoredSummary
 
 DEFAULT_PERSONA = (
     "You are tokbot, a helpful assistant in a team chat. Several people may talk to you; "
@@ -70,26 +74,47 @@ def _with_pictures(message: ChatMessage, pictures: Sequence[AttachedPicture]) ->
     return ChatMessage(message.role, " ".join([message.content, *notes]), images)
 
 
+#: Introduces a folded conversation's summary in the system prompt.
+SUMMARY_INTRO = "\n\nWhat was said in this conversation before the messages below, in brief: "
+
+
+def usable_turns(turns: Sequence[Turn], summary: StoredSummary | None = None) -> list[Turn]:
+    """The turns that carry meaning for the model and are not folded into `summary` (a turn
+    not stored yet, id 0, is the question being asked: always kept)."""
+    covered = summary.covers_turn_id if summary is not None else 0
+    return [
+        turn
+        for turn in turns
+        if turn.status in _CONTEXT_STATUSES
+        and turn.kind is not TurnKind.SUMMARY
+        and turn.content.strip()
+        and not 0 < turn.id <= covered
+    ]
+
+
 def build_context(
     persona: str | None,
     turns: Sequence[Turn],
     *,
     budget_tokens: int,
     pictures: Mapping[int, Sequence[AttachedPicture]] | None = None,
+    summary: StoredSummary | None = None,
 ) -> list[ChatMessage]:
-    """System prompt, then as many of the newest usable turns as fit in `budget_tokens`.
+    """System prompt (with the conversation's running summary, when it has one), then as many
+    of the newest usable turns after the summary as fit in `budget_tokens`.
 
     `turns` are oldest first. The newest turn is always kept, even alone over budget, so the
     question being asked is never dropped, with its pictures. `pictures` (by turn id) are sent
     with their turns while they fit; an older turn whose pictures do not is sent with them
     named only.
     """
-    system = ChatMessage("system", persona or DEFAULT_PERSONA)
+    system_text = persona or DEFAULT_PERSONA
+    if summary is not None:
+        system_text += SUMMARY_INTRO + summary.turn.content
+    system = ChatMessage("system", system_text)
     remaining = budget_tokens - estimate_tokens(system.content)
     picked: list[ChatMessage] = []
-    for turn in reversed(turns):
-        if turn.status not in _CONTEXT_STATUSES or not turn.content.strip():
-            continue
+    for turn in reversed(usable_turns(turns, summary)):
         message = plain = turn_to_message(turn)
         attached = (pictures or {}).get(turn.id, ())
         if attached:

@@ -15,6 +15,7 @@ from bot.budgets import Budgets, media_tokens, request_estimate
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, FeedbackValue, Incoming, Replier, TurnStatus
 from bot.errors import UserError
+from bot.folding import Folding
 from bot.inbox import Inbox, Ticket
 from bot.locks import ByteBudget, FairSlots
 from bot.logs import SecretRedactor, make_request_id, request_id
@@ -23,6 +24,7 @@ from bot.options import check_options, parse_options
 from bot.settings import Settings
 from bot.stopping import RunningAnswers
 from bot.store import Store
+from bot.summarizer import Summarizer
 from bot.text import clean_text
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.errors import TokModelError, Unauthorized
@@ -81,6 +83,9 @@ class Core:
         self._unauthorized_logged = False
         self.alerts = Alerts(store)  # adapters register how they reach admins
         self.budgets = Budgets(store, self.alerts)
+        #: Summaries from TokModel (folding, /summarize); folds long conversations after answers.
+        self.summarizer = Summarizer(tokmodel, budget_tokens=settings.context_budget_tokens)
+        self.folding = Folding(store, self.summarizer, budget_tokens=settings.context_budget_tokens)
 
     # -- helpers for handlers -------------------------------------------------------------
 

@@ -207,6 +207,7 @@ class TurnKind(StrEnum):
     TRANSCRIPT = "transcript"
     MEDIA = "media"  # a note that an image or audio file was generated
     PICTURES = "pictures"  # a question sent with pictures (kept by reference: turn_images)
+    SUMMARY = "summary"  # a running summary of the turns before it (bot.folding)
 
 
 class TurnStatus(StrEnum):

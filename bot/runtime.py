@@ -110,6 +110,7 @@ async def open_core(settings: Settings, endpoint: TokModelEndpoint) -> AsyncIter
                 yield core
             finally:
                 await core.inbox.stop()
+                await core.folding.drain()  # (folds started by the last answers)
                 await core.alerts.close()
 
 

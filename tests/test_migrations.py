@@ -42,6 +42,7 @@ TABLES = {
     "admins_seen",
     "turn_images",
     "image_cache",
+    "summaries",
 }
 KEY = ConversationKey("slack", "T1", "C1")
 

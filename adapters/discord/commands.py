@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 Choice = app_commands.Choice
 BUDGET_SCOPES = ("user", "channel", "default", "list")
+SUMMARY_SPANS = ("24h", "7d", "thread")
 VOICES = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 _MODEL_CACHE_SECONDS = 60.0
 
@@ -92,6 +93,12 @@ def build_tree(client: TokbotClient) -> app_commands.CommandTree[TokbotClient]:
     @tree.command(name="forget", description="Start a fresh context here")
     async def forget(interaction: discord.Interaction) -> None:
         await run(interaction, "forget")
+
+    @tree.command(name="summarize", description="Summarize this channel over a span, or a thread")
+    @app_commands.describe(span="The last 24 hours (default), 7 days, or this thread")
+    @app_commands.choices(span=[Choice(name=s, value=s) for s in SUMMARY_SPANS])
+    async def summarize(interaction: discord.Interaction, span: Choice[str] | None = None) -> None:
+        await run(interaction, "summarize", span.value if span else "")
 
     @tree.command(name="model", description="Show or (admins) set this channel's chat model")
     @app_commands.rename(model_id="id")

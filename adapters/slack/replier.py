@@ -34,6 +34,7 @@ SLASH_COMMANDS = frozenset(
         "imagine",
         "tts",
         "forget",
+        "summarize",
         "model",
         "persona",
         "transcription",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import CommandSpec
-from bot.handlers import budget, channel, chat, media
+from bot.handlers import budget, channel, chat, media, summarize
 
 
 def default_commands() -> list[CommandSpec]:
@@ -53,6 +53,13 @@ def default_commands() -> list[CommandSpec]:
             hidden=True,
         ),
         CommandSpec("forget", "start a fresh context here", "/forget", chat.forget),
+        CommandSpec(
+            "summarize",
+            "a summary of this channel over a span (threads included), or of this thread",
+            summarize.USAGE,
+            summarize.summarize,
+            uses_tokmodel=True,
+        ),
         CommandSpec(
             "model",
             "show or (admins) set this channel's chat model",

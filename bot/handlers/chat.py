@@ -30,6 +30,7 @@ from bot.errors import UserError
 from bot.handlers import pictures
 from bot.handlers.attached import file_attachments, read_attached
 from bot.store.pictures import Picture
+from bot.store.summaries import StoredSummary
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
 from bot.tokmodel.errors import BadRequest, TokModelError
@@ -114,7 +115,7 @@ async def answer(
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
     if not older and getattr(inv.replier, "in_existing_thread", False):
         if isinstance(inv.replier, ThreadReader):
-            older = await _adopt_thread(inv, inv.replier)
+            older = await adopt_thread(inv, inv.replier)
     model = channel.model or settings.chat_model
     author = inv.author
     kind = TurnKind.PICTURES if taken else kind
@@ -123,8 +124,13 @@ async def answer(
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     attached = await pictures.context_pictures(inv, turns, taken)
+    summary = await _newest_summary(inv, turns)  # (a folded conversation's: bot.folding)
     messages = build_context(
-        channel.persona, turns, budget_tokens=settings.context_budget_tokens, pictures=attached
+        channel.persona,
+        turns,
+        budget_tokens=settings.context_budget_tokens,
+        pictures=attached,
+        summary=summary,
     )
     stored = asyncio.ensure_future(
         store.add_exchange(
@@ -207,6 +213,7 @@ async def answer(
         status=status,
     )
     await core.budgets.after_usage(inv.key, inv.author.id)  # (alerts admins past 80 %)
+    core.folding.after_answer(inv.key, model, turns, summary)  # (in the background)
     return text
 
 
@@ -309,7 +316,7 @@ async def _show_cut_off(renderer: StreamRenderer) -> None:
         log.warning("could not mark the interrupted answer", exc_info=True)
 
 
-async def _adopt_thread(inv: Invocation, thread: ThreadReader) -> list[Turn]:
+async def adopt_thread(inv: Invocation, thread: ThreadReader) -> list[Turn]:
     """Called into a thread people started without the bot: store what they said before (once:
     not after a /forget, which leaves history behind) and return it as the context."""
     store = inv.core.store
@@ -352,6 +359,14 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
         page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
         older = await inv.core.store.context_turns(inv.key, page, before_id=turns[0].id)
         turns = older + turns
+
+
+async def _newest_summary(inv: Invocation, turns: list[Turn]) -> StoredSummary | None:
+    """The conversation's running summary: read only when it may have one (a summary among
+    `turns`, or more history than they hold), so a short conversation costs no extra read."""
+    if len(turns) < FIRST_PAGE and all(t.kind is not TurnKind.SUMMARY for t in turns):
+        return None
+    return await inv.core.store.summaries.latest(inv.key)
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:

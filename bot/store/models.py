@@ -352,3 +352,19 @@ class ImageCacheRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     stored_at: Mapped[float] = mapped_column(Double)
+
+
+class SummaryRow(Base):
+    """A running summary of a conversation's oldest turns: the summary itself is the turn
+    `turn_id` (kind "summary"); it covers the conversation's turns up to `covers_turn_id`, which
+    stay stored. The context of an answer is the newest summary, then the turns after it."""
+
+    __tablename__ = "summaries"
+    __table_args__ = (
+        # The newest summary of a conversation: one backward step of this index.
+        Index("ix_summaries_conversation_id_turn_id", "conversation_id", "turn_id"),
+    )
+
+    turn_id: Mapped[int] = mapped_column(Id, ForeignKey("turns.id"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(Id, ForeignKey("conversations.id"))
+    covers_turn_id: Mapped[int] = mapped_column(Id)

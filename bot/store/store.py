@@ -179,6 +179,10 @@ class Store(ActivityQueries, LoginQueries):
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
         #: Budgets, spending per day and alert claims (bot.store.budgets).
         self.budgets = BudgetStore(self._db)
+        from bot.store.summaries import SummaryStore  # (it reads turns as this module does)
+
+        #: Running summaries of long conversations, and the reads /summarize needs.
+        self.summaries = SummaryStore(self._db, engine.dialect.name)
 
     @property
     def database(self) -> Database:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import mimetypes
@@ -380,6 +381,30 @@ class TokModelClient:
                 raise MalformedResponse(f"{reply.label}: no 'text' in the answer")
             return text
         return reply.body.decode("utf-8", errors="replace").strip()
+
+    async def compact(
+        self,
+        text: str,
+        *,
+        model: str,
+        instructions: str | None = None,
+        max_output_tokens: int | None = None,
+    ) -> str:
+        """One answer as plain text (POST /v1/responses/compact: the body of /v1/responses,
+        the answer "only the generated text as a plain string", per TokModel's responses
+        reference). The content type is not documented, so a JSON string, or a Responses
+        envelope from a gateway that sends one anyway, is read too."""
+        payload: dict[str, Any] = {"model": model, "input": text}
+        if instructions is not None:
+            payload["instructions"] = instructions
+        if max_output_tokens is not None:
+            payload["max_output_tokens"] = max_output_tokens
+        reply = await self._request("POST", "/v1/responses/compact", json_body=payload)
+        body = reply.body.decode("utf-8", errors="replace").strip()
+        if "json" in reply.content_type or body.startswith(("{", '"')):
+            with contextlib.suppress(ValueError):
+                return _compact_text(json.loads(body), reply)
+        return body
 
     async def embeddings(self, inputs: Sequence[str], *, model: str) -> list[list[float]]:
         """One vector per input, in input order (POST /v1/embeddings)."""
@@ -820,6 +845,23 @@ def _usage(value: object) -> Usage | None:
         k: v if isinstance(v, int) and not isinstance(v, bool) else 0 for k, v in counts.items()
     }
     return Usage(**ints)
+
+
+def _compact_text(data: object, reply: _Reply) -> str:
+    """The text of a compact answer that came as JSON: a string, or a Responses envelope."""
+    if isinstance(data, str):
+        return data.strip()
+    if isinstance(data, dict):
+        texts = [
+            part.get("text", "")
+            for item in data.get("output") or []
+            if isinstance(item, dict)
+            for part in item.get("content") or []
+            if isinstance(part, dict) and part.get("type") == "output_text"
+        ]
+        if texts:
+            return "".join(t for t in texts if isinstance(t, str)).strip()
+    raise MalformedResponse(f"{reply.label}: no text in the answer")
 
 
 def _vector(item: Mapping[str, Any], reply: _Reply) -> list[float]:

@@ -216,6 +216,52 @@ def stand_in_reply(messages: Sequence[Mapping[str, Any] | ChatMessage]) -> str:
     return text
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_NAME = re.compile(r"[A-Z][A-Za-z]{2,}")
+_STAMP = re.compile(r"^\s*\[[^\]]*\]\s*")
+
+
+def stand_in_summary(text: str, max_tokens: int | None = None) -> str:
+    """The fake's deterministic summary: the sentences of `text` that carry facts, in order,
+    without repeats, within `max_tokens` (about four characters each). A fact is a number after
+    the line's "Speaker:", or a capitalised word after the sentence's first (a name). A real
+    model keeps facts too; this lets tests check that a fact survives folding."""
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        words = _STAMP.sub("", sentence).split()  # (tokbot dates lines: "[Nov 30 09:15] …")
+        number = any(c.isdigit() for w in words[1:] for c in w)
+        name = any(_NAME.match(w) for w in words[2:])
+        if (number or name) and sentence.strip() not in kept:
+            kept.append(sentence.strip())
+    summary = " ".join(kept) or "Nothing notable was said."
+    if max_tokens is not None:
+        summary = summary[: max_tokens * 4]
+    return summary
+
+
+def _responses_input_text(value: Any) -> str:
+    """The text of /v1/responses `input`: a string, or an array of messages whose content is a
+    string or `input_text` parts (OpenAI's Responses API, which TokModel implements)."""
+    if isinstance(value, str) and value:
+        return value
+    if not isinstance(value, list) or not value:
+        raise _bad("'input' must be a non-empty string or array.")
+    texts: list[str] = []
+    for i, item in enumerate(value):
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(
+                part["text"]
+                for part in content
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+        else:
+            raise _bad(f"Invalid 'input[{i}]': expected a message with content.")
+    return "\n".join(texts)
+
+
 def stand_in_transcript(filename: str, data: bytes, translate: bool) -> str:
     """The fake's deterministic transcription (or English translation) of an audio upload."""
     kind = "English translation" if translate else "transcript"
@@ -687,6 +733,7 @@ class FakeTokModel:
         r.add_get("/v1/models", self._models)
         r.add_get("/v1/models/{model:.+}", self._model)
         r.add_post("/v1/chat/completions", self._chat)
+        r.add_post("/v1/responses/compact", self._responses_compact)
         r.add_post("/v1/images/generations", self._image_generations)
         r.add_post("/v1/images/edits", self._image_edits)
         r.add_post("/v1/images/variations", self._image_variations)
@@ -922,6 +969,22 @@ class FakeTokModel:
                 "usage": usage,
             }
         )
+
+    async def _responses_compact(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/responses/compact: the /v1/responses body, answered with "only the generated
+        text as a plain string" (TokModel's responses reference; the content type is not
+        documented: text/plain here). The text is `stand_in_summary` of the input."""
+        body = _json_object(request)
+        _model(body, required=True)
+        text = _responses_input_text(body.get("input"))
+        instructions = body.get("instructions")
+        if instructions is not None and not isinstance(instructions, str):
+            raise _bad("Invalid type for 'instructions': expected a string.")
+        _number(body, "temperature", 0, 2)
+        limit = _number(body, "max_output_tokens", 1, 1_000_000, integer=True)
+        if body.get("stream") is True:  # not documented for compact
+            raise _bad("'stream' is not supported by /v1/responses/compact.")
+        return web.Response(text=stand_in_summary(text, int(limit) if limit else None))
 
     async def _chat_stream(
         self,
