@@ -18,6 +18,7 @@ from bot.errors import UserError
 from bot.inbox import Inbox, Ticket
 from bot.locks import ByteBudget, FairSlots
 from bot.logs import SecretRedactor, make_request_id, request_id
+from bot.memory import Memory
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
 from bot.settings import Settings
@@ -81,6 +82,13 @@ class Core:
         self._unauthorized_logged = False
         self.alerts = Alerts(store)  # adapters register how they reach admins
         self.budgets = Budgets(store, self.alerts)
+        self.memory = Memory(
+            store.memory,
+            tokmodel,
+            rerank_model=settings.rerank_model,
+            candidates=settings.memory_candidates,
+            scrub=self.scrub,
+        )
 
     # -- helpers for handlers -------------------------------------------------------------
 

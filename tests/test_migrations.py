@@ -48,6 +48,8 @@ FTS_PREFIXES = ("observed_fts", "turns_fts")
 def _described(name: str | None) -> bool:
     name = name or ""
     return not name.startswith(FTS_PREFIXES) and not name.endswith("_fts")
+
+
 KEY = ConversationKey("slack", "T1", "C1")
 
 

@@ -39,6 +39,8 @@ SLASH_COMMANDS = frozenset(
         "transcription",
         "usage",
         "budget",
+        "memory",
+        "recall",
         "help",
     }
 )

@@ -13,7 +13,7 @@ from bot.domain import Attachment, Author, ConversationKey, Incoming
 PLATFORM = "slack"
 
 #: Commands whose argument changes channel settings: only admins may pass one.
-ADMIN_COMMANDS = frozenset({"model", "persona", "transcription", "budget"})
+ADMIN_COMMANDS = frozenset({"model", "persona", "transcription", "budget", "memory"})
 
 #: Message subtypes that are people talking (everything else — joins, edits, deletions, bot
 #: messages — is ignored).

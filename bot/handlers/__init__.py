@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import CommandSpec
-from bot.handlers import budget, channel, chat, media
+from bot.handlers import budget, channel, chat, media, memory
 
 
 def default_commands() -> list[CommandSpec]:
@@ -90,6 +90,20 @@ def default_commands() -> list[CommandSpec]:
             "/budget [user @someone|channel|default 200k/day|off]",
             budget.budget,
             private_reply=True,
+            reads_history=False,
+        ),
+        CommandSpec(
+            "memory",
+            "team memory here: show, or (admins) turn on/off or forget",
+            "/memory [on|off|forget]",
+            memory.memory,
+            reads_history=False,
+        ),
+        CommandSpec(
+            "recall",
+            "what this channel said about something, with links",
+            "/recall <words>",
+            memory.recall,
             reads_history=False,
         ),
         CommandSpec(

@@ -28,6 +28,7 @@ from bot.domain import (
 from bot.errors import UserError
 from bot.handlers.attached import file_attachments, read_attached
 from bot.media import is_image_attachment
+from bot.memory import Recalled, context_note, sources_line
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
 from bot.tokmodel.errors import TokModelError
@@ -110,6 +111,9 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
+    recalled = await _recall(inv, prompt, turns)
+    if recalled:  # (after the persona: the question stays last)
+        messages.insert(1, ChatMessage("system", context_note(recalled)))
     stored = asyncio.ensure_future(
         store.add_exchange(
             inv.key,
@@ -149,7 +153,8 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         except BaseException:
             await _abandon(first)
             raise
-        text, status, usage = await _show_answer(inv, renderer, first, stream, answer_turn)
+        sources = sources_line(recalled) if recalled else ""
+        text, status, usage = await _show_answer(inv, renderer, first, stream, answer_turn, sources)
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
@@ -199,6 +204,7 @@ async def _show_answer(
     first: asyncio.Future[ChatDelta | None],
     stream: AsyncIterator[ChatDelta],
     answer_turn: int,
+    sources: str = "",
 ) -> tuple[str, TurnStatus, Usage | None]:
     """Show TokModel's answer as it streams, until it ends or its asker stops it (the Stop
     button: `Core.stop_answer` cancels the reading); return the text to store, its status, and
@@ -216,7 +222,7 @@ async def _show_answer(
             await renderer.finish(STOPPED_MARK, complete=False)
             return shown, TurnStatus.STOPPED, None
     text = renderer.answer
-    await renderer.finish("" if text.strip() else "_(TokModel returned an empty answer)_")
+    await renderer.finish(sources if text.strip() else "_(TokModel returned an empty answer)_")
     return text, TurnStatus.OK, usage
 
 
@@ -304,6 +310,22 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
         page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
         older = await inv.core.store.context_turns(inv.key, page, before_id=turns[0].id)
         turns = older + turns
+
+
+async def _recall(inv: Invocation, prompt: str, turns: list[Turn]) -> list[Recalled]:
+    """What the channel said that may answer `prompt`, when its memory is on or the history
+    no longer fits the context (never failing the answer: without it, it goes on)."""
+    core, budget = inv.core, inv.core.settings.context_budget_tokens
+    try:
+        if not (await core.memory.enabled(inv.key) or fills_budget(turns, budget)):
+            return []
+        in_context = frozenset(t.content for t in turns)
+        return await core.memory.recall(
+            inv.key, prompt, limit=core.settings.memory_recalled, skip=in_context
+        )
+    except Exception:
+        log.warning("recall failed; answering without it", exc_info=True)
+        return []
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:

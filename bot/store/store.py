@@ -44,6 +44,7 @@ from bot.domain import (
 from bot.store import inbox
 from bot.store.budgets import BudgetStore, count_daily
 from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
+from bot.store.memory import MemoryStore
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
     DEFAULT_TRANSCRIPTION_MODE,
@@ -177,6 +178,8 @@ class Store:
         self._conversation_ids: OrderedDict[ConversationKey, int] = OrderedDict()
         #: Budgets, spending per day and alert claims (bot.store.budgets).
         self.budgets = BudgetStore(self._db)
+        #: Team memory: channels with it on, observed messages, recall candidates.
+        self.memory = MemoryStore(self._db)
 
     @classmethod
     async def open(cls, url: str) -> Store:

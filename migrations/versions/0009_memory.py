@@ -88,14 +88,13 @@ def upgrade() -> None:
     else:
         for _fts, table in _FTS:
             op.execute(
-                f"CREATE INDEX ix_{table}_fts ON {table} "
-                "USING gin (to_tsvector('simple', content))"
+                f"CREATE INDEX ix_{table}_fts ON {table} USING gin (to_tsvector('simple', content))"
             )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for fts, table in _FTS:
+        for fts, _table in _FTS:
             for trigger in ("insert", "delete", "update"):
                 op.execute(f"DROP TRIGGER IF EXISTS {fts}_{trigger}")
             op.execute(f"DROP TABLE IF EXISTS {fts}")
