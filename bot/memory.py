@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.domain import ConversationKey
-from bot.store.memory import Candidate, MemoryStore, ObservedMessage
+from bot.store.memory import Candidate, MemoryStore
+from bot.store.memory import ObservedMessage as ObservedMessage  # what adapters report
 from bot.tokmodel.client import TokModelClient
 
 log = logging.getLogger(__name__)

@@ -91,7 +91,7 @@ _PG_OBSERVED = text(
 _PG_TURNS = text(
     "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
     "hits AS MATERIALIZED (SELECT t.* FROM turns t, q "
-    "WHERE to_tsvector('simple', t.content) @@ q.q) "
+    "WHERE to_tsvector('simple', t.content) @@ q.q AND t.role = 'user') "
     "SELECT h.id, h.author_name, h.content, h.created_at, NULL AS link "
     "FROM hits h JOIN conversations c ON c.id = h.conversation_id, q "
     "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "

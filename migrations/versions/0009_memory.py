@@ -28,22 +28,30 @@ depends_on: str | Sequence[str] | None = None
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Name = sa.String(255)
 
-#: (FTS table, content table): both indexed the same way.
-_FTS = (("observed_fts", "observed_messages"), ("turns_fts", "turns"))
+#: (FTS table, content table, which rows): observed messages all; of the turns, people's
+#: (recall never offers the bot's own answers, which would echo what it recalled).
+_FTS = (
+    ("observed_fts", "observed_messages", "1 = 1"),
+    ("turns_fts", "turns", "r.role = 'user'"),
+)
 
 
-def _sqlite_fts(fts: str, table: str) -> list[str]:
+def _sqlite_fts(fts: str, table: str, where: str) -> list[str]:
+    """An FTS5 index over `table`'s rows that satisfy `where` (in terms of a row `r`: the
+    triggers' WHEN clauses keep other rows out, so their updates — an answer saved once a
+    second while it streams — touch no index, and their statements' change counts stay 1)."""
+    new, old = where.replace("r.", "new."), where.replace("r.", "old.")
     return [
         f"CREATE VIRTUAL TABLE {fts} USING fts5(content, content='{table}', content_rowid='id')",
-        f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} BEGIN "
+        f"CREATE TRIGGER {fts}_insert AFTER INSERT ON {table} WHEN {new} BEGIN "
         f"INSERT INTO {fts}(rowid, content) VALUES (new.id, new.content); END",
-        f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} BEGIN "
+        f"CREATE TRIGGER {fts}_delete AFTER DELETE ON {table} WHEN {old} BEGIN "
         f"INSERT INTO {fts}({fts}, rowid, content) VALUES ('delete', old.id, old.content); END",
-        f"CREATE TRIGGER {fts}_update AFTER UPDATE OF content ON {table} BEGIN "
+        f"CREATE TRIGGER {fts}_update AFTER UPDATE OF content ON {table} WHEN {old} BEGIN "
         f"INSERT INTO {fts}({fts}, rowid, content) VALUES ('delete', old.id, old.content); "
         f"INSERT INTO {fts}(rowid, content) VALUES (new.id, new.content); END",
-        # Turns stored before this revision are indexed too.
-        f"INSERT INTO {fts}({fts}) VALUES ('rebuild')",
+        # Rows stored before this revision are indexed too.
+        f"INSERT INTO {fts}(rowid, content) SELECT r.id, r.content FROM {table} r WHERE {where}",
     ]
 
 
@@ -81,20 +89,21 @@ def upgrade() -> None:
             name=op.f("uq_observed_messages_platform_workspace_channel_message_id"),
         ),
     )
-    if op.get_bind().dialect.name == "sqlite":
-        for fts, table in _FTS:
-            for statement in _sqlite_fts(fts, table):
+    if op.get_context().dialect.name == "sqlite":
+        for fts, table, where in _FTS:
+            for statement in _sqlite_fts(fts, table, where):
                 op.execute(statement)
     else:
-        for _fts, table in _FTS:
+        for _fts, table, where in _FTS:
             op.execute(
-                f"CREATE INDEX ix_{table}_fts ON {table} USING gin (to_tsvector('simple', content))"
+                f"CREATE INDEX ix_{table}_fts ON {table} "
+                f"USING gin (to_tsvector('simple', content)) WHERE {where.replace('r.', '')}"
             )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        for fts, _table in _FTS:
+    if op.get_context().dialect.name == "sqlite":
+        for fts, _table, _where in _FTS:
             for trigger in ("insert", "delete", "update"):
                 op.execute(f"DROP TRIGGER IF EXISTS {fts}_{trigger}")
             op.execute(f"DROP TABLE IF EXISTS {fts}")
