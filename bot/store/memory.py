@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Double, Integer, String, delete, func, select, text, update
+from sqlalchemy import Double, Integer, String, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import ConversationKey
@@ -124,10 +124,10 @@ class MemoryStore:
         if not on:
             await self._db.write(delete(MemoryChannelRow).where(*_channel(key)))
             return
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        upsert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         channel = key.channel_key
         await self._db.write(
-            insert(MemoryChannelRow)
+            upsert(MemoryChannelRow)
             .values(
                 platform=channel.platform,
                 workspace=channel.workspace,
@@ -153,15 +153,36 @@ class MemoryStore:
             "link": message.link,
             "created_at": message.created_at,
         }
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        upsert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         await self._db.write(
-            insert(ObservedMessageRow)
+            upsert(ObservedMessageRow)
             .values(values)
             .on_conflict_do_update(
                 index_elements=["platform", "workspace", "channel", "message_id"],
                 set_={"content": message.content, "author_name": message.author_name},
             )
         )
+
+    async def observe_many(self, messages: list[ObservedMessage]) -> None:
+        """Store many new messages in one transaction (imports, benchmarks)."""
+        rows = [
+            {
+                "platform": m.key.platform,
+                "workspace": m.key.workspace,
+                "channel": m.key.channel,
+                "thread": m.key.thread,
+                "message_id": m.message_id,
+                "author_id": m.author_id,
+                "author_name": m.author_name,
+                "content": m.content,
+                "link": m.link,
+                "created_at": m.created_at,
+            }
+            for m in messages
+        ]
+        if rows:
+            async with self._db.writing() as conn:
+                await conn.execute(insert(ObservedMessageRow), rows)
 
     async def edit(self, key: ConversationKey, message_id: str, content: str) -> bool:
         """Replace a stored message's text (its index entry follows); False if not stored."""
