@@ -60,42 +60,53 @@ _TURN_COLUMNS = {
     "link": String,
 }
 
-# SQLite: FTS5 finds the rows (bm25 order: `rank`), the join keeps this channel's.
+#: How many of the newest matches in the channel are ranked (the best `limit` of them are
+#: the candidates): what a recall costs stays bounded however long the channel's history and
+#: however common the words, at the price of not ranking older matches beyond these.
+RANKED_WINDOW = 200
+
+# SQLite: FTS5 gives the matches newest first (rowid order, no sort), the join keeps this
+# channel's, bm25 (`rank`) is computed for those kept, then the best are taken.
 _SQLITE_OBSERVED = text(
-    "SELECT o.id, o.author_name, o.content, o.created_at, o.link "
+    "SELECT id, author_name, content, created_at, link FROM ("
+    "SELECT o.id, o.author_name, o.content, o.created_at, o.link, observed_fts.rank AS r "
     "FROM observed_fts JOIN observed_messages o ON o.id = observed_fts.rowid "
     "WHERE observed_fts MATCH :query AND o.platform = :platform "
     "AND o.workspace = :workspace AND o.channel = :channel "
-    "ORDER BY observed_fts.rank LIMIT :limit"
+    "ORDER BY observed_fts.rowid DESC LIMIT :window) ORDER BY r, id DESC LIMIT :limit"
 ).columns(**_OBSERVED_COLUMNS)
-# People's turns only (the bot's answers would echo what it recalled), those in context.
+# People's turns only (the bot's answers would echo what it recalled).
 _SQLITE_TURNS = text(
-    "SELECT t.id, t.author_name, t.content, t.created_at, NULL AS link "
+    "SELECT id, author_name, content, created_at, link FROM ("
+    "SELECT t.id, t.author_name, t.content, t.created_at, NULL AS link, turns_fts.rank AS r "
     "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid "
     "JOIN conversations c ON c.id = t.conversation_id "
     "WHERE turns_fts MATCH :query AND c.platform = :platform "
     "AND c.workspace = :workspace AND c.channel = :channel "
     "AND t.role = 'user' AND t.status = 'ok' "
-    "ORDER BY turns_fts.rank LIMIT :limit"
+    "ORDER BY turns_fts.rowid DESC LIMIT :window) ORDER BY r, id DESC LIMIT :limit"
 ).columns(**_TURN_COLUMNS)
-# PostgreSQL: the GIN index's matches first (MATERIALIZED: so the planner cannot walk the
-# channel's rows by another index instead), ranked by ts_rank.
+# PostgreSQL: the GIN index's matches (MATERIALIZED: the planner cannot walk the channel's
+# rows by another index instead), this channel's newest, ranked by ts_rank.
 _PG_OBSERVED = text(
     "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
     "hits AS MATERIALIZED (SELECT o.* FROM observed_messages o, q "
-    "WHERE to_tsvector('simple', o.content) @@ q.q) "
-    "SELECT h.id, h.author_name, h.content, h.created_at, h.link FROM hits h, q "
+    "WHERE to_tsvector('simple', o.content) @@ q.q), "
+    "newest AS MATERIALIZED (SELECT * FROM hits h "
     "WHERE h.platform = :platform AND h.workspace = :workspace AND h.channel = :channel "
+    "ORDER BY h.id DESC LIMIT :window) "
+    "SELECT h.id, h.author_name, h.content, h.created_at, h.link FROM newest h, q "
     "ORDER BY ts_rank(to_tsvector('simple', h.content), q.q) DESC, h.id DESC LIMIT :limit"
 ).columns(**_OBSERVED_COLUMNS)
 _PG_TURNS = text(
     "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
     "hits AS MATERIALIZED (SELECT t.* FROM turns t, q "
-    "WHERE to_tsvector('simple', t.content) @@ q.q AND t.role = 'user') "
-    "SELECT h.id, h.author_name, h.content, h.created_at, NULL AS link "
-    "FROM hits h JOIN conversations c ON c.id = h.conversation_id, q "
+    "WHERE to_tsvector('simple', t.content) @@ q.q AND t.role = 'user'), "
+    "newest AS MATERIALIZED (SELECT h.* FROM hits h "
+    "JOIN conversations c ON c.id = h.conversation_id "
     "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
-    "AND h.role = 'user' AND h.status = 'ok' "
+    "AND h.status = 'ok' ORDER BY h.id DESC LIMIT :window) "
+    "SELECT h.id, h.author_name, h.content, h.created_at, NULL AS link FROM newest h, q "
     "ORDER BY ts_rank(to_tsvector('simple', h.content), q.q) DESC, h.id DESC LIMIT :limit"
 ).columns(**_TURN_COLUMNS)
 
@@ -232,6 +243,7 @@ class MemoryStore:
             "workspace": channel.workspace,
             "channel": channel.channel,
             "limit": limit,
+            "window": max(limit, RANKED_WINDOW),
         }
         pg = self._dialect == "postgresql"
         found: list[Candidate] = []
