@@ -4,15 +4,19 @@ in answers, on a real database (SQLite and PostgreSQL) and the TokModel stand-in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
 from bot.core import Core
-from bot.domain import ConversationKey
+from bot.domain import BOT_AUTHOR, ConversationKey, TurnKind, TurnRole
 from bot.memory import query_words
+from bot.runtime import TokModelEndpoint, open_core
+from bot.settings import Settings
 from bot.store import Store
 from bot.store.memory import ObservedMessage
 from bot.tokmodel.fake import FakeTokModel, Fault
+from tests.conftest import API_KEY
 from tests.platform import ADMIN, ALICE, KEY, RecordingReplier, message
 
 CHAT = "/v1/chat/completions"
@@ -149,3 +153,24 @@ async def test_recall_finds_conversation_turns_without_memory_on(
     await core.handle(message("recall", "the of and"), replier)
     assert "too common" in replier.last
     assert ALICE.id  # (asked as Alice throughout)
+
+
+async def test_turn_3_of_a_300_turn_conversation_is_recalled_with_memory_off(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_CONTEXT_BUDGET_TOKENS="400")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        for n in range(300):
+            said = "the staging database password is in vault path ops/stg" if n == 2 else ""
+            await core.store.add_turn(
+                KEY,
+                role=TurnRole.USER if n % 2 == 0 else TurnRole.ASSISTANT,
+                kind=TurnKind.TEXT,
+                content=said or f"turn {n}: small talk about lunch and coffee",
+                author=ALICE if n % 2 == 0 else BOT_AUTHOR,
+            )
+        await core.handle(message("ask", "where is the staging database password?"), replier)
+    sent = [r.json["messages"] for r in fake.requests if r.path == CHAT and r.json][-1]
+    notes = "\n".join(m["content"] for m in sent if m["role"] == "system")
+    assert "] the staging database password is in vault path ops/stg" in notes
+    assert "_Sources: Alice, " in replier.last
