@@ -5,6 +5,7 @@ rerank (the index's own order when rerank fails)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,8 +19,8 @@ from bot.tokmodel.client import TokModelClient
 
 log = logging.getLogger(__name__)
 
-#: Seconds a channel's on/off is trusted from this process's cache (another replica's
-#: `/memory` is seen within this; this process's own at once).
+#: Seconds the channels with memory on are trusted from this process's copy (another
+#: replica's `/memory` is seen within this; this process's own at once).
 ENABLED_TTL = 5.0
 #: Words of a recall query at most (the rest are ignored).
 MAX_QUERY_WORDS = 16
@@ -82,26 +83,34 @@ class Memory:
         self._rerank_model = rerank_model
         self._candidates = candidates
         self._scrub = scrub
-        self._enabled: dict[ConversationKey, tuple[bool, float]] = {}
+        self._enabled: set[ConversationKey] = set()
+        self._loaded_at = -ENABLED_TTL  # (never: read on first use)
+        self._loading = asyncio.Lock()
+        self._switches = 0  # /memory on|off in this process, so a read begun before is redone
         self._rerank_failed_logged = False
 
     # -- the switch ---------------------------------------------------------------------------
 
     async def enabled(self, key: ConversationKey) -> bool:
-        channel = key.channel_key
-        cached = self._enabled.get(channel)
-        now = time.monotonic()
-        if cached is not None and now - cached[1] < ENABLED_TTL:
-            return cached[0]
-        on = await self._store.enabled(channel)
-        if len(self._enabled) > 10_000:
-            self._enabled.clear()
-        self._enabled[channel] = (on, now)
-        return on
+        """Whether the key's channel has memory on. The channels that have it are read all at
+        once, at most every ENABLED_TTL seconds, so asking costs no database read per message."""
+        if time.monotonic() - self._loaded_at >= ENABLED_TTL:
+            async with self._loading:
+                if time.monotonic() - self._loaded_at >= ENABLED_TTL:
+                    switches = self._switches
+                    self._enabled = await self._store.enabled_channels()
+                    # A /memory here while reading: read again next time.
+                    fresh = switches == self._switches
+                    self._loaded_at = time.monotonic() if fresh else -ENABLED_TTL
+        return key.channel_key in self._enabled
 
     async def switch(self, key: ConversationKey, on: bool, *, by: str) -> None:
         await self._store.set_enabled(key.channel_key, on, by=by)
-        self._enabled[key.channel_key] = (on, time.monotonic())
+        if on:
+            self._enabled.add(key.channel_key)
+        else:
+            self._enabled.discard(key.channel_key)
+        self._switches += 1
 
     async def count(self, key: ConversationKey) -> int:
         return await self._store.count(key.channel_key)

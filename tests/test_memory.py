@@ -56,7 +56,7 @@ def test_query_words_drop_common_words_and_punctuation() -> None:
 async def test_store_edits_and_deletions_reach_the_index(store: Store) -> None:
     memory = store.memory
     await memory.set_enabled(KEY, True, by="u-admin")
-    assert await memory.enabled(KEY)
+    assert await memory.enabled_channels() == {KEY}
     await memory.observe(observed(1, "the staging password rotates monthly"))
     await memory.observe(observed(2, "unrelated chatter"))
     other = ConversationKey(KEY.platform, KEY.workspace, "elsewhere")

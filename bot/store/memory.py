@@ -126,10 +126,14 @@ class MemoryStore:
         self._db = db
         self._dialect = db.dialect.name
 
-    async def enabled(self, key: ConversationKey) -> bool:
+    async def enabled_channels(self) -> set[ConversationKey]:
+        """Every channel with memory on (a short list: admins turn it on channel by channel)."""
+        query = select(
+            MemoryChannelRow.platform, MemoryChannelRow.workspace, MemoryChannelRow.channel
+        )
         async with self._db.reading() as conn:
-            row = (await conn.execute(select(MemoryChannelRow.channel).where(*_channel(key)))).all()
-        return bool(row)
+            rows = (await conn.execute(query)).all()
+        return {ConversationKey(r.platform, r.workspace, r.channel) for r in rows}
 
     async def set_enabled(self, key: ConversationKey, on: bool, *, by: str) -> None:
         if not on:
