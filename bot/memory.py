@@ -170,7 +170,7 @@ class Memory:
         ]
 
     async def _rerank(self, query: str, found: list[Candidate], limit: int) -> list[Candidate]:
-        if len(found) == 1:
+        if len(found) <= limit:  # all of them are shown: no TokModel call to pick among them
             return found
         try:
             results = await self._tokmodel.rerank(

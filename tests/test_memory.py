@@ -128,7 +128,11 @@ async def test_a_failing_rerank_still_recalls_in_the_index_order_and_answers(
 ) -> None:
     await core.memory.switch(KEY, True, by="u-admin")
     await core.memory.observe(observed(1, FACT))
-    await core.memory.observe(observed(2, "the deploy checklist is in the wiki"))
+    for n in range(2, 10):  # more candidates than are recalled: rerank is asked to pick
+        await core.memory.observe(observed(n, f"deploy note {n}: the checklist is in the wiki"))
+    await core.handle(message("recall", "deploy window"), replier)
+    assert replier.last.splitlines()[1].endswith(FACT)  # the stand-in's rerank put it first
+    assert any(r.path == "/v1/rerank" for r in fake.requests)
     fake.fail(Fault(status=500, times=-1, path="/v1/rerank"))
     with caplog.at_level(logging.WARNING, logger="bot.memory"):
         await core.handle(message("ask", "deploy window?"), replier)
