@@ -15,6 +15,7 @@ from bot.conversation import (
     build_context,
     estimate_tokens,
     fills_budget,
+    turn_to_message,
 )
 from bot.domain import (
     BOT_AUTHOR,
@@ -111,7 +112,7 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     messages = build_context(channel.persona, turns, budget_tokens=settings.context_budget_tokens)
-    recalled = await _recall(inv, prompt, turns)
+    recalled = await _recall(inv, prompt, turns, messages)
     if recalled:  # (after the persona: the question stays last)
         messages.insert(1, ChatMessage("system", context_note(recalled)))
     stored = asyncio.ensure_future(
@@ -312,14 +313,18 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
         turns = older + turns
 
 
-async def _recall(inv: Invocation, prompt: str, turns: list[Turn]) -> list[Recalled]:
-    """What the channel said that may answer `prompt`, when its memory is on or the history
-    no longer fits the context (never failing the answer: without it, it goes on)."""
+async def _recall(
+    inv: Invocation, prompt: str, turns: list[Turn], messages: list[ChatMessage]
+) -> list[Recalled]:
+    """What the channel said that may answer `prompt` (and is not in the context `messages`
+    already), when its memory is on or the history no longer fits the context (never failing
+    the answer: without it, it goes on)."""
     core, budget = inv.core, inv.core.settings.context_budget_tokens
     try:
         if not (await core.memory.enabled(inv.key) or fills_budget(turns, budget)):
             return []
-        in_context = frozenset(t.content for t in turns)
+        sent = {m.content for m in messages}
+        in_context = frozenset(t.content for t in turns if turn_to_message(t).content in sent)
         return await core.memory.recall(
             inv.key, prompt, limit=core.settings.memory_recalled, skip=in_context
         )
