@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import adapter_figures, budget_figures, core_figures, vision_figures
+from bench import adapter_figures, budget_figures, core_figures, memory_figures, vision_figures
 from bench.harness import Figure, shared_stand_ins
 
 Runner = Callable[[], Awaitable[list[Figure]]]
@@ -29,6 +29,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: adapter_figures.slack_ack_latency(rate=200, seconds=1.0),
             lambda: core_figures.first_visible_edit(runs=2),
             lambda: budget_figures.budget_check(records=500, runs=15),
+            lambda: memory_figures.recall(big=10_000, runs=15),
             lambda: adapter_figures.slack_streaming_paths(runs=1),
             lambda: vision_figures.picture_overhead(runs=5),
         ]
@@ -42,6 +43,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: adapter_figures.slack_ack_latency(rate=200, seconds=10),
         lambda: core_figures.first_visible_edit(runs=5),
         lambda: budget_figures.budget_check(records=10_000, runs=30),
+        lambda: memory_figures.recall(big=100_000, runs=30),
         lambda: adapter_figures.slack_streaming_paths(runs=30),
         lambda: vision_figures.picture_overhead(runs=30),
     ]

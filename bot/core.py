@@ -19,6 +19,7 @@ from bot.folding import Folding
 from bot.inbox import Inbox, Ticket
 from bot.locks import ByteBudget, FairSlots
 from bot.logs import SecretRedactor, make_request_id, request_id
+from bot.memory import Memory
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
 from bot.settings import Settings
@@ -86,6 +87,13 @@ class Core:
         #: Summaries from TokModel (folding, /summarize); folds long conversations after answers.
         self.summarizer = Summarizer(tokmodel, budget_tokens=settings.context_budget_tokens)
         self.folding = Folding(store, self.summarizer, budget_tokens=settings.context_budget_tokens)
+        self.memory = Memory(
+            store.memory,
+            tokmodel,
+            rerank_model=settings.rerank_model,
+            candidates=settings.memory_candidates,
+            scrub=self.scrub,
+        )
 
     # -- helpers for handlers -------------------------------------------------------------
 

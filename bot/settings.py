@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     #: are cut off. Docker kills 10 s after SIGTERM; the cut-off marks take up to 2 s more.
     drain_seconds: float = Field(default=7.0, alias="TOKBOT_DRAIN_SECONDS", ge=0)
 
+    # team memory
+    #: TokModel's rerank model, which orders what `/recall` and answers find.
+    rerank_model: str = Field(default="cohere/rerank-english-v3.0", alias="TOKBOT_RERANK_MODEL")
+    #: Candidates the full-text index gives a recall (of observed messages, and of turns).
+    memory_candidates: int = Field(default=30, alias="TOKBOT_MEMORY_CANDIDATES", gt=0, le=500)
+    #: Recalled messages `/recall` shows and an answer is given.
+    memory_recalled: int = Field(default=5, alias="TOKBOT_MEMORY_RECALLED", gt=0, le=50)
+
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")

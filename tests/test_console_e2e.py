@@ -385,3 +385,12 @@ async def test_piped_log_lines_never_land_inside_an_answer(
     logged = [line for line in run.out.splitlines() if " INFO bot.core " in line]
     assert len(logged) == 2  # one per command, each on a line of its own
     assert all(line.startswith("20") for line in logged), logged
+
+
+async def test_recall_finds_what_was_said_offline(fake: FakeTokModel, tmp_path: Path) -> None:
+    script = "/ask note: the VPN certificate expires in March\n/ask lunch?\n/recall certificate\n"
+    run = await console(script, tmp_path, fake)
+    assert run.code == 0, run.err
+    recalled = run.out[run.out.index("🔎 What this channel said about «certificate»") :]
+    assert "VPN certificate expires in March" in recalled and "lunch" not in recalled
+    assert not any(r.path == "/v1/rerank" for r in fake.requests)  # one candidate: no rerank

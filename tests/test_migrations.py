@@ -43,13 +43,26 @@ TABLES = {
     "turn_images",
     "image_cache",
     "summaries",
+    "memory_channels",
+    "observed_messages",
 }
+#: The full-text indexes of migration 0009, which the models do not describe: SQLite's FTS5
+#: tables (and their shadow tables), PostgreSQL's GIN expression indexes.
+FTS_PREFIXES = ("observed_fts", "turns_fts")
+
+
+def _described(name: str | None) -> bool:
+    name = name or ""
+    return not name.startswith(FTS_PREFIXES) and not name.endswith("_fts")
+
+
 KEY = ConversationKey("slack", "T1", "C1")
 
 
 async def tables_and_revision(engine: AsyncEngine) -> tuple[set[str], str | None]:
     def read(conn: Connection) -> tuple[set[str], str | None]:
-        tables = set(inspect(conn).get_table_names()) - {"alembic_version"}
+        names = set(inspect(conn).get_table_names()) - {"alembic_version"}
+        tables = {name for name in names if _described(name)}
         return tables, MigrationContext.configure(conn).get_current_revision()
 
     async with engine.connect() as conn:
@@ -84,7 +97,10 @@ async def test_upgrading_twice_is_a_no_op(store: Store) -> None:
 
 async def test_models_match_the_head_revision(store: Store) -> None:
     def differences(conn: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+        context = MigrationContext.configure(
+            conn, opts={"include_name": lambda name, kind, _parent: _described(name)}
+        )
+        return list(compare_metadata(context, Base.metadata))
 
     async with store.engine.connect() as conn:
         assert await conn.run_sync(differences) == []

@@ -22,9 +22,10 @@ from adapters.discord.replier import (
 )
 from adapters.drain import drain_tasks
 from bot.core import Core
-from bot.domain import Incoming, Replier
+from bot.domain import ConversationKey, Incoming, Replier
 from bot.inbox import Ticket
 from bot.logs import new_request_id
+from bot.memory import ObservedMessage
 from bot.settings import Settings
 from bot.text import one_line
 
@@ -188,6 +189,8 @@ class TokbotClient(discord.AutoShardedClient):
     async def on_message(self, message: discord.Message) -> None:
         incoming = self.message_incoming(message)
         if incoming is None:
+            if self._observable(message):
+                self.spawn(_memory_work(self._observe(message)))
             return
         route = {"channel": str(message.channel.id), "message": str(message.id)}
         ticket = await self.core.accept(incoming, route)
@@ -224,6 +227,54 @@ class TokbotClient(discord.AutoShardedClient):
         return incoming, LateCommandReplier(
             channel, preface, discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
         )
+
+    # -- team memory: guild messages not addressed to the bot ------------------------------
+
+    def _observable(self, message: discord.Message) -> bool:
+        """A person's message in a server channel (never a DM), kept if memory is on there."""
+        return message.guild is not None and not message.author.bot and bool(message.content)
+
+    async def _observe(self, message: discord.Message) -> None:
+        key = translate.message_key(message)
+        await self.core.memory.observe(
+            ObservedMessage(
+                key,
+                message_id=str(message.id),
+                author_id=str(message.author.id),
+                author_name=message.author.display_name,
+                content=message.content,
+                created_at=message.created_at.timestamp(),
+                # https://discord.com/channels/<guild>/<channel>/<message>
+                link=message.jump_url,
+            )
+        )
+
+    def _raw_key(self, guild_id: int | None, channel_id: int) -> ConversationKey | None:
+        """The kept messages' channel for a raw event (a thread's is its parent's)."""
+        if guild_id is None:
+            return None
+        return translate.conversation_key(guild_id, self.get_channel(channel_id), channel_id)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        # Raw: edits of messages older than the cache arrive too. An embed being added
+        # (a link preview) is also an update, without `content`: nothing to change then.
+        key = self._raw_key(payload.guild_id, payload.channel_id)
+        content = payload.data.get("content")
+        author = payload.data.get("author") or {}
+        if key is None or not isinstance(content, str) or author.get("bot"):
+            return
+        self.spawn(_memory_work(self._edited(key, str(payload.message_id), content)))
+
+    async def _edited(self, key: ConversationKey, message_id: str, content: str) -> None:
+        await self.core.memory.edited(key, message_id, content)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        key = self._raw_key(payload.guild_id, payload.channel_id)
+        if key is not None:
+            self.spawn(_memory_work(self._deleted(key, str(payload.message_id))))
+
+    async def _deleted(self, key: ConversationKey, message_id: str) -> None:
+        await self.core.memory.deleted(key, message_id)
 
     def message_incoming(self, message: discord.Message) -> Incoming | None:
         """Voice messages and audio uploads → `voice`; mentions, replies to the bot and DMs →
@@ -262,6 +313,14 @@ class TokbotClient(discord.AutoShardedClient):
 async def _with_request_id(work: Coroutine[Any, Any, None]) -> None:
     new_request_id()  # this task's log lines, the adapter's included, share the core's id
     await work
+
+
+async def _memory_work(work: Coroutine[Any, Any, Any]) -> None:
+    """Keeping a message is no answer anyone waits for: a failure is logged, never raised."""
+    try:
+        await work
+    except Exception:
+        log.warning("team memory could not follow a Discord message", exc_info=True)
 
 
 def _late_replier(interaction: discord.Interaction, command: str) -> LateCommandReplier:

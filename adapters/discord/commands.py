@@ -148,6 +148,17 @@ def build_tree(client: TokbotClient) -> app_commands.CommandTree[TokbotClient]:
         words = [scope.value if scope else "", f"<@{user.id}>" if user else "", limit or ""]
         await run(interaction, "budget", " ".join(w for w in words if w))
 
+    @tree.command(name="memory", description="Team memory here: show, or (admins) change it")
+    @app_commands.describe(action="on, off, or forget what was kept (admins)")
+    @app_commands.choices(action=[Choice(name=a, value=a) for a in ("on", "off", "forget")])
+    async def memory(interaction: discord.Interaction, action: Choice[str] | None = None) -> None:
+        await run(interaction, "memory", action.value if action else "")
+
+    @tree.command(name="recall", description="What this channel said about something")
+    @app_commands.describe(words="What to look for")
+    async def recall(interaction: discord.Interaction, words: str) -> None:
+        await run(interaction, "recall", words)
+
     @tree.command(name="help", description="What I can do")
     async def help_(interaction: discord.Interaction) -> None:
         await run(interaction, "help")

@@ -636,6 +636,20 @@ class FakeDiscord:
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
 
+    async def edit_message(self, payload: JSONDict, content: str) -> JSONDict:
+        """A person edits their message (`payload` from `message`): MESSAGE_UPDATE carrying the
+        whole message, as Discord's gateway docs describe it now (and discord.py 2.x builds
+        a Message from), with the new content and `edited_timestamp`."""
+        edited = payload | {"content": content, "edited_timestamp": _now()}
+        await self.dispatch("MESSAGE_UPDATE", edited)
+        return edited
+
+    async def delete_message(self, payload: JSONDict) -> None:
+        """A person deletes their message: MESSAGE_DELETE with only `id`, `channel_id` and
+        `guild_id` (Discord's gateway docs, Message Delete)."""
+        gone: JSONDict = {k: payload[k] for k in ("id", "channel_id", "guild_id") if k in payload}
+        await self.dispatch("MESSAGE_DELETE", gone)
+
     @property
     def bot_connected(self) -> bool:
         """Whether a bot holds a gateway session (so dispatched events reach it)."""

@@ -36,6 +36,7 @@ from bot.core import Core
 from bot.domain import Author, Incoming, Replier
 from bot.inbox import Ticket
 from bot.logs import new_request_id
+from bot.memory import ObservedMessage
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class SlackBot:
         self.pane = Pane(self.client)
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The workspace's URL, for links to remembered messages (auth.test, once).
+        self._workspace: str | None = None
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
         self.closing = False
         bolt_logger = logging.getLogger("tokbot.slack.bolt")
@@ -138,6 +141,10 @@ class SlackBot:
     async def _on_message(
         self, ack: AsyncAck, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        if event.get("subtype") in (translate.EDITED, translate.DELETED):
+            await ack()
+            self._spawn_plain(self._remember_change(event, _team(body, context)))
+            return
         cleaned = translate.well_formed(event)
         if (
             translate.is_from_bot(event)
@@ -158,6 +165,8 @@ class SlackBot:
             await self._accept_event(ack, body, event, context, command="ask")
         else:
             await ack()
+            if translate.observable(event, context.bot_user_id) and not self.closing:
+                self._spawn_plain(self._observe(event, _team(body, context)))
 
     async def _on_thread_started(self, ack: AsyncAck, event: dict[str, Any]) -> None:
         """The assistant pane opened a new thread: greet, and suggest prompts (no TokModel call,
@@ -266,6 +275,53 @@ class SlackBot:
         await ack()
         if ticket is not None:
             self._spawn(self._run_event(event, context, incoming, ticket), ticket)
+
+    # -- team memory (after the ack; a crash may lose one, which memory can afford) -----------
+
+    async def _observe(self, event: dict[str, Any], team_id: str) -> None:
+        """Keep a channel message not addressed to the bot, if the channel has memory on."""
+        channel, ts = str(event["channel"]), str(event.get("ts") or "")
+        thread_ts = str(event.get("thread_ts") or "")
+        key = translate.conversation_key(team_id, channel, thread_ts)
+        if not ts or not await self._core.memory.enabled(key):  # (no users.info when off)
+            return
+        author = await self.users.author(str(event["user"]))
+        await self._core.memory.observe(
+            ObservedMessage(
+                key,
+                message_id=ts,
+                author_id=author.id,
+                author_name=author.name,
+                content=translate.unescape(str(event.get("text") or "")),
+                created_at=float(ts),
+                link=translate.permalink(await self._workspace_url(), channel, ts, thread_ts),
+            )
+        )
+
+    async def _remember_change(self, event: dict[str, Any], team_id: str) -> None:
+        """An edit or deletion of a channel message: the kept copy follows (if there is one)."""
+        channel = event.get("channel")
+        if not isinstance(channel, str) or not channel:
+            return
+        key = translate.conversation_key(team_id, channel)
+        if event.get("subtype") == translate.DELETED:
+            deleted = event.get("deleted_ts")
+            if isinstance(deleted, str) and deleted:
+                await self._core.memory.deleted(key, deleted)
+            return
+        changed = translate.changed_message(event)
+        if changed is not None:
+            await self._core.memory.edited(key, *changed)
+
+    async def _workspace_url(self) -> str | None:
+        """The workspace's URL (auth.test's `url`), asked once, for message links."""
+        if self._workspace is None:
+            try:
+                self._workspace = str((await self.client.auth_test()).get("url") or "")
+            except Exception as exc:  # links are a nicety: the message is kept without one
+                log.warning("Slack auth.test failed; remembered messages get no link: %s", exc)
+                return None
+        return self._workspace or None
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -395,6 +451,10 @@ class SlackBot:
         self.closing = True
         self._core.inbox.cannot_answer(translate.PLATFORM)
         await drain_tasks(self._tasks, timeout)
+
+
+def _team(body: Mapping[str, Any], context: AsyncBoltContext) -> str:
+    return str(body.get("team_id") or context.team_id or "")
 
 
 def _clicker(body: Mapping[str, Any]) -> Author | None:

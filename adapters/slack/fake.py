@@ -399,6 +399,39 @@ class FakeSlack:
         self.people_messages.append(kept | {"type": "message"})
         return event
 
+    def message_changed_event(self, original: dict[str, Any], text: str) -> dict[str, Any]:
+        """A person's edit of `original` (a `message_event`), in the shape of Slack's
+        message_changed subtype (docs.slack.dev/reference/events/message/message_changed):
+        hidden, the edited message under `message`, the old one under `previous_message`."""
+        ts = f"{int(time.time())}.{next(self._ids):06d}"
+        edited = {k: v for k, v in original.items() if k not in ("channel_type", "event_ts")}
+        edited |= {"type": "message", "text": text, "edited": {"user": original["user"], "ts": ts}}
+        return {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": original["channel"],
+            "ts": ts,
+            "event_ts": ts,
+            "message": edited,
+            "previous_message": {k: v for k, v in original.items() if k != "event_ts"},
+        }
+
+    def message_deleted_event(self, original: dict[str, Any]) -> dict[str, Any]:
+        """The deletion of `original`, in the shape of Slack's message_deleted subtype
+        (docs.slack.dev/reference/events/message/message_deleted): `deleted_ts` names it."""
+        ts = f"{int(time.time())}.{next(self._ids):06d}"
+        return {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": original["channel"],
+            "ts": ts,
+            "event_ts": ts,
+            "deleted_ts": original["ts"],
+            "previous_message": {k: v for k, v in original.items() if k != "event_ts"},
+        }
+
     def assistant_event(
         self,
         kind: str = "assistant_thread_started",

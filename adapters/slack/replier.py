@@ -40,6 +40,8 @@ SLASH_COMMANDS = frozenset(
         "transcription",
         "usage",
         "budget",
+        "memory",
+        "recall",
         "help",
     }
 )

@@ -13,7 +13,7 @@ from bot.domain import Attachment, Author, ConversationKey, Incoming
 PLATFORM = "slack"
 
 #: Commands whose argument changes channel settings: only admins may pass one.
-ADMIN_COMMANDS = frozenset({"model", "persona", "transcription", "budget"})
+ADMIN_COMMANDS = frozenset({"model", "persona", "transcription", "budget", "memory"})
 
 #: Message subtypes that are people talking (everything else — joins, edits, deletions, bot
 #: messages — is ignored).
@@ -159,3 +159,39 @@ def from_message(
         message_id=str(event["ts"]) if event.get("ts") else None,
         event_id=event_id,
     )
+
+
+# -- team memory: channel messages not addressed to the bot --------------------------------------
+
+#: Hidden `message` subtypes that change a message people sent (Slack's message_changed carries
+#: the new message under `message`; message_deleted names it by `deleted_ts`).
+EDITED, DELETED = "message_changed", "message_deleted"
+
+
+def permalink(workspace_url: str | None, channel: str, ts: str, thread_ts: str = "") -> str | None:
+    """A message's link in the form chat.getPermalink returns
+    (`https://<workspace>.slack.com/archives/<channel>/p<ts without the dot>`, a thread reply
+    with `?thread_ts=…&cid=…`), built without a call per message."""
+    if not workspace_url or not ts:
+        return None
+    link = f"{workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+    if thread_ts and thread_ts != ts:
+        link += f"?thread_ts={thread_ts}&cid={channel}"
+    return link
+
+
+def observable(event: Mapping[str, Any], bot_user_id: str | None) -> bool:
+    """A person's message in a channel (not a DM) that does not mention the bot: what team
+    memory keeps when the channel has it on."""
+    return not is_direct_message(event) and not mentions(event, bot_user_id)
+
+
+def changed_message(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A message_changed event's (ts, new text), or None when it is not a person's edit."""
+    message = event.get("message")
+    if not isinstance(message, Mapping) or is_from_bot(message):
+        return None
+    ts, text = message.get("ts"), message.get("text")
+    if not isinstance(ts, str) or not ts or not isinstance(text, str):
+        return None
+    return ts, unescape(text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import CommandSpec
-from bot.handlers import budget, channel, chat, media, summarize
+from bot.handlers import budget, channel, chat, media, memory, summarize
 
 
 def default_commands() -> list[CommandSpec]:
@@ -97,6 +97,20 @@ def default_commands() -> list[CommandSpec]:
             "/budget [user @someone|channel|default 200k/day|off]",
             budget.budget,
             private_reply=True,
+            reads_history=False,
+        ),
+        CommandSpec(
+            "memory",
+            "team memory here: show, or (admins) turn on/off or forget",
+            "/memory [on|off|forget]",
+            memory.memory,
+            reads_history=False,
+        ),
+        CommandSpec(
+            "recall",
+            "what this channel said about something, with links",
+            "/recall <words>",
+            memory.recall,
             reads_history=False,
         ),
         CommandSpec(

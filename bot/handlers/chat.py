@@ -16,6 +16,7 @@ from bot.conversation import (
     build_context,
     estimate_tokens,
     fills_budget,
+    turn_to_message,
 )
 from bot.domain import (
     BOT_AUTHOR,
@@ -29,6 +30,7 @@ from bot.domain import (
 from bot.errors import UserError
 from bot.handlers import pictures
 from bot.handlers.attached import file_attachments, read_attached
+from bot.memory import Recalled, context_note, sources_line
 from bot.store.pictures import Picture
 from bot.store.summaries import StoredSummary
 from bot.streaming import StreamRenderer
@@ -132,6 +134,9 @@ async def answer(
         pictures=attached,
         summary=summary,
     )
+    recalled = await _recall(inv, prompt, turns, messages)
+    if recalled:  # (after the persona: the question stays last)
+        messages.insert(1, ChatMessage("system", context_note(recalled)))
     stored = asyncio.ensure_future(
         store.add_exchange(
             inv.key,
@@ -172,7 +177,8 @@ async def answer(
         except BaseException:
             await _abandon(first)
             raise
-        text, status, usage = await _show_answer(inv, renderer, first, asked, answer_turn)
+        sources = sources_line(recalled) if recalled else ""
+        text, status, usage = await _show_answer(inv, renderer, first, asked, answer_turn, sources)
         finished = True
     except TokModelError as exc:
         inv.tokmodel_failed(exc)
@@ -234,6 +240,7 @@ async def _show_answer(
     first: asyncio.Future[ChatDelta | None],
     asked: _Asked,
     answer_turn: int,
+    sources: str = "",
 ) -> tuple[str, TurnStatus, Usage | None]:
     """Show TokModel's answer as it streams, until it ends or its asker stops it (the Stop
     button: `Core.stop_answer` cancels the reading); return the text to store, its status, and
@@ -251,7 +258,9 @@ async def _show_answer(
             await renderer.finish(STOPPED_MARK, complete=False)
             return shown, TurnStatus.STOPPED, None
     text = renderer.answer
-    await renderer.finish(asked.note if text.strip() else "_(TokModel returned an empty answer)_")
+    await renderer.finish(
+        asked.note + sources if text.strip() else "_(TokModel returned an empty answer)_"
+    )
     return text, TurnStatus.OK, usage
 
 
@@ -367,6 +376,26 @@ async def _newest_summary(inv: Invocation, turns: list[Turn]) -> StoredSummary |
     if len(turns) < FIRST_PAGE and all(t.kind is not TurnKind.SUMMARY for t in turns):
         return None
     return await inv.core.store.summaries.latest(inv.key)
+
+
+async def _recall(
+    inv: Invocation, prompt: str, turns: list[Turn], messages: list[ChatMessage]
+) -> list[Recalled]:
+    """What the channel said that may answer `prompt` (and is not in the context `messages`
+    already), when its memory is on or the history no longer fits the context (never failing
+    the answer: without it, it goes on)."""
+    core, budget = inv.core, inv.core.settings.context_budget_tokens
+    try:
+        if not (await core.memory.enabled(inv.key) or fills_budget(turns, budget)):
+            return []
+        sent = {m.content for m in messages}
+        in_context = frozenset(t.content for t in turns if turn_to_message(t).content in sent)
+        return await core.memory.recall(
+            inv.key, prompt, limit=core.settings.memory_recalled, skip=in_context
+        )
+    except Exception:
+        log.warning("recall failed; answering without it", exc_info=True)
+        return []
 
 
 def _estimated_usage(messages: list[ChatMessage], text: str) -> Usage:

@@ -368,3 +368,38 @@ class SummaryRow(Base):
     turn_id: Mapped[int] = mapped_column(Id, ForeignKey("turns.id"), primary_key=True)
     conversation_id: Mapped[int] = mapped_column(Id, ForeignKey("conversations.id"))
     covers_turn_id: Mapped[int] = mapped_column(Id)
+
+
+class MemoryChannelRow(Base):
+    """A channel with team memory on (`/memory on`): its messages not addressed to the bot are
+    observed. No row: memory is off (the default)."""
+
+    __tablename__ = "memory_channels"
+
+    platform: Mapped[str] = mapped_column(Name, primary_key=True)
+    workspace: Mapped[str] = mapped_column(Name, primary_key=True)
+    channel: Mapped[str] = mapped_column(Name, primary_key=True)
+    enabled_by: Mapped[str] = mapped_column(Name)
+    enabled_at: Mapped[float] = mapped_column(Double)
+
+
+class ObservedMessageRow(Base):
+    """A channel message not addressed to the bot, kept while the channel has memory on: edits
+    replace `content`, a deletion deletes the row. Its full-text index (SQLite FTS5
+    `observed_fts` kept by triggers; PostgreSQL a GIN index on to_tsvector('simple', content))
+    is made by migration 0009 alone: Alembic compares neither."""
+
+    __tablename__ = "observed_messages"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "channel", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(Name)
+    workspace: Mapped[str] = mapped_column(Name)
+    channel: Mapped[str] = mapped_column(Name)
+    thread: Mapped[str] = mapped_column(Name)
+    message_id: Mapped[str] = mapped_column(Name)
+    author_id: Mapped[str] = mapped_column(Name)
+    author_name: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)

@@ -46,6 +46,7 @@ from bot.store.activity import ActivityQueries
 from bot.store.budgets import BudgetStore, count_daily
 from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
 from bot.store.logins import LoginQueries
+from bot.store.memory import MemoryStore
 from bot.store.migrate import upgrade_to_head
 from bot.store.models import (
     DEFAULT_TRANSCRIPTION_MODE,
@@ -183,6 +184,8 @@ class Store(ActivityQueries, LoginQueries):
 
         #: Running summaries of long conversations, and the reads /summarize needs.
         self.summaries = SummaryStore(self._db, engine.dialect.name)
+        #: Team memory: channels with it on, observed messages, recall candidates.
+        self.memory = MemoryStore(self._db)
 
     @property
     def database(self) -> Database:
