@@ -28,6 +28,8 @@ class Invocation:
     #: A message already posted while this waited its turn ("⏳ …"): the first thing the
     #: command shows replaces it (`show`, or a stream via `take_notice`).
     notice: tuple[str, str] | None = None
+    #: Whether a budget applied when the request was checked (`Budgets.check`).
+    budgeted: bool = True
 
     @property
     def key(self) -> ConversationKey:

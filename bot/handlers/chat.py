@@ -189,7 +189,8 @@ async def answer(inv: Invocation, prompt: str, *, kind: TurnKind = TurnKind.TEXT
         usage=usage,
         status=status,
     )
-    await core.budgets.after_usage(inv.key, inv.author.id)  # (alerts admins past 80 %)
+    # (alerts admins past 80 %)
+    await core.budgets.after_usage(inv.key, inv.author.id, budgeted=inv.budgeted)
     return text
 
 
