@@ -749,7 +749,7 @@ class Store:
         statement = inbox.enqueue(self.engine.dialect.name)
         if self.engine.dialect.name != "postgresql":
             del row["line"]
-        result = await self._db.write(statement, row, urgent=True)
+        result = await self._db.write_together(statement, row, urgent=True)
         found = result.scalar_one_or_none()
         return None if found is None else int(found)
 
