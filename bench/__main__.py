@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from adapters.cli import _loop_factory
 from bench import adapter_figures, budget_figures, core_figures, mention_figures
 from bench.harness import Figure, shared_stand_ins
 
@@ -89,6 +90,11 @@ def main() -> None:
         metavar="FILE.html",
         help="profile this process with pyinstrument (a dev dependency) into FILE.html",
     )
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run on uvloop, as `tokbot run` does when it is installed (the `fast` extra)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("discord.client").setLevel(logging.ERROR)  # "voice will NOT be supported"
@@ -101,7 +107,11 @@ def main() -> None:
         profiler = Profiler(async_mode="disabled")
         profiler.start()
     started = time.perf_counter()
-    figures = asyncio.run(run(args.quick, args.only))
+    loop_factory = _loop_factory("run") if args.uvloop else None
+    if args.uvloop and loop_factory is None:
+        parser.error("--uvloop needs uvloop: pip install -e '.[fast]'")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        figures = runner.run(run(args.quick, args.only))
     print(report(figures, time.perf_counter() - started, args.quick))
     if profiler is not None:
         profiler.stop()
