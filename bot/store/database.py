@@ -157,6 +157,10 @@ class WriterLock:
         self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
         self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
     @asynccontextmanager
     async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
         if self._held:
@@ -360,8 +364,10 @@ class SqliteDatabase:
         in one transaction, in one trip to the writer's thread (a group commit): a burst of
         200 events is stored in a few trips rather than 200, each of which waited for the busy
         event loop to notice it was done (issue 16). One failing statement fails them all."""
-        done: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
         batch = self._batches.get(id(stmt))
+        if batch is None and not self._write_lock.held:  # nothing to wait with: at once
+            return await self.write(stmt, params, urgent=urgent)
+        done: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
         if batch is None:
             batch = self._batches[id(stmt)] = []
             task = asyncio.create_task(self._write_batch(stmt, batch, urgent))
