@@ -132,3 +132,24 @@ async def test_enqueues_waiting_together_share_one_transaction(tmp_path: Path) -
         assert await enqueue("E1") is None  # committed: seen by the next writer
     finally:
         await store.close()
+
+
+async def test_execute_each_gives_each_statements_rows_in_order(tmp_path: Path) -> None:
+    from sqlalchemy import bindparam, select
+
+    from bot.store.models import TurnRow
+
+    on_disk = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    in_memory = await open_store("sqlite+aiosqlite:///:memory:")
+    try:
+        for store in (on_disk, in_memory):
+            first, second = await add(store, "one"), await add(store, "two")
+            content = select(TurnRow.content).where(TurnRow.id == bindparam("turn"))
+            async with store._db.reading() as conn:  # (SQLite file: one trip for both)
+                results = await conn.execute_each(
+                    [(content, {"turn": second}), (content, {"turn": first})]
+                )
+            assert [r.scalar_one() for r in results] == ["two", "one"]
+    finally:
+        await on_disk.close()
+        await in_memory.close()

@@ -71,6 +71,10 @@ class Session(Protocol):
         self, stmt: ClauseElement, params: Params | Sequence[Params] | None = None
     ) -> Rows: ...
 
+    async def execute_each(self, statements: Sequence[tuple[ClauseElement, Params]]) -> list[Rows]:
+        """Several statements, one after another, their results in that order (on SQLite in
+        one trip to the connection's thread)."""
+
 
 class Database(Protocol):
     dialect: Dialect
@@ -108,6 +112,9 @@ class _EngineSession:
         result = await self._conn.execute(stmt, params)  # type: ignore[call-overload]
         rows = result.all() if result.returns_rows else []
         return Rows(rows, result.rowcount)
+
+    async def execute_each(self, statements: Sequence[tuple[ClauseElement, Params]]) -> list[Rows]:
+        return [await self.execute(stmt, params) for stmt, params in statements]
 
 
 class EngineDatabase:
@@ -215,6 +222,20 @@ class _SqliteSession:
             changed += result.rowcount
         return Rows(rows, changed)
 
+    async def execute_each(self, statements: Sequence[tuple[ClauseElement, Params]]) -> list[Rows]:
+        bound, rows = [], []
+        for stmt, params in statements:
+            compiled, row = self._database.compiled(stmt, params)
+            sql, values, names = _bound(compiled, params)
+            bound.append((sql, [values[name] for name in names]))
+            rows.append(row)
+        # One trip to the thread, not one per statement (the /ask path's read: issue 16).
+        results = await self._conn._execute(_each, self._conn, bound)  # type: ignore[no-untyped-call]
+        return [
+            Rows([row._make(one) for one in fetched] if row is not None else [], changed)  # type: ignore[attr-defined]
+            for row, (fetched, changed) in zip(rows, results, strict=True)
+        ]
+
     async def _execute_one(self, stmt: ClauseElement, params: Params) -> Rows:
         compiled, row = self._database.compiled(stmt, params)
         sql, values, names = _bound(compiled, params)
@@ -246,6 +267,20 @@ def _bound(compiled: Any, params: Params) -> tuple[str, dict[str, Any], Sequence
 _PLAIN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def _each(
+    conn: aiosqlite.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[tuple[list[Any], int]]:
+    """On the connection's thread: `statements` one after another; each one's rows and how
+    many rows it changed."""
+    db = conn._conn
+    results = []
+    for sql, values in statements:
+        before = db.total_changes
+        fetched = db.execute(sql, values).fetchall()
+        results.append((fetched, db.total_changes - before))
+    return results
+
+
 def _in_one_transaction(
     conn: aiosqlite.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
 ) -> list[tuple[list[Any], int]]:
@@ -255,11 +290,7 @@ def _in_one_transaction(
     db = conn._conn
     db.execute("BEGIN IMMEDIATE")
     try:
-        results = []
-        for sql, values in statements:
-            before = db.total_changes
-            fetched = db.execute(sql, values).fetchall()
-            results.append((fetched, db.total_changes - before))
+        results = _each(conn, statements)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

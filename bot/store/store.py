@@ -257,8 +257,9 @@ class Store:
         bound = _bound_key(key)
         query = _bound_context_query(self.engine.dialect.name, max(0, limit))
         async with self._db.reading() as conn:
-            row = (await conn.execute(_SETTINGS_QUERY, bound)).one_or_none()
-            rows = (await conn.execute(query, bound)).all() if limit > 0 else []
+            found, turns = await conn.execute_each([(_SETTINGS_QUERY, bound), (query, bound)])
+            row = found.one_or_none()
+            rows = turns.all() if limit > 0 else []
         settings = ChannelSettings(*row) if row is not None else ChannelSettings()
         return settings, [_turn(r) for r in reversed(rows)]
 
