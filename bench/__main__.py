@@ -11,7 +11,15 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import adapter_figures, budget_figures, core_figures, memory_figures, vision_figures
+from adapters.cli import _loop_factory
+from bench import (
+    adapter_figures,
+    budget_figures,
+    core_figures,
+    memory_figures,
+    mention_figures,
+    vision_figures,
+)
 from bench.harness import Figure, shared_stand_ins
 
 Runner = Callable[[], Awaitable[list[Figure]]]
@@ -32,6 +40,8 @@ def plan(quick: bool) -> list[Runner]:
             lambda: memory_figures.recall(big=10_000, runs=15),
             lambda: adapter_figures.slack_streaming_paths(runs=1),
             lambda: vision_figures.picture_overhead(runs=5),
+            lambda: mention_figures.mention_overhead(runs=3),
+            lambda: mention_figures.mention_burst(count=50),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -46,13 +56,16 @@ def plan(quick: bool) -> list[Runner]:
         lambda: memory_figures.recall(big=100_000, runs=30),
         lambda: adapter_figures.slack_streaming_paths(runs=30),
         lambda: vision_figures.picture_overhead(runs=30),
+        lambda: mention_figures.mention_overhead(runs=30),
+        lambda: mention_figures.mention_burst(count=200),
     ]
 
 
-async def run(quick: bool) -> list[Figure]:
+async def run(quick: bool, only: str | None = None) -> list[Figure]:
     figures: list[Figure] = []
+    runners = [r for r in plan(quick) if only is None or only in r.__code__.co_names]
     async with shared_stand_ins():
-        for runner in plan(quick):
+        for runner in runners:
             figures.extend(await runner())
             print(f"  … {figures[-1].name}: {figures[-1].measured}", flush=True)
     return figures
@@ -79,9 +92,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
     parser.add_argument(
+        "--only",
+        metavar="NAME",
+        help="run only the figures of this module's function (e.g. mention_burst)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE.html",
         help="profile this process with pyinstrument (a dev dependency) into FILE.html",
+    )
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run on uvloop, as `tokbot run` does when it is installed (the `fast` extra)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -95,7 +118,11 @@ def main() -> None:
         profiler = Profiler(async_mode="disabled")
         profiler.start()
     started = time.perf_counter()
-    figures = asyncio.run(run(args.quick))
+    loop_factory = _loop_factory("run") if args.uvloop else None
+    if args.uvloop and loop_factory is None:
+        parser.error("--uvloop needs uvloop: pip install -e '.[fast]'")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        figures = runner.run(run(args.quick, args.only))
     print(report(figures, time.perf_counter() - started, args.quick))
     if profiler is not None:
         profiler.stop()

@@ -312,12 +312,12 @@ async def slack_ack_latency(rate: int, seconds: float) -> list[Figure]:
 
 
 @asynccontextmanager
-async def slack_process() -> AsyncIterator[str]:
-    """The fake Slack Web API in its own process; yields its URL."""
+async def slack_process(people: int = 0) -> AsyncIterator[str]:
+    """The fake Slack Web API in its own process (knowing `people` more users); yields its URL."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters.slack.fake", "--port", str(port), "--no-update-limit",
-        stdout=asyncio.subprocess.PIPE,
+        "--people", str(people), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
     output = process.stdout

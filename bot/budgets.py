@@ -246,18 +246,25 @@ class Budgets:
             _status(channel, key.channel, now) if channel else None,
         )
 
-    async def check(self, key: ConversationKey, user_id: str, *, estimate: int) -> None:
+    async def check(self, key: ConversationKey, user_id: str, *, estimate: int) -> bool:
         """Before a TokModel request: raise BudgetExceeded when `estimate` more tokens would
-        take the person's or the channel's budget past its limit."""
+        take the person's or the channel's budget past its limit. Returns whether any budget
+        applies (none: `after_usage` need not read them again)."""
         now = time.time()
-        for status in (await self.statuses(key, user_id, now=now)).all():
+        statuses = (await self.statuses(key, user_id, now=now)).all()
+        for status in statuses:
             if status.spent + max(1, estimate) > status.budget.tokens:
                 raise BudgetExceeded(status, now)
+        return bool(statuses)
 
-    async def after_usage(self, key: ConversationKey, user_id: str) -> None:
+    async def after_usage(
+        self, key: ConversationKey, user_id: str, *, budgeted: bool = True
+    ) -> None:
         """After a request's usage is stored: tell the admins about a budget that passed 80 %
-        (once per budget and period, across replicas)."""
-        if self._alerts is None:
+        (once per budget and period, across replicas). `budgeted=False`: the check before the
+        request found no budget, so none is read again (a budget set in between is seen by the
+        next request's alert check: one read less per answer, issue 16)."""
+        if self._alerts is None or not budgeted:
             return
         now = time.time()
         for status in (await self.statuses(key, user_id, now=now)).all():

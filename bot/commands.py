@@ -30,6 +30,8 @@ class Invocation:
     notice: tuple[str, str] | None = None
     #: The TokModel failure the handler explained itself (counted for the admin page).
     failure: TokModelError | None = None
+    #: Whether a budget applied when the request was checked (`Budgets.check`).
+    budgeted: bool = True
 
     @property
     def key(self) -> ConversationKey:

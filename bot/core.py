@@ -141,7 +141,9 @@ class Core:
             model=model,
             usage=usage,
         )
-        await self.budgets.after_usage(invocation.key, invocation.author.id)
+        await self.budgets.after_usage(
+            invocation.key, invocation.author.id, budgeted=invocation.budgeted
+        )
 
     # -- buttons under answers -------------------------------------------------------------
 
@@ -392,9 +394,10 @@ class Core:
         if spec.wanted is not None and not await spec.wanted(self, incoming):
             return None
         text, options = self._options(spec, incoming)
+        budgeted = True
         if spec.uses_tokmodel:  # nothing goes to TokModel past a budget (one read when none)
             estimate = request_estimate(spec.name, text, options, self.settings.image_size)
-            await self.budgets.check(incoming.key, incoming.author.id, estimate=estimate)
+            budgeted = await self.budgets.check(incoming.key, incoming.author.id, estimate=estimate)
         limit = self.settings.rate_limit_per_minute
         if spec.uses_tokmodel and limit > 0:
             # Counted in the database, so the limit holds across replicas.
@@ -407,7 +410,7 @@ class Core:
                     "seconds and try again."
                 )
         options = {name: clean_text(value) for name, value in options.items()}
-        return Invocation(self, incoming, replier, clean_text(text), options)
+        return Invocation(self, incoming, replier, clean_text(text), options, budgeted=budgeted)
 
     def route_mention(self, incoming: Incoming) -> Incoming:
         """A mention or DM that starts with a command runs that command: `@tokbot /tts hello`.

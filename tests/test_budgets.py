@@ -148,6 +148,7 @@ async def test_statuses_and_check(store: Store) -> None:
     budgets = Budgets(store)
     key = ConversationKey("slack", "T1", "C1")
     assert (await budgets.statuses(key, "U1")).all() == []
+    assert await budgets.check(key, "U1", estimate=5) is False  # none: no alert check after
     await budgets.set("slack", "T1", "default", "", Limit(100, "day"), by="A")
     await budgets.set("slack", "T1", "channel", "C1", Limit(1000, "month"), by="A")
     await store.record_usage(key, user_id="U1", command="ask", model=None, usage=Usage(0, 0, 95))
@@ -155,7 +156,7 @@ async def test_statuses_and_check(store: Store) -> None:
     assert statuses.person is not None and statuses.channel is not None
     assert (statuses.person.spent, statuses.person.left) == (95, 5)
     assert (statuses.channel.spent, statuses.channel.left) == (95, 905)
-    await budgets.check(key, "U1", estimate=5)
+    assert await budgets.check(key, "U1", estimate=5) is True
     with pytest.raises(BudgetExceeded) as refused:
         await budgets.check(key, "U1", estimate=6)
     said = str(refused.value)

@@ -268,3 +268,11 @@ def test_discord_invite_with_a_client_id(tmp_path: Path) -> None:
     result = _tokbot(tmp_path, "discord-invite", "--client-id", "123456789012345678")
     assert result.returncode == 0, result.stderr
     assert "client_id=123456789012345678" in result.stdout
+
+
+def test_only_run_uses_uvloop_and_only_when_installed() -> None:
+    from adapters.cli import _loop_factory
+
+    assert _loop_factory("console") is None
+    uvloop = pytest.importorskip("uvloop")  # the `fast` extra
+    assert _loop_factory("run") is uvloop.new_event_loop

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.domain import Author, ConversationKey, Turn, TurnKind, TurnRole, TurnStatus
 from bot.store import ChannelSettings, Store, UsageSummary
 from bot.store.models import ConversationRow, TurnRow
-from bot.store.store import context_query
+from bot.store.store import _bound_page_query, context_query
 from bot.tokmodel.types import Usage
 
 KEY = ConversationKey("slack", "T1", "C1")
@@ -136,6 +136,12 @@ async def test_context_pages_back_with_before_id(store: Store) -> None:
     assert [t.content for t in older] == ["t3", "t4", "t5", "t6"]
     oldest = await store.context_turns(KEY, 10, before_id=older[0].id)
     assert [t.content for t in oldest] == ["t0", "t1", "t2"]  # stops at the context start
+    # Every page of one size runs the one statement built (and compiled) for it: building one
+    # cost more than reading a page of a long thread (issue 16).
+    built = _bound_page_query.cache_info().misses
+    again = await store.context_turns(KEY, 4, before_id=older[-1].id + 1)
+    assert [t.content for t in again] == ["t3", "t4", "t5", "t6"]
+    assert _bound_page_query.cache_info().misses == built
 
 
 async def test_context_includes_every_status(store: Store) -> None:

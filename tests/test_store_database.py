@@ -96,3 +96,60 @@ async def test_writers_cancelled_at_any_point_leave_no_transaction_open(tmp_path
         assert (await reopened.history(KEY, 1))[0].content == "last"  # committed to the file
     finally:
         await reopened.close()
+
+
+async def test_enqueues_waiting_together_share_one_transaction(tmp_path: Path) -> None:
+    """A burst of events is stored in a group commit (issue 16); each caller still learns
+    whether its event was new, a duplicate in the same batch included, and a caller cancelled
+    while waiting stores nothing."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    database = store._db
+    assert isinstance(database, SqliteDatabase)
+    trips = 0
+    original = database._writer_connection
+
+    async def counted() -> object:
+        nonlocal trips
+        trips += 1
+        return await original()
+
+    database._writer_connection = counted  # type: ignore[method-assign,assignment]
+    try:
+
+        async def enqueue(event_id: str) -> int | None:
+            return await store.enqueue(KEY, event_id, owner="me", payload="{}", line=0)
+
+        async with database._write_lock.hold():  # the writer is busy: the burst queues
+            burst = [asyncio.create_task(enqueue(f"E{n % 5}")) for n in range(6)]
+            cancelled = asyncio.create_task(enqueue("E-gone"))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+        ids = await asyncio.gather(*burst)
+        assert trips == 1
+        assert ids[5] is None  # E0 again: a duplicate, even within the batch
+        assert len({i for i in ids[:5]}) == 5 and None not in ids[:5]
+        assert await enqueue("E-gone") is not None  # never stored by the cancelled caller
+        assert await enqueue("E1") is None  # committed: seen by the next writer
+    finally:
+        await store.close()
+
+
+async def test_execute_each_gives_each_statements_rows_in_order(tmp_path: Path) -> None:
+    from sqlalchemy import bindparam, select
+
+    from bot.store.models import TurnRow
+
+    on_disk = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    in_memory = await open_store("sqlite+aiosqlite:///:memory:")
+    try:
+        for store in (on_disk, in_memory):
+            first, second = await add(store, "one"), await add(store, "two")
+            content = select(TurnRow.content).where(TurnRow.id == bindparam("turn"))
+            async with store._db.reading() as conn:  # (SQLite file: one trip for both)
+                results = await conn.execute_each(
+                    [(content, {"turn": second}), (content, {"turn": first})]
+                )
+            assert [r.scalar_one() for r in results] == ["two", "one"]
+    finally:
+        await on_disk.close()
+        await in_memory.close()

@@ -1135,12 +1135,16 @@ async def _post(url: str, body: str, headers: Mapping[str, str]) -> tuple[int, s
         return response.status, await response.text()
 
 
-async def _serve(host: str, port: int, app_url: str | None, update_limit: bool) -> None:
+async def _serve(
+    host: str, port: int, app_url: str | None, update_limit: bool, people: int = 0
+) -> None:
     fake = FakeSlack()
     fake.echo = True
     if not update_limit:
         fake.update_limit = fake.append_limit = None
     fake.add_user("U0ALICE", "alice", is_admin=True)  # the person typing at the terminal
+    for n in range(people):  # load tests: people users.info knows
+        fake.add_user(person_id(n), f"person {n}")
     url = await fake.start(host, port)
     print(
         f"Fake Slack at {url}. Point tokbot at it:\n"
@@ -1206,6 +1210,11 @@ def _click_newest(fake: FakeSlack, which: str) -> dict[str, Any] | None:
     return None
 
 
+def person_id(n: int) -> str:
+    """The user id of the `n`th person `--people` adds."""
+    return f"U0P{n:05d}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="A stand-in Slack Web API on loopback.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -1220,9 +1229,17 @@ def main() -> None:
         action="store_true",
         help="don't enforce Slack's chat.update limit (50 a minute): for load tests",
     )
+    parser.add_argument(
+        "--people",
+        type=int,
+        default=0,
+        help="also know this many people (ids from `person_id`): for load tests",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.app_url, not args.no_update_limit))
+        asyncio.run(
+            _serve(args.host, args.port, args.app_url, not args.no_update_limit, args.people)
+        )
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ class SlackReplier:
         if stream is not None:
             self.posted = True
             if controls is not None and controls.streaming and self.user_id:
-                await self._offer_stop(controls.turn_id)
+                stream.alongside(self._offer_stop(controls.turn_id))
         return stream
 
     async def _offer_stop(self, turn_id: int) -> None:

@@ -18,9 +18,11 @@ follows it (an append can't be taken back).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from typing import Literal
+from collections.abc import Coroutine
+from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -113,6 +115,13 @@ class SlackStream:
         self._given = ""  # everything the renderer gave
         self._sent = ""  # what Slack was sent: harmless(given) less a held-back `<`
         self._broken = False
+        self._alongside: list[asyncio.Future[None]] = []
+
+    def alongside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (the asker's Stop offer) beside the stream rather than before its next
+        call; `stop` waits for it, so the answer is done only when it is (issue 16: it delayed
+        the second text, or the final one, by a Web API call)."""
+        self._alongside.append(asyncio.ensure_future(work))
 
     @classmethod
     async def start(
@@ -152,6 +161,18 @@ class SlackStream:
     async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
         """The rest of the text and the final buttons (chat.stopStream's `blocks`, "rendered at
         the bottom of the finalized message")."""
+        try:
+            await self._stop(markdown, controls)
+        finally:
+            await self._join_alongside()
+
+    async def _join_alongside(self) -> None:
+        work, self._alongside = self._alongside, []
+        for outcome in await asyncio.gather(*work, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.warning("Slack: work beside a stream failed (%s)", type(outcome).__name__)
+
+    async def _stop(self, markdown: str, controls: AnswerControls | None) -> None:
         self._given += markdown
         blocks = control_blocks(controls) if controls is not None else None
         whole = harmless(self._given, finished=True)

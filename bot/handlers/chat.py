@@ -218,7 +218,8 @@ async def answer(
         usage=usage,
         status=status,
     )
-    await core.budgets.after_usage(inv.key, inv.author.id)  # (alerts admins past 80 %)
+    # (alerts admins past 80 %)
+    await core.budgets.after_usage(inv.key, inv.author.id, budgeted=inv.budgeted)
     core.folding.after_answer(inv.key, model, turns, summary)  # (in the background)
     return text
 

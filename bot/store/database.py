@@ -71,6 +71,10 @@ class Session(Protocol):
         self, stmt: ClauseElement, params: Params | Sequence[Params] | None = None
     ) -> Rows: ...
 
+    async def execute_each(self, statements: Sequence[tuple[ClauseElement, Params]]) -> list[Rows]:
+        """Several statements, one after another, their results in that order (on SQLite in
+        one trip to the connection's thread)."""
+
 
 class Database(Protocol):
     dialect: Dialect
@@ -89,6 +93,12 @@ class Database(Protocol):
         """One statement in a transaction of its own (as `writing`). `urgent`: ahead of the
         writers already queued (an event being acknowledged waits on it)."""
 
+    async def write_together(
+        self, stmt: ClauseElement, params: Params, *, urgent: bool = False
+    ) -> Rows:
+        """As `write`; but where writers queue (SQLite), calls with the same statement that
+        wait together share one transaction (a group commit)."""
+
     async def close(self) -> None: ...
 
 
@@ -102,6 +112,9 @@ class _EngineSession:
         result = await self._conn.execute(stmt, params)  # type: ignore[call-overload]
         rows = result.all() if result.returns_rows else []
         return Rows(rows, result.rowcount)
+
+    async def execute_each(self, statements: Sequence[tuple[ClauseElement, Params]]) -> list[Rows]:
+        return [await self.execute(stmt, params) for stmt, params in statements]
 
 
 class EngineDatabase:
@@ -132,6 +145,11 @@ class EngineDatabase:
         async with self.writing() as session:  # (PostgreSQL has no single writer to queue for)
             return await session.execute(stmt, params)
 
+    async def write_together(
+        self, stmt: ClauseElement, params: Params, *, urgent: bool = False
+    ) -> Rows:
+        return await self.write(stmt, params, urgent=urgent)
+
     async def close(self) -> None:
         pass  # the engine is the store's to dispose
 
@@ -145,6 +163,10 @@ class WriterLock:
         self._held = False
         self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
         self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     @asynccontextmanager
     async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
@@ -200,6 +222,20 @@ class _SqliteSession:
             changed += result.rowcount
         return Rows(rows, changed)
 
+    async def execute_each(self, statements: Sequence[tuple[ClauseElement, Params]]) -> list[Rows]:
+        bound, rows = [], []
+        for stmt, params in statements:
+            compiled, row = self._database.compiled(stmt, params)
+            sql, values, names = _bound(compiled, params)
+            bound.append((sql, [values[name] for name in names]))
+            rows.append(row)
+        # One trip to the thread, not one per statement (the /ask path's read: issue 16).
+        results = await self._conn._execute(_each, self._conn, bound)  # type: ignore[no-untyped-call]
+        return [
+            Rows([row._make(one) for one in fetched] if row is not None else [], changed)  # type: ignore[attr-defined]
+            for row, (fetched, changed) in zip(rows, results, strict=True)
+        ]
+
     async def _execute_one(self, stmt: ClauseElement, params: Params) -> Rows:
         compiled, row = self._database.compiled(stmt, params)
         sql, values, names = _bound(compiled, params)
@@ -231,6 +267,38 @@ def _bound(compiled: Any, params: Params) -> tuple[str, dict[str, Any], Sequence
 _PLAIN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def _each(
+    conn: aiosqlite.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[tuple[list[Any], int]]:
+    """On the connection's thread: `statements` one after another; each one's rows and how
+    many rows it changed."""
+    db = conn._conn
+    results = []
+    for sql, values in statements:
+        before = db.total_changes
+        fetched = db.execute(sql, values).fetchall()
+        results.append((fetched, db.total_changes - before))
+    return results
+
+
+def _in_one_transaction(
+    conn: aiosqlite.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> list[tuple[list[Any], int]]:
+    """On the connection's thread: `statements` in one transaction; each one's rows and how
+    many rows it changed. Committed or rolled back here, so a caller cancelled meanwhile
+    leaves no transaction open."""
+    db = conn._conn
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        results = _each(conn, statements)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return results
+
+
 async def _rollback(conn: aiosqlite.Connection) -> None:
     try:
         await conn.execute_fetchall("ROLLBACK")
@@ -254,6 +322,9 @@ class SqliteDatabase:
         self._open_lock = asyncio.Lock()
         self._write_lock = WriterLock()
         self._unfinished = False  # a transaction was begun and not yet committed or rolled back
+        #: `write_together`: the calls waiting for the writer, per statement, and their tasks.
+        self._batches: dict[int, list[tuple[Params, asyncio.Future[Rows]]]] = {}
+        self._batch_tasks: set[asyncio.Task[None]] = set()
 
     def compiled(self, stmt: ClauseElement, params: Params) -> _Compiled:
         # An INSERT without .values() takes its columns from the parameters.
@@ -317,6 +388,61 @@ class SqliteDatabase:
         async with self._write_lock.hold(urgent=urgent):
             return await _SqliteSession(self, await self._writer_connection()).execute(stmt, params)
 
+    async def write_together(
+        self, stmt: ClauseElement, params: Params, *, urgent: bool = False
+    ) -> Rows:
+        """As `write`, but the calls with this statement that wait for the writer together run
+        in one transaction, in one trip to the writer's thread (a group commit): a burst of
+        200 events is stored in a few trips rather than 200, each of which waited for the busy
+        event loop to notice it was done (issue 16). One failing statement fails them all."""
+        batch = self._batches.get(id(stmt))
+        if batch is None and not self._write_lock.held:  # nothing to wait with: at once
+            return await self.write(stmt, params, urgent=urgent)
+        done: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
+        if batch is None:
+            batch = self._batches[id(stmt)] = []
+            task = asyncio.create_task(self._write_batch(stmt, batch, urgent))
+            self._batch_tasks.add(task)
+            task.add_done_callback(self._batch_tasks.discard)
+        batch.append((params, done))
+        return await done
+
+    async def _write_batch(
+        self, stmt: ClauseElement, batch: list[tuple[Params, asyncio.Future[Rows]]], urgent: bool
+    ) -> None:
+        try:
+            async with self._write_lock.hold(urgent=urgent):
+                if self._batches.get(id(stmt)) is batch:
+                    del self._batches[id(stmt)]  # calls from now on make the next batch
+                waiting = [(params, done) for params, done in batch if not done.done()]
+                if not waiting:
+                    return  # every caller was cancelled
+                bound, rows = [], []
+                for params, _ in waiting:
+                    compiled, row = self.compiled(stmt, params)
+                    sql, values, names = _bound(compiled, params)
+                    bound.append((sql, [values[name] for name in names]))
+                    rows.append(row)
+                conn = await self._writer_connection()
+                # (aiosqlite runs a function on its thread only through this private method.)
+                results = await conn._execute(_in_one_transaction, conn, bound)  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            if self._batches.get(id(stmt)) is batch:
+                del self._batches[id(stmt)]
+            for _, done in batch:
+                if not done.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        done.cancel()
+                    else:
+                        done.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for (_, done), row, (fetched, changed) in zip(waiting, rows, results, strict=True):
+            if not done.done():
+                made = [row._make(one) for one in fetched] if row is not None else []  # type: ignore[attr-defined]
+                done.set_result(Rows(made, changed))
+
     async def _writer_connection(self) -> aiosqlite.Connection:
         """The writing connection, outside any transaction. A writer cancelled before its
         COMMIT or ROLLBACK went out leaves its transaction open: end it first. (Its statements
@@ -328,6 +454,8 @@ class SqliteDatabase:
         return conn
 
     async def close(self) -> None:
+        if self._batch_tasks:
+            await asyncio.gather(*self._batch_tasks, return_exceptions=True)
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()

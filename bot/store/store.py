@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import BindParameter
 
 from bot.domain import (
     BOT_AUTHOR,
@@ -123,7 +124,7 @@ def context_query(
     *,
     dialect: str,
     from_context_start: bool = True,
-    before_id: int | None = None,
+    before_id: int | BindParameter[int] | None = None,
 ) -> Select[Any]:
     """The newest `limit` turns of a conversation, newest first: one backward range scan of
     ix_turns_conversation_id_id between (conversation, context start) and the conversation's
@@ -140,26 +141,27 @@ def context_query(
       range plus an ORDER BY on both columns leaves the composite index as the only sort-free
       plan.
 
-    `before_id` pages further back: only turns older than that id."""
+    `before_id` pages further back: only turns older than that id (or a bound parameter)."""
     conversation = _conversation_filter(key)
+    before: Any = None
+    if before_id is not None:
+        before = before_id if isinstance(before_id, BindParameter) else literal(before_id, Id)
     conversation_id = select(ConversationRow.id).where(*conversation).scalar_subquery()
     start: Any = literal(0, Id)  # ids start at 1
     if from_context_start:
         start = select(ConversationRow.context_start_turn_id).where(*conversation).scalar_subquery()
     if dialect == "postgresql":
         upper: Any = TurnRow.conversation_id <= conversation_id
-        if before_id is not None:
-            upper = tuple_(TurnRow.conversation_id, TurnRow.id) < tuple_(
-                conversation_id, literal(before_id, Id)
-            )
+        if before is not None:
+            upper = tuple_(TurnRow.conversation_id, TurnRow.id) < tuple_(conversation_id, before)
         in_range: tuple[Any, ...] = (
             tuple_(TurnRow.conversation_id, TurnRow.id) > tuple_(conversation_id, start),
             upper,
         )
     else:
         in_range = (TurnRow.conversation_id == conversation_id, TurnRow.id > start)
-        if before_id is not None:
-            in_range += (TurnRow.id < before_id,)
+        if before is not None:
+            in_range += (TurnRow.id < before,)
     return (
         select(TurnRow)
         .where(*in_range)
@@ -270,8 +272,9 @@ class Store(ActivityQueries, LoginQueries):
         bound = _bound_key(key)
         query = _bound_context_query(self.engine.dialect.name, max(0, limit))
         async with self._db.reading() as conn:
-            row = (await conn.execute(_SETTINGS_QUERY, bound)).one_or_none()
-            rows = (await conn.execute(query, bound)).all() if limit > 0 else []
+            found, turns = await conn.execute_each([(_SETTINGS_QUERY, bound), (query, bound)])
+            row = found.one_or_none()
+            rows = turns.all() if limit > 0 else []
         settings = ChannelSettings(*row) if row is not None else ChannelSettings()
         return settings, [_turn(r) for r in reversed(rows)]
 
@@ -435,17 +438,18 @@ class Store(ActivityQueries, LoginQueries):
         `before_id`, older than that turn), oldest first, whatever their status."""
         if limit <= 0:
             return []
-        return await self._turns(
-            context_query(key, limit, dialect=self.engine.dialect.name, before_id=before_id)
-        )
+        params: dict[str, Any] = _bound_key(key)
+        if before_id is not None:
+            params["before_id"] = before_id
+        query = _bound_page_query(self.engine.dialect.name, limit, paged=before_id is not None)
+        return await self._turns(query, params)
 
     async def history(self, key: ConversationKey, limit: int = 50) -> list[Turn]:
         """The newest `limit` turns including those before the context start, oldest first."""
         if limit <= 0:
             return []
-        return await self._turns(
-            context_query(key, limit, dialect=self.engine.dialect.name, from_context_start=False)
-        )
+        query = _bound_history_query(self.engine.dialect.name, limit)
+        return await self._turns(query, _bound_key(key))
 
     async def forget(self, key: ConversationKey) -> None:
         """Start the context after the conversation's newest turn; nothing is deleted."""
@@ -762,7 +766,7 @@ class Store(ActivityQueries, LoginQueries):
         statement = inbox.enqueue(self.engine.dialect.name)
         if self.engine.dialect.name != "postgresql":
             del row["line"]
-        result = await self._db.write(statement, row, urgent=True)
+        result = await self._db.write_together(statement, row, urgent=True)
         found = result.scalar_one_or_none()
         return None if found is None else int(found)
 
@@ -866,9 +870,9 @@ class Store(ActivityQueries, LoginQueries):
         while len(self._conversation_ids) > CONVERSATION_CACHE_SIZE:
             self._conversation_ids.popitem(last=False)
 
-    async def _turns(self, stmt: Select[Any]) -> list[Turn]:
+    async def _turns(self, stmt: Select[Any], params: dict[str, Any]) -> list[Turn]:
         async with self._db.reading() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(stmt, params)).all()
         return [_turn(row) for row in reversed(rows)]
 
 
@@ -973,6 +977,19 @@ _FINISH_TURN = (
 @functools.cache
 def _bound_context_query(dialect: str, limit: int) -> Select[Any]:
     return context_query(_BOUND_KEY, limit, dialect=dialect)
+
+
+# Pages of a long thread's context are read with statements built (and compiled) once per
+# size: building and compiling one cost ~4 ms, more than reading a page (issue 16).
+@functools.lru_cache(maxsize=64)
+def _bound_page_query(dialect: str, limit: int, *, paged: bool) -> Select[Any]:
+    before = bindparam("before_id", type_=Id) if paged else None
+    return context_query(_BOUND_KEY, limit, dialect=dialect, before_id=before)
+
+
+@functools.lru_cache(maxsize=16)
+def _bound_history_query(dialect: str, limit: int) -> Select[Any]:
+    return context_query(_BOUND_KEY, limit, dialect=dialect, from_context_start=False)
 
 
 def _settings_select(key: ConversationKey) -> Select[str | None, str | None, str]:

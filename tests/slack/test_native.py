@@ -60,6 +60,22 @@ async def test_a_mention_streams_natively_with_the_exact_markdown(
     assert stop["value"] == str(stored.id)
 
 
+async def test_the_stop_offer_does_not_hold_up_the_stream(bot: Bot, fake: FakeTokModel) -> None:
+    # Issue 16: the offer (an ephemeral message) used to come between the stream's first call
+    # and its next, which then waited a Web API round trip.
+    fake.set_reply(ANSWER)
+    fake.chunk_delay = 0.01
+    bot.slack.delay("chat.postEphemeral", 0.5)
+    event = bot.slack.message_event("plan it", mention=True)
+    await bot.event(event)
+    [text] = await bot.replies(1, thread_ts=event["ts"])
+    assert text == ANSWER
+    [offered] = bot.slack.calls_to("chat.postEphemeral")
+    [stopped] = bot.slack.calls_to("chat.stopStream")
+    assert stopped.time - offered.time < 0.5  # sent while the offer was still on its way
+    assert len(bot.slack.ephemeral) == 1  # and the answer was done only once it was shown
+
+
 async def test_a_dm_shows_the_thinking_status_until_the_stream_starts(bot: Bot) -> None:
     dm = bot.slack.message_event("hi in private", channel=DM, channel_type="im")
     await bot.event(dm)

@@ -1,0 +1,184 @@
+"""The Slack mention path measured from outside (issue 16): a signed `app_mention` and the
+companion `message` event Slack sends beside it, each POST on a new connection, until the final
+text lands at the fake Slack; against the same streamed TokModel call made directly (200 ms
+stand-in latency), interleaved. In a fresh channel, in a thread of stored turns, and a burst of
+mentions in as many channels by as many people, with the bot's CPU per mention."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from adapters.slack import translate
+from adapters.slack.fake import FakeSlack
+from bench.adapter_figures import SLACK_DEFAULTS, slack_bot, slack_process
+from bench.core_figures import direct_call
+from bench.harness import Figure, median, percentile, stand_in
+from bench.mention_load import mention_pair, post_signed
+from bot.domain import Author, TurnKind, TurnRole
+from bot.store import Store
+
+QUESTION = "How do we deploy?"
+#: A stored answer about as long as the stand-in's (~45 words).
+ANSWER = (
+    "Deploy from main with the release script: run the migrations first, roll out one replica, "
+    "watch the health checks for five minutes, then the rest; to roll back, redeploy the tag "
+    "before and undo the migration only if it was not additive."
+)
+
+
+async def _mention(
+    http: aiohttp.ClientSession, slack: FakeSlack, url: str, busy: Any, channel: str,
+    thread_ts: str | None = None,
+) -> float:  # fmt: skip
+    """Seconds from sending a mention (both events, at once) to the last chat.* call of its
+    answer at the fake Slack."""
+    seen = len(slack.calls)
+    events = mention_pair(slack, QUESTION, user="U0ALICE", channel=channel, thread_ts=thread_ts)
+    sent = time.monotonic()
+    acks = await asyncio.gather(*(post_signed(http, slack, url, e) for e in events))
+    assert all(acks), "a mention was not acknowledged"
+    await slack.wait_for(lambda: busy() == 0, timeout=30)
+    shown = [
+        c.time
+        for c in slack.calls[seen:]
+        if c.method.startswith("chat.") and c.args.get("channel") == channel
+    ]
+    return max(shown) - sent
+
+
+async def _seed_thread(store: Store, channel: str, thread_ts: str, turns: int) -> None:
+    key = translate.conversation_key(SLACK_DEFAULTS.team_id, channel, thread_ts)
+    alice, bot = Author("U0ALICE", "Alice"), Author("bot", "tokbot")
+    for n in range(turns):
+        asking = n % 2 == 0
+        await store.add_turn(
+            key,
+            role=TurnRole.USER if asking else TurnRole.ASSISTANT,
+            kind=TurnKind.TEXT,
+            content=f"{QUESTION} ({n})" if asking else ANSWER,
+            author=alice if asking else bot,
+        )
+
+
+async def mention_overhead(runs: int, thread_turns: int = 130) -> list[Figure]:
+    """Added latency of a mention, fresh channel and thread of `thread_turns` stored turns."""
+    slack = FakeSlack()
+    slack.update_limit = slack.append_limit = None
+    slack.add_user("U0ALICE", "Alice")
+    await slack.start()
+    connector = aiohttp.TCPConnector(force_close=True)  # a new connection per POST, as Slack
+    try:
+        async with (
+            stand_in() as tokmodel,
+            slack_bot(tokmodel.url, slack.url) as (core, adapter, url),
+            aiohttp.ClientSession(connector=connector) as http,
+        ):
+            threads = [f"1700000000.{n:06d}" for n in range(runs + 1)]
+            for thread_ts in threads:
+                await _seed_thread(core.store, "C0THREAD", thread_ts, thread_turns)
+            await tokmodel.set_latency(0.2)
+
+            def busy() -> int:
+                return adapter.bot.busy
+
+            await _mention(http, slack, url, busy, "C0WARM")
+            await _mention(http, slack, url, busy, "C0THREAD", threads[-1])
+            await direct_call(core)
+            direct, fresh, threaded = [], [], []
+            for index in range(runs):
+                direct.append(await direct_call(core))
+                fresh.append(await _mention(http, slack, url, busy, f"C0F{index % 10:04d}"))
+                threaded.append(await _mention(http, slack, url, busy, "C0THREAD", threads[index]))
+    finally:
+        await slack.stop()
+    base = median(direct)
+    fresh_ms = (median(fresh) - base) * 1000
+    thread_ms = (median(threaded) - base) * 1000
+    return [
+        Figure(
+            "Slack mention (+ its message event) end to end, fresh channel: added p50",
+            f"{fresh_ms:.1f} ms (p99 {(percentile(fresh, 99) - percentile(direct, 99)) * 1000:.1f}"
+            " ms)",
+            "<= 5 ms",
+            fresh_ms <= 5,
+        ),
+        Figure(
+            f"Slack mention in a thread of {thread_turns} stored turns: added p50",
+            f"{thread_ms:.1f} ms (p99 "
+            f"{(percentile(threaded, 99) - percentile(direct, 99)) * 1000:.1f} ms)",
+            "<= 8 ms",
+            thread_ms <= 8,
+        ),
+    ]
+
+
+async def mention_burst(count: int) -> list[Figure]:
+    """`count` mentions at once (both events each) in `count` channels by `count` people, sent
+    by another process to the bot, the fake Slack in a third: acks, all answered ÷ the same
+    calls made directly, and the bot's CPU per mention (this process: the bot alone)."""
+    async with (
+        stand_in() as tokmodel,
+        slack_process(people=count) as slack_url,
+        slack_bot(tokmodel.url, slack_url) as (core, adapter, url),
+    ):
+        await tokmodel.set_latency(0.2)
+        await _burst(url, 1, "C0W", adapter)  # warm-up
+        direct = [await _direct_burst(core, count)]
+        cpu = time.process_time()
+        result, answered = await _burst(url, count, "C0B", adapter)
+        cpu = time.process_time() - cpu
+        direct.append(await _direct_burst(core, count))
+    acks = [ms / 1000 for ms in result["latencies_ms"]]
+    ratio = answered / median(direct)
+    ack_p50, ack_p99 = median(acks) * 1000, percentile(acks, 99) * 1000
+    cpu_ms = cpu / count * 1000
+    return [
+        Figure(
+            f"{count} Slack mentions at once ({count} channels, people): all answered ÷ direct",
+            f"{ratio:.2f} ({answered:.2f} s ÷ {median(direct):.2f} s; {result['failed']} failed)",
+            "<= 2",
+            ratio <= 2 and result["failed"] == 0,
+        ),
+        Figure(
+            f"ack latency in that burst ({len(acks)} POSTs), p50",
+            f"{ack_p50:.0f} ms (p99 {ack_p99:.0f} ms)",
+            "<= 100 ms",
+            ack_p50 <= 100,
+        ),
+        Figure(
+            "bot CPU per Slack mention (both events, answered), in that burst",
+            f"{cpu_ms:.1f} ms",
+            "<= 5 ms",
+            cpu_ms <= 5,
+        ),
+    ]
+
+
+async def _direct_burst(core: Any, count: int) -> float:
+    started = time.perf_counter()
+    await asyncio.gather(*(direct_call(core) for _ in range(count)))
+    return time.perf_counter() - started
+
+
+async def _burst(url: str, count: int, prefix: str, adapter: Any) -> tuple[dict[str, Any], float]:
+    """Run the burst; return the sender's result and the seconds from its start to the last
+    answer finished (every task of the bot done: a little after its final text)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.mention_load", "--url", url, "--count", str(count),
+        "--secret", SLACK_DEFAULTS.signing_secret, "--team", SLACK_DEFAULTS.team_id,
+        "--prefix", prefix, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the mention sender failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    deadline = time.monotonic() + 120
+    while adapter.bot.busy and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    return result, time.monotonic() - float(result["began"])
