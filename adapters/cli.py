@@ -270,7 +270,7 @@ async def _run(settings: Settings) -> int:
             # garbage collector's full passes, which otherwise pause every ack (bench/: p99).
             gc.freeze()
             await signals.first.wait()
-            await _drain(adapters, settings.drain_seconds, signals)
+            await _drain(adapters, core, settings.drain_seconds, signals)
         finally:
             for adapter in reversed(adapters):
                 await adapter.stop()
@@ -333,15 +333,20 @@ class _Signals:
         (self.again if self.first.is_set() else self.first).set()
 
 
-async def _drain(adapters: Sequence[Adapter], seconds: float, signals: _Signals) -> None:
-    """One deadline for the whole process: every adapter's answers in flight get `seconds` to
-    finish, then are cut off; a second signal cuts them off at once."""
+async def _drain(
+    adapters: Sequence[Adapter], core: Core, seconds: float, signals: _Signals
+) -> None:
+    """One deadline for the whole process: every adapter's answers in flight, and the folds
+    they started, get `seconds` to finish, then are cut off; a second signal cuts them off at
+    once."""
     log.info(
         "stopping: answers in flight get up to %g s to finish (TOKBOT_DRAIN_SECONDS); "
         "Ctrl-C again stops at once",
         seconds,
     )
-    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(seconds) for a in adapters))
+    drain: asyncio.Future[Any] = asyncio.gather(
+        *(a.drain(seconds) for a in adapters), core.folding.drain(seconds)
+    )
     again: asyncio.Future[Any] = asyncio.ensure_future(signals.again.wait())
     try:
         await asyncio.wait((drain, again), return_when=asyncio.FIRST_COMPLETED)

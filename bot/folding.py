@@ -16,13 +16,15 @@ from bot.domain import BOT_AUTHOR, ConversationKey, Turn
 from bot.store import Store
 from bot.store.summaries import StoredSummary
 from bot.summarizer import Summarizer, turn_line
+from bot.tasks import drain_tasks
 
 log = logging.getLogger(__name__)
 
 #: Turns read for one fold; a longer unfolded history is folded over several answers.
 MAX_FOLD_TURNS = 2000
-#: Seconds shutdown waits for folds in progress before cancelling them (they are redone later).
-DRAIN_SECONDS = 10.0
+#: Seconds `drain` waits by default for folds in progress before cancelling them (they are
+#: redone after a later answer); `tokbot run` gives them its one deadline, TOKBOT_DRAIN_SECONDS.
+DRAIN_SECONDS = 7.0
 SUMMARY_SO_FAR = "Summary of the conversation before this point: "
 
 
@@ -56,16 +58,10 @@ class Folding:
         task.add_done_callback(lambda _: self._tasks.pop(key, None))
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
-        """Let folds in progress finish (at shutdown); those still running after `timeout`
-        are cancelled (their conversations fold again after a later answer)."""
-        tasks = list(self._tasks.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        """Let folds in progress finish (at shutdown, beside the answers in flight); those still
+        running after `timeout` are cancelled (their conversations fold again after a later
+        answer)."""
+        await drain_tasks(self._tasks.values(), timeout)
 
     async def _fold_quietly(self, key: ConversationKey, model: str) -> None:
         try:

@@ -20,13 +20,13 @@ from adapters.discord.replier import (
     LateCommandReplier,
     MessageReplier,
 )
-from adapters.drain import drain_tasks
 from bot.core import Core
 from bot.domain import ConversationKey, Incoming, Replier
 from bot.inbox import Ticket
 from bot.logs import new_request_id
 from bot.memory import ObservedMessage
 from bot.settings import Settings
+from bot.tasks import drain_tasks
 from bot.text import one_line
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.drain import drain_tasks
 from adapters.slack import translate
 from adapters.slack.assistant import THINKING, Pane, pane_thread, set_status
 from adapters.slack.blocks import FEEDBACK_ACTION, STOP_ACTION, parse_feedback, parse_stop
@@ -37,6 +36,7 @@ from bot.domain import Author, Incoming, Replier
 from bot.inbox import Ticket
 from bot.logs import new_request_id
 from bot.memory import ObservedMessage
+from bot.tasks import drain_tasks
 
 log = logging.getLogger(__name__)
 

@@ -166,7 +166,7 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     label = "🎙️ (translated) " if translate else "🎙️ "
     shown = f"{label}{inv.author.name}: {text or '(no speech heard)'}"
     if not (answering and text):
-        await _store_transcript(inv, text)
+        await _store_user_turn(inv, text, kind=TurnKind.TRANSCRIPT)
         await inv.show(shown)
         return
     await inv.show(shown)
@@ -174,17 +174,6 @@ async def _transcribe(inv: Invocation, *, automatic: bool) -> None:
     answered = await answer(inv, text, kind=TurnKind.TRANSCRIPT)
     if answered and mode == "speak":
         await _speak_answer(inv, answered)
-
-
-async def _store_transcript(inv: Invocation, text: str) -> None:
-    await inv.core.store.add_turn(
-        inv.key,
-        role=TurnRole.USER,
-        kind=TurnKind.TRANSCRIPT,
-        content=text,
-        author=inv.author,
-        platform_message_id=inv.incoming.message_id,
-    )
 
 
 async def _speak_answer(inv: Invocation, text: str) -> None:
@@ -269,11 +258,11 @@ async def _download_png(inv: Invocation, attachment: Attachment) -> bytes:
     return data
 
 
-async def _store_user_turn(inv: Invocation, content: str) -> int:
+async def _store_user_turn(inv: Invocation, content: str, *, kind: TurnKind = TurnKind.TEXT) -> int:
     return await inv.core.store.add_turn(
         inv.key,
         role=TurnRole.USER,
-        kind=TurnKind.TEXT,
+        kind=kind,
         content=content,
         author=inv.author,
         platform_message_id=inv.incoming.message_id,
