@@ -70,7 +70,7 @@ async def tables_and_revision(engine: AsyncEngine) -> tuple[set[str], str | None
 
 
 def test_head_revision() -> None:
-    assert head_revision() == "0010"
+    assert head_revision() == "0012"
 
 
 async def test_upgrade_from_empty_creates_all_tables_and_stamps_head(database_url: str) -> None:
