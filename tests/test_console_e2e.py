@@ -133,6 +133,31 @@ async def test_transcribe_with_answer_is_a_voice_question(
     assert "I can see 2 earlier message(s)" in run.out
 
 
+async def test_options_after_the_text_are_read(fake: FakeTokModel, tmp_path: Path) -> None:
+    clip = tmp_path / "question.wav"
+    write_wav(clip)
+    red, blue = solid_png(64, 64, (220, 30, 30)), solid_png(16, 16, (30, 60, 220))
+    (tmp_path / "my red.png").write_bytes(red)
+    (tmp_path / "blue.png").write_bytes(blue)
+    script = (
+        "/imagine a lighthouse --size 256x256\n"
+        "/imagine a harbour --size 512x512 at dusk\n"
+        f"/transcribe {clip} --answer\n"
+        '/ask which is bigger? --image "my red.png" --image blue.png\n'
+    )
+    run = await console(script, tmp_path, fake)
+    assert run.code == 0, run.err
+    drawn = [r.json for r in fake.requests if r.path == "/v1/images/generations"]
+    assert [(d["prompt"], d["size"]) for d in drawn if d] == [
+        ("a lighthouse", "256x256"),
+        ("a harbour at dusk", "512x512"),
+    ]
+    assert "You said: «" in run.out  # --answer after the path answered the transcript
+    chats = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert images_in(chats[-1]) == [red, blue]
+    assert "which is bigger? [picture: my red.png]" in run.out
+
+
 async def test_ask_with_images_sends_the_pictures_and_a_follow_up_still_has_them(
     fake: FakeTokModel, tmp_path: Path
 ) -> None:

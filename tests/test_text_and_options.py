@@ -52,6 +52,46 @@ def test_parse_options() -> None:
         parse_options("--voice", ["voice"], command="tts")
 
 
+def test_options_may_follow_the_text_or_sit_inside_it() -> None:
+    size = ["size"]
+    assert parse_options("a lighthouse --size 256x256", size, command="imagine") == (
+        "a lighthouse",
+        {"size": "256x256"},
+    )
+    assert parse_options("a lighthouse --size=512x512", size, command="imagine") == (
+        "a lighthouse",
+        {"size": "512x512"},
+    )
+    assert parse_options("a lighthouse --size 256x256 at dusk", size, command="imagine") == (
+        "a lighthouse at dusk",
+        {"size": "256x256"},
+    )
+    # Words that aren't this command's options stay in the prompt, line breaks too.
+    assert parse_options("draw --verbose\nflags --size 256x256", size, command="imagine") == (
+        "draw --verbose\nflags",
+        {"size": "256x256"},
+    )
+    flags = ["translate", "answer"]
+    assert parse_options("memo --answer --translate", [], command="transcribe", flags=flags) == (
+        "memo",
+        {"answer": "true", "translate": "true"},
+    )
+    # A flag counts only at either end: a prompt may mention one in passing.
+    reset = ["reset"]
+    text = "explain what --reset does"
+    assert parse_options(text, [], command="persona", flags=reset) == (text, {})
+    assert parse_options("be brief --reset", [], command="persona", flags=reset) == (
+        "be brief",
+        {"reset": "true"},
+    )
+    # A command without options reads none.
+    assert parse_options("what is --size 3?", [], command="ask") == ("what is --size 3?", {})
+    with pytest.raises(UserError, match="--size of /imagine needs a value"):
+        parse_options("a lighthouse --size", size, command="imagine")
+    with pytest.raises(UserError, match="--size is given twice"):
+        parse_options("--size 256x256 a lighthouse --size 512x512", size, command="imagine")
+
+
 def _turn(i: int, role: TurnRole, content: str, status: TurnStatus = TurnStatus.OK) -> Turn:
     return Turn(i, role, TurnKind.TEXT, content, "u", "Bo", status, 0.0)
 

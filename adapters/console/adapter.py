@@ -14,6 +14,7 @@ import io
 import itertools
 import logging
 import mimetypes
+import re
 import shlex
 import sys
 import threading
@@ -194,19 +195,15 @@ class ConsoleAdapter:
             command = head[1:].lower()
         attachments: tuple[Attachment, ...] = ()
         if command in ("transcribe", "voice"):
-            text, path = _split_last_word(text)
+            text, path = _split_path(text)
             if not path:
                 raise UserError("Give the audio file's path: `/transcribe recording.m4a`.")
             attachments = (_attachment(path),)
         elif command == "imagine":
-            text, image = _take_image_option(text)
-            if image:
-                attachments = (_attachment(image),)
+            text, paths = _take_image_options(text, most=1)
+            attachments = tuple(_attachment(path) for path in paths)
         elif command == "ask":
-            paths: list[str] = []
-            while (taken := _take_image_option(text))[1] is not None:
-                text, image = taken
-                paths.append(str(image))
+            text, paths = _take_image_options(text)
             attachments = tuple(_attachment(path) for path in paths)
         return Incoming(
             key=self._key,
@@ -245,16 +242,41 @@ def _words(text: str) -> list[str]:
         raise UserError(f'{exc}: quote a path with spaces as "my file.wav".') from None
 
 
-def _split_last_word(text: str) -> tuple[str, str]:
+def _split_path(text: str) -> tuple[str, str]:
+    """The last word that isn't a `--flag` is the file; the flags stay in the text, so
+    `/transcribe memo.wav --answer` works as `/transcribe --answer memo.wav` does."""
     words = _words(text)
+    flags: list[str] = []
+    while words and words[-1].startswith("--"):
+        flags.insert(0, words.pop())
     if not words:
-        return "", ""
-    return shlex.join(words[:-1]), words[-1]
+        return shlex.join(flags), ""
+    return shlex.join([*words[:-1], *flags]), words[-1]
 
 
-def _take_image_option(text: str) -> tuple[str, str | None]:
-    """`--image PATH` among the leading options (the console's way to attach a picture); the
-    prompt after the options is left as typed (quotes and apostrophes included)."""
+#: `--image PATH` (or `--image=PATH`) ending a line, the path perhaps quoted.
+_TRAILING_IMAGE = re.compile(r"""(?:^|\s)--image(?:=|\s+)("[^"]*"|'[^']*'|[^\s"']+)\s*$""")
+
+
+def _take_image_options(text: str, *, most: int | None = None) -> tuple[str, list[str]]:
+    """`--image PATH`s (up to `most`) among the leading options or ending the line (the console's
+    way to attach pictures), in the order typed; the prompt is otherwise left as typed (quotes
+    and apostrophes included)."""
+    limit = most if most is not None else len(text)  # each takes a few characters at least
+    paths: list[str] = []
+    while len(paths) < limit:
+        text, path = _leading_image_option(text)
+        if path is None:
+            break
+        paths.append(path)
+    ending: list[str] = []
+    while len(paths) + len(ending) < limit and (match := _TRAILING_IMAGE.search(text)):
+        text = text[: match.start()].strip()
+        ending.insert(0, _words(match.group(1))[0])
+    return text, paths + ending
+
+
+def _leading_image_option(text: str) -> tuple[str, str | None]:
     stream = io.StringIO(text.strip())
     lexer = shlex.shlex(stream, posix=True)  # reads it a character at a time
     lexer.whitespace_split = True
