@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack.alerts import SlackAlerts
 from adapters.slack.app import SlackBot
+from adapters.slack.errors import error_of
 from adapters.web import WebServer
 from bot.core import Core
 from bot.settings import Settings, SettingsError
@@ -86,9 +87,7 @@ class SlackAdapter:
         try:
             auth = await self.bot.client.auth_test()
         except SlackApiError as exc:
-            raise SettingsError(
-                f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')})"
-            ) from None
+            raise SettingsError(_refusal("SLACK_BOT_TOKEN", exc)) from None
         log.info("Slack: signed in as %s in %s", auth.get("user_id"), auth.get("team_id"))
         self.alerts.team_id = str(auth.get("team_id") or "")
         if self.socket_mode:
@@ -96,8 +95,11 @@ class SlackAdapter:
                 opened = await self.bot.client.apps_connections_open(app_token=self._app_token)
             except SlackApiError as exc:
                 raise SettingsError(
-                    f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}): it needs "
-                    "the connections:write scope, and Socket Mode enabled for the app"
+                    _refusal(
+                        "SLACK_APP_TOKEN",
+                        exc,
+                        "it needs the connections:write scope, and Socket Mode enabled for the app",
+                    )
                 ) from None
             self._socket = AsyncSocketModeHandler(
                 self.bot.app, self._app_token, logger=logging.getLogger("tokbot.slack.socket")
@@ -183,3 +185,15 @@ async def _malformed(request: web.Request) -> str | None:
     if not isinstance(data.get("event", {}), dict):
         return "the event is not an object"
     return None
+
+
+def _refusal(variable: str, exc: SlackApiError, needs: str = "") -> str:
+    """Start-up's message: a refused token names its variable; a non-JSON answer (a proxy's
+    error page) says so, as the token may well be fine."""
+    code, status = error_of(exc)
+    if not code:
+        return (
+            f"Slack's Web API answered HTTP {status} without Slack's JSON while checking "
+            f"{variable}: a proxy or an outage? Check SLACK_API_URL and try again."
+        )
+    return f"Slack rejected {variable} ({code})" + (f": {needs}" if needs else "")

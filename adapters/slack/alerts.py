@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import translate
+from adapters.slack.errors import describe
 from bot.alerts import Alert, Alerts
 from bot.settings import Settings
 
@@ -47,7 +48,7 @@ class SlackAlerts:
         try:
             opened = await self._client.conversations_open(users=user)
         except SlackApiError as exc:
-            log.warning("Slack: could not open a DM with %s (%s)", user, exc.response.get("error"))
+            log.warning("Slack: could not open a DM with %s (%s)", user, describe(exc))
             return 0
         channel = (opened.get("channel") or {}).get("id")
         return await self._post(str(channel), text) if channel else 0
@@ -56,8 +57,6 @@ class SlackAlerts:
         try:
             await self._client.chat_postMessage(channel=channel, text=text)
         except SlackApiError as exc:
-            log.warning(
-                "Slack: could not post an alert in %s (%s)", channel, exc.response.get("error")
-            )
+            log.warning("Slack: could not post an alert in %s (%s)", channel, describe(exc))
             return 0
         return 1

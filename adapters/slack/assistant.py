@@ -25,7 +25,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.streaming import error_of
+from adapters.slack.errors import error_of
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +36,10 @@ from adapters.web import LISTEN_BACKLOG
 LOGIN_PAGE = (
     b"<!DOCTYPE html><html><head><title>Slack</title></head>"
     b"<body><h1>Sign in to your workspace</h1></body></html>"
+)
+#: What Envoy (a common proxy in front of APIs) answers when its upstream can't be reached.
+PROXY_ERROR = (
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 )
 #: What auth.test reports in `x-oauth-scopes` (as granted by manifest.yml).
 SCOPES = (
@@ -164,6 +168,8 @@ class FakeSlack:
         self.people_messages: list[dict[str, Any]] = []
         self._rate_limited: dict[str, list[int]] = {}  # method -> [calls left, Retry-After]
         self._delays: dict[str, float] = {}  # method -> seconds before it answers
+        #: method -> [calls left, status, body, content type]: answers that aren't Slack's.
+        self._raw_failures: dict[str, list[Any]] = {}
         #: chat.update calls allowed per window (seconds), as Slack's Tier 3 ("50+ per minute"
         #: per workspace, docs.slack.dev/reference/methods/chat.update); past it, 429 with
         #: Retry-After. None: no limit (loads beyond one workspace's, on purpose).
@@ -191,6 +197,8 @@ class FakeSlack:
         self.not_in_channel: set[str] = set()  # the bot is not a member of these
         self.public_only: set[str] = set()  # not a member, but chat:write.public lets it post
         self._files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        #: A refused download redirects to the sign-in page (else serves it at once).
+        self.login_redirects = True
         self._pending_uploads: dict[str, tuple[str, bytes | None]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self.connects = 0  # Socket Mode connections ever accepted
@@ -261,6 +269,20 @@ class FakeSlack:
         """Answer the next `times` calls of `method` as Slack does past its rate limit: HTTP 429,
         `Retry-After` (seconds), `{"ok": false, "error": "ratelimited"}`."""
         self._rate_limited[method] = [times, retry_after]
+
+    def fail_raw(
+        self,
+        method: str,
+        *,
+        status: int = 503,
+        body: str = PROXY_ERROR,
+        content_type: str = "text/plain",
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` calls of `method` as a proxy in front of Slack does when it
+        can't reach it: an error status and a body that isn't Slack's JSON (by default Envoy's
+        plain-text 503, which slack_sdk keeps as a `str`)."""
+        self._raw_failures[method] = [times, status, body, content_type]
 
     def refuse_streaming(self, error: str | None = "unknown_method", status: int = 200) -> None:
         """Refuse chat.startStream/appendStream/stopStream as a workspace (or an older
@@ -580,6 +602,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
+        app.router.add_get("/", _login_page)
         app.router.add_post("/commands/{team}/{n}", self._response_url)
         app.router.add_get("/link/", self._socket)
         return app
@@ -613,6 +636,12 @@ class FakeSlack:
             return _error("not_authed")
         if not call.authorized:
             return _error("invalid_auth")
+        raw = self._raw_failures.get(method)
+        if raw:
+            raw[0] -= 1
+            if raw[0] <= 0:
+                del self._raw_failures[method]
+            return web.Response(status=raw[1], text=raw[2], content_type=raw[3])
         limited = self._rate_limited.get(method)
         if limited:
             limited[0] -= 1
@@ -1043,8 +1072,12 @@ class FakeSlack:
         )
         self._changed_now()
         if not self.calls[-1].authorized or file_id not in self._files:
-            # What Slack does: no error status, a sign-in page.
-            return web.Response(body=LOGIN_PAGE, content_type="text/html")
+            # What Slack does: no error status, a sign-in page, reached by a redirect to the
+            # workspace's `/?redir=` (the 302 body quoted in slackapi/deno-slack-sdk#285), or
+            # (as others report, e.g. slack-go/slack#1284) served at once.
+            if self.login_redirects:
+                raise web.HTTPFound(f"/?redir={quote(request.path, safe='')}")
+            return await _login_page(request)
         obj, data = self._files[file_id]
         return web.Response(body=data, content_type=str(obj["mimetype"]))
 
@@ -1121,6 +1154,10 @@ def _blocks(value: Any) -> list[dict[str, Any]] | None:
 
 def _ok(**fields: Any) -> web.Response:
     return web.json_response({"ok": True, **fields})
+
+
+async def _login_page(request: web.Request) -> web.Response:
+    return web.Response(body=LOGIN_PAGE, content_type="text/html")
 
 
 def _error(code: str) -> web.Response:

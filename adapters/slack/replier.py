@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import message_blocks, stop_blocks
 from adapters.slack.budget import EditBudget
+from adapters.slack.errors import describe, error_code
 from adapters.slack.streaming import SlackStream, StreamingPolicy
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
@@ -142,7 +143,7 @@ class SlackReplier:
         try:
             return await send(text, controls)
         except SlackApiError as exc:
-            if exc.response.get("error") not in _NOT_IN_CHANNEL:
+            if error_code(exc) not in _NOT_IN_CHANNEL:
                 raise
             if await self._join():
                 return await send(text, controls)
@@ -216,7 +217,7 @@ class SlackReplier:
                 blocks=[_section(STOP_OFFER), *stop_blocks(turn_id)],
             )
         except SlackApiError as exc:
-            log.info("Slack: could not offer a Stop button (%s)", exc.response.get("error"))
+            log.info("Slack: could not offer a Stop button (%s)", describe(exc))
 
     async def _post(self, text: str, controls: AnswerControls | None = None) -> str:
         mrkdwn = to_slack(text)
@@ -240,7 +241,7 @@ class SlackReplier:
         try:
             await self._client.conversations_join(channel=self.channel)
         except SlackApiError as exc:
-            log.info("could not join %s: %s", self.channel, exc.response.get("error"))
+            log.info("could not join %s: %s", self.channel, describe(exc))
             return False
         return True
 
@@ -264,7 +265,7 @@ class SlackReplier:
             await self._upload(file, comment)
         except SlackApiError as exc:
             # chat:write.public lets the bot talk in a public channel it isn't in; files don't.
-            if exc.response.get("error") not in _NOT_IN_CHANNEL or not await self._join():
+            if error_code(exc) not in _NOT_IN_CHANNEL or not await self._join():
                 raise
             await self._upload(file, comment)
 
@@ -280,26 +281,16 @@ class SlackReplier:
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         """Fetch a shared file with the bot token. Slack answers a request it won't authorise with
-        a 200 HTML login page, so HTML is refused like any other failure; the size cap is
-        enforced while reading, whatever the headers claim."""
+        a 200 HTML sign-in page (`_sign_in_page` tells it from a shared HTML file); the size cap
+        is enforced while reading, whatever the headers claim."""
         url = attachment.url
         if not url or not self._may_send_token_to(url):
             raise UserError(f"I can't fetch {attachment.filename} from Slack.")
         headers = {"Authorization": f"Bearer {self._token}"}
         try:
             async with self._session.get(url, headers=headers) as response:
-                ctype = response.headers.get("Content-Type", "").lower()
-                if response.status != 200 or ctype.startswith("text/html"):
-                    log.warning(
-                        "download of %s refused (status %s, %s): is the files:read scope granted?",
-                        attachment.filename,
-                        response.status,
-                        ctype or "no content type",
-                    )
-                    raise UserError(
-                        f"Slack wouldn't let me download {attachment.filename}. "
-                        "An admin may need to reinstall the app with the files:read scope."
-                    )
+                if response.status != 200 or _sign_in_page(response, attachment):
+                    raise _refused(attachment, response)
                 declared = response.content_length
                 if declared is not None and declared > max_bytes:
                     raise UserError(_too_large(attachment, max_bytes))
@@ -308,6 +299,8 @@ class SlackReplier:
                     data += chunk
                     if len(data) > max_bytes:
                         raise UserError(_too_large(attachment, max_bytes))
+                if _html(attachment.content_type) and _not_the_file(data, attachment):
+                    raise _refused(attachment, response)
                 return bytes(data)
         except aiohttp.ClientError as exc:
             log.warning("download of %s failed: %s", attachment.filename, type(exc).__name__)
@@ -322,6 +315,42 @@ class SlackReplier:
         if host == "slack.com" or host.endswith(".slack.com"):
             return parts.scheme == "https"
         return host in self._file_hosts
+
+
+def _sign_in_page(response: aiohttp.ClientResponse, attachment: Attachment) -> bool:
+    """Slack's sign-in page instead of the file: HTML for a file that isn't HTML (the file
+    object's `mimetype` says what the file is), or HTML reached by a redirect away from the
+    file's path (to the workspace's `/?redir=…`)."""
+    if not _html(response.headers.get("Content-Type")):
+        return False
+    if not _html(attachment.content_type):
+        return True
+    return bool(response.history) and response.url.path != response.history[0].url.path
+
+
+def _html(content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind in ("text/html", "application/xhtml+xml")
+
+
+def _not_the_file(data: bytearray, attachment: Attachment) -> bool:
+    """A shared HTML file and the sign-in page are both HTML; the file object's `size` (bytes)
+    tells them apart when the page comes without a redirect."""
+    return attachment.size is not None and len(data) != attachment.size
+
+
+def _refused(attachment: Attachment, response: aiohttp.ClientResponse) -> UserError:
+    log.warning(
+        "download of %s refused (status %s, %s%s): is the files:read scope granted?",
+        attachment.filename,
+        response.status,
+        response.headers.get("Content-Type", "no content type"),
+        ", redirected" if response.history else "",
+    )
+    return UserError(
+        f"Slack wouldn't let me download {attachment.filename}. "
+        "An admin may need to reinstall the app with the files:read scope."
+    )
 
 
 def _section(text: str) -> dict[str, object]:

@@ -29,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import control_blocks, message_blocks
 from adapters.slack.budget import EditBudget
+from adapters.slack.errors import error_of
 from adapters.slack.translate import to_slack
 from bot.domain import AnswerControls
 
@@ -56,16 +57,6 @@ def harmless(markdown: str, *, finished: bool) -> str:
     (what follows it is not known yet)."""
     text = _CONTROL.sub(_BREAK, markdown)
     return text[:-1] if not finished and text.endswith("<") else text
-
-
-def error_of(exc: SlackApiError) -> tuple[str, int | None]:
-    """The Web API error code and HTTP status (a non-JSON answer carries no code)."""
-    response = exc.response
-    status = getattr(response, "status_code", None) or getattr(response, "status", None)
-    # A non-JSON answer (an old server's 404 page) has text for data, or is no SlackResponse.
-    data = getattr(response, "data", None)
-    code = data.get("error") if isinstance(data, dict) else None
-    return (str(code) if code else ""), (int(status) if isinstance(status, int) else None)
 
 
 class StreamingPolicy:

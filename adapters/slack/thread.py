@@ -10,6 +10,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.errors import describe
 from adapters.slack.translate import PERSON_SUBTYPES, unescape
 from adapters.slack.users import UserDirectory
 from bot.domain import Author, EarlierMessage
@@ -57,7 +58,7 @@ class SlackThread:
         except SlackApiError as exc:
             log.warning(
                 "could not read the thread's earlier messages (conversations.replies: %s)",
-                exc.response.get("error"),
+                describe(exc),
             )
             return []
         except Exception:

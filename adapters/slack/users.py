@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.errors import describe
 from bot.domain import Author
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class UserDirectory:
         try:
             response = await self._client.users_info(user=user_id)
         except SlackApiError as exc:
-            log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
+            log.warning("users.info failed for %s: %s", user_id, describe(exc))
             return None
         except Exception:
             log.warning("users.info failed for %s", user_id, exc_info=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from adapters.slack.fake import FakeSlack
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.slack.conftest import Bot, running
 
@@ -101,3 +101,25 @@ async def test_a_rate_limited_update_waits_and_the_answer_still_lands(bot: Bot) 
     assert "You said: «alice: busy workspace?»" in answer
     updates = bot.slack.calls_to("chat.update")
     assert len(updates) >= 2 and updates[0].args["ts"] == updates[1].args["ts"]
+
+
+async def test_a_proxy_error_page_from_the_web_api_is_logged_not_raised(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy's plain-text 503 (no `error` code to read) while reading a thread: the answer
+    goes on without the thread, and the log line says what came back."""
+    bot.slack.fail_raw("conversations.replies", status=503)
+    mention = bot.slack.message_event("hello?", mention=True, thread_ts="1600000000.000001")
+    await bot.event(mention)
+    [answer] = await bot.replies(1, thread_ts="1600000000.000001")
+    assert "I can see 0 earlier message(s)" in answer
+    assert "conversations.replies: HTTP 503, not a Slack answer" in caplog.text
+
+
+async def test_a_proxy_error_page_at_start_up_is_not_called_a_wrong_token(
+    slack_settings: Callable[..., Settings], slack: FakeSlack, fake: FakeTokModel
+) -> None:
+    slack.fail_raw("auth.test", status=502, body="Bad Gateway")
+    with pytest.raises(SettingsError, match="answered HTTP 502 without Slack's JSON"):
+        async with running(slack_settings(), slack, fake):
+            pass

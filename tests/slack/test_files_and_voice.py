@@ -95,3 +95,32 @@ async def test_a_voice_clip_in_a_speak_channel_also_gets_the_answer_as_audio(
     await bot.event(second)
     *_, failed = await bot.replies(3, thread_ts=second["ts"])
     assert failed.startswith("🔊 No audio this time:") and len(bot.slack.uploads) == 1
+
+
+PAGE = b"<!DOCTYPE html><html><body><h1>Release notes</h1><p>v2.3 fixes E42.</p></body></html>"
+
+
+async def test_a_shared_html_file_is_read_and_a_sign_in_page_is_not(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    """HTML is what a shared .html file is and what Slack's sign-in page is: the file object's
+    mimetype and size, and the redirect to the sign-in page, tell them apart."""
+    page = bot.slack.add_file("notes.html", PAGE, "text/html")
+    event = bot.slack.message_event("what does v2.3 fix?", mention=True, files=[page])
+    await bot.event(event)
+    await bot.replies(1, thread_ts=event["ts"])
+    assert "📎 notes.html (1 line):\n```\n<!DOCTYPE html><html><body><h1>Release" in (
+        last_question(fake)
+    )
+
+    def refusals() -> list[str]:
+        said = bot.slack.texts()  # a note after the answer to the rest of the question
+        return [t for t in said if "Slack wouldn't let me download gone.html" in t]
+
+    for redirects in (True, False):  # Slack redirects to its sign-in page, or serves it at once
+        bot.slack.login_redirects = redirects
+        gone = bot.slack.add_file("gone.html", PAGE, "text/html")
+        gone["url_private_download"] = gone["url_private_download"].replace(gone["id"], "F0GONE")
+        await bot.event(bot.slack.message_event("and this?", mention=True, files=[gone]))
+        await bot.slack.wait_for(lambda n=1 + (not redirects): len(refusals()) == n)
+    assert "Sign in" not in last_question(fake)  # the sign-in page was never read as the file
