@@ -136,8 +136,12 @@ class Settings(BaseSettings):
     admin_secure_cookie: Literal["auto", "always", "never"] = Field(
         default="auto", alias="TOKBOT_ADMIN_SECURE_COOKIE"
     )
-    #: After 10 wrong passwords in a row, logins are refused this long (on every replica).
+    #: After 10 wrong passwords in a row from one address (or 200 from anywhere), logins from
+    #: it (or from anywhere) are refused this long (on every replica).
     admin_lockout_minutes: float = Field(default=15.0, alias="TOKBOT_ADMIN_LOCKOUT_MINUTES", gt=0)
+    #: How many proxies in front of tokbot append to X-Forwarded-For (0: none, the peer is the
+    #: client): the lock-out counts the address the nearest one saw, not what a client wrote.
+    admin_proxy_hops: int = Field(default=0, alias="TOKBOT_ADMIN_PROXY_HOPS", ge=0)
 
     # console adapter
     output_dir: Path = Field(default=Path("tokbot-output"), alias="TOKBOT_OUTPUT_DIR")

@@ -20,9 +20,12 @@ from adapters.admin.auth import (
     LOCKOUT_NAME,
     LOGIN_COOKIE,
     MAX_FAILED_LOGINS,
+    MAX_FAILED_LOGINS_ANYWHERE,
     SESSION_COOKIE,
     SESSION_SECONDS,
     Signer,
+    client_address,
+    lockout_name,
     password_matches,
 )
 from bot.budgets import format_tokens
@@ -106,27 +109,45 @@ class AdminApp:
     async def login(self, request: web.Request) -> web.StreamResponse:
         store = self.core.store
         now = time.time()
-        locked_until = await store.login_locked_until(LOCKOUT_NAME)
-        if locked_until > now:
-            return await self._login_form(request, error=_locked(locked_until, now), status=429)
+        address = client_address(
+            request.remote,
+            request.headers.getall("X-Forwarded-For", []),
+            self.settings.admin_proxy_hops,
+        )
+        mine, anywhere = lockout_name(address), LOCKOUT_NAME
+        locked = await self._locked_out(mine, anywhere, now)
+        if locked:
+            return await self._login_form(request, error=locked, status=429)
         given = str((await self.form(request)).get("password", ""))
         if not await asyncio.to_thread(password_matches, self._password, given):
-            locked_until = await store.login_failed(
-                LOCKOUT_NAME,
-                max_failures=MAX_FAILED_LOGINS,
-                lockout_seconds=self.settings.admin_lockout_minutes * 60,
+            lockout_seconds = self.settings.admin_lockout_minutes * 60
+            await store.login_failed(
+                mine, max_failures=MAX_FAILED_LOGINS, lockout_seconds=lockout_seconds
             )
-            log.warning("admin page: wrong password from %s", request.remote)
-            error = "Wrong password."
-            if locked_until:
-                error += " " + _locked(locked_until, now)
-            return await self._login_form(request, error=error, status=401)
-        await store.login_succeeded(LOCKOUT_NAME)
-        log.info("admin page: logged in from %s", request.remote)
+            await store.login_failed(
+                anywhere, max_failures=MAX_FAILED_LOGINS_ANYWHERE, lockout_seconds=lockout_seconds
+            )
+            log.warning("admin page: wrong password from %s", address)
+            error = " ".join(["Wrong password.", await self._locked_out(mine, anywhere, now)])
+            return await self._login_form(request, error=error.strip(), status=401)
+        await store.login_succeeded()
+        log.info("admin page: logged in from %s", address)
         response = redirect(f"{PREFIX}/")
         self._set_cookie(request, response, SESSION_COOKIE, self.signer.new_session())
         response.del_cookie(LOGIN_COOKIE, path=PREFIX)
         return response
+
+    async def _locked_out(self, mine: str, anywhere: str, now: float) -> str:
+        """Why logins are refused now ("" when they aren't): too many wrong passwords from this
+        address, or from anywhere."""
+        store = self.core.store
+        everyone = await store.login_locked_until(anywhere)
+        if everyone > now:
+            return _locked("from many addresses: logins are", everyone, now)
+        until = await store.login_locked_until(mine)
+        if until > now:
+            return _locked("from your address: logins from it are", until, now)
+        return ""
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         """End this session on every replica (a copy of its cookie no longer works), not only
@@ -229,6 +250,6 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _locked(until: float, now: float) -> str:
+def _locked(whose: str, until: float, now: float) -> str:
     minutes = max(1, round((until - now) / 60))
-    return f"Too many wrong passwords in a row: logins are locked for about {minutes} minute(s)."
+    return f"Too many wrong passwords in a row {whose} locked for about {minutes} minute(s)."

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -21,10 +22,12 @@ SESSION_COOKIE = "tokbot_admin_session"
 LOGIN_COOKIE = "tokbot_admin_login"
 #: A session (and a CSRF token) is good for this long after login.
 SESSION_SECONDS = 12 * 3600
-#: The lock-out's counter: wrong passwords in a row, whoever sends them (there is one password,
-#: so counting per address would let many addresses guess in parallel).
+#: The lock-out counts wrong passwords in a row per client address, so one guesser locks out
+#: only itself, and from anywhere, with a much higher ceiling, so many addresses guessing in
+#: parallel are still stopped (there is one password to guess).
 LOCKOUT_NAME = "admin-password"
 MAX_FAILED_LOGINS = 10
+MAX_FAILED_LOGINS_ANYWHERE = 200
 
 HASH_PREFIX = "scrypt"
 #: scrypt's cost: 16 MiB and about 50 ms per check here (the lock-out bounds how many).
@@ -53,6 +56,38 @@ def password_matches(configured: str, given: str) -> bool:
     return hmac.compare_digest(
         hashlib.sha256(configured.encode()).digest(), hashlib.sha256(given.encode()).digest()
     )
+
+
+def lockout_name(address: str) -> str:
+    """The lock-out counter's row for one client address."""
+    return f"{LOCKOUT_NAME}@{address}"
+
+
+def client_address(peer: str | None, forwarded_for: list[str], proxy_hops: int) -> str:
+    """Who is logging in: the peer, or behind `proxy_hops` trusted proxies the address the
+    nearest of them saw (each appends the address it was reached from to X-Forwarded-For, so
+    anything further left was written by the client and proves nothing). An IPv6 address
+    counts as its /64, which one client usually holds whole."""
+    entries = [e.strip() for header in forwarded_for for e in header.split(",") if e.strip()]
+    seen = entries[-proxy_hops] if 0 < proxy_hops <= len(entries) else peer
+    return _network(seen or "unknown")
+
+
+def _network(address: str) -> str:
+    host = address
+    if address.startswith("[") and "]" in address:  # [v6]:port
+        host = address[1 : address.index("]")]
+    elif address.count(":") == 1:  # v4:port
+        host = address.partition(":")[0]
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        return address[:64]  # a proxy's name for it ("unknown", an obfuscated id)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 class Signer:

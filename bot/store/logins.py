@@ -1,4 +1,5 @@
-"""Failed admin-page logins in a row, and sessions ended by logging out, kept in the database so
+"""Failed admin-page logins in a row (per name: the admin page counts per client address and
+overall), and sessions ended by logging out, kept in the database so
 the lock-out and the logout hold across replicas. A mixin of `Store`."""
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ class LoginQueries:
             )
         return until
 
-    async def login_succeeded(self, name: str) -> None:
-        """A right password ends the run of failures."""
-        await self._db.write(
-            update(AdminLoginRow).where(AdminLoginRow.name == name).values(failures=0)
-        )
+    async def login_succeeded(self) -> None:
+        """A right password ends every run of failures (those of addresses still locked out
+        stay locked): the rows go, so counters of addresses that once guessed do not pile up.
+        A guesser gains at most one more run per admin login from this."""
+        await self._db.write(delete(AdminLoginRow).where(AdminLoginRow.locked_until < time.time()))
 
     async def end_session(self, session_id: str, *, expires_at: float) -> None:
         """Refuse `session_id` from now until `expires_at` (when it expires anyway); forget

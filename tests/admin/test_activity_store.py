@@ -80,7 +80,7 @@ async def test_channel_overviews_join_settings_conversations_and_usage(store: St
 async def test_tenth_failed_login_in_a_row_locks_and_success_resets(store: Store) -> None:
     for _ in range(9):
         assert await store.login_failed("admin", max_failures=10, lockout_seconds=60) == 0.0
-    await store.login_succeeded("admin")
+    await store.login_succeeded()
     for _ in range(9):
         assert await store.login_failed("admin", max_failures=10, lockout_seconds=60) == 0.0
     until = await store.login_failed("admin", max_failures=10, lockout_seconds=60)

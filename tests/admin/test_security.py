@@ -6,10 +6,18 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 
 from adapters.admin import mount
-from adapters.admin.auth import SESSION_COOKIE, Signer, hash_password, password_matches
+from adapters.admin.auth import (
+    MAX_FAILED_LOGINS_ANYWHERE,
+    SESSION_COOKIE,
+    Signer,
+    client_address,
+    hash_password,
+    password_matches,
+)
 from adapters.web import WebServer
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings, SettingsError, load_settings
@@ -31,6 +39,19 @@ def test_hashed_password_form() -> None:
         load_settings({"TOKBOT_ADMIN_PASSWORD": "short"})
     with pytest.raises(SettingsError, match="scrypt:N:r:p:salt:hash"):
         load_settings({"TOKBOT_ADMIN_PASSWORD": "scrypt:x:8:1:salt:hash"})
+
+
+def test_client_address() -> None:
+    assert client_address("127.0.0.2", ["10.0.0.1"], 0) == "127.0.0.2"  # no proxy trusted
+    assert client_address("10.0.0.9", ["6.6.6.6, 203.0.113.7"], 1) == "203.0.113.7"
+    assert client_address("10.0.0.9", ["6.6.6.6", "203.0.113.7:4711, 10.0.0.8"], 2) == (
+        "203.0.113.7"
+    )
+    assert client_address("10.0.0.9", [], 1) == "10.0.0.9"  # it didn't come through the proxy
+    assert client_address("2001:db8::1", [], 0) == "2001:db8::/64"
+    assert client_address(None, ["[2001:db8:0:1::5]:443"], 1) == "2001:db8:0:1::/64"
+    assert client_address("::ffff:192.0.2.4", [], 0) == "192.0.2.4"
+    assert client_address(None, [], 0) == "unknown"
 
 
 def test_session_cookies_are_signed_and_bound() -> None:
@@ -98,6 +119,62 @@ async def test_ten_wrong_passwords_lock_logins(admin_site: AdminSite) -> None:
             token = csrf_of(await page.text())
         async with http.post(f"{url}/login", data={"csrf": token, "password": PASSWORD}) as r:
             assert r.status == 429 and "locked for about 1 minute" in await r.text()
+
+
+async def test_the_lock_out_is_per_address(admin_site: AdminSite) -> None:
+    """A guesser locks out its own address, not the admins: the peer counts (127.0.0.2 here,
+    one of loopback's addresses), and X-Forwarded-For is ignored when no proxy is trusted."""
+    url = admin_site.url
+    guesser = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with browser(connector=guesser) as http:
+        for attempt in range(10):
+            headers = {"X-Forwarded-For": f"198.51.100.{attempt}"}  # made up: not believed
+            http.headers.update(headers)
+            assert (await log_in(http, url, f"guess {attempt}")).status == 401
+        locked = await log_in(http, url)
+        assert locked.status == 429
+    async with browser() as http:  # an admin elsewhere (127.0.0.1) still gets in
+        assert (await log_in(http, url)).status == 303
+
+
+async def test_behind_a_trusted_proxy_the_address_it_saw_counts(
+    make_settings: Callable[..., Settings], fake: FakeTokModel
+) -> None:
+    """With TOKBOT_ADMIN_PROXY_HOPS=1 the last X-Forwarded-For entry (the one the proxy wrote)
+    is the client; what the client wrote before it is not. Past a much higher ceiling of
+    failures from anywhere, every address is locked out."""
+    settings = make_settings(
+        TOKBOT_ADMIN_PASSWORD=PASSWORD,
+        TOKBOT_ADMIN_LOCKOUT_MINUTES="1",
+        TOKBOT_ADMIN_PROXY_HOPS="1",
+    )
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        server = WebServer("127.0.0.1", 0)
+        mount(server, core, settings)
+        await server.start()
+        url = f"http://127.0.0.1:{server.port}/admin"
+        try:
+            spoofing = {"X-Forwarded-For": "10.9.9.9, 203.0.113.7"}
+            async with browser(headers=spoofing) as http:
+                for attempt in range(10):
+                    assert (await log_in(http, url, f"guess {attempt}")).status == 401
+                assert (await log_in(http, url)).status == 429
+            async with browser(headers={"X-Forwarded-For": "10.9.9.9"}) as http:
+                assert (await log_in(http, url)).status == 303  # not 203.0.113.7
+            # Many addresses guessing in parallel: each below its own limit, all stopped.
+            for n in range(MAX_FAILED_LOGINS_ANYWHERE):
+                forwarded = {"X-Forwarded-For": f"2001:db8:{n:x}::1"}  # a /64 each
+                async with browser(headers=forwarded) as http:
+                    await log_in(http, url, "guess")
+            async with browser(headers={"X-Forwarded-For": "192.0.2.1"}) as http:
+                async with http.get(f"{url}/login") as page:
+                    token = csrf_of(await page.text())
+                form = {"csrf": token, "password": PASSWORD}
+                async with http.post(f"{url}/login", data=form) as refused:
+                    assert refused.status == 429
+                    assert "in a row from many addresses" in await refused.text()
+        finally:
+            await server.stop()
 
 
 async def test_login_over_https_proxy_sets_a_secure_cookie(admin_site: AdminSite) -> None:
