@@ -270,8 +270,9 @@ class TokModelErrorRow(Base):
 
 
 class AdminLoginRow(Base):
-    """Failed admin-page logins in a row and the lock-out they caused, one row per login name
-    (there is one: the password), shared by every replica."""
+    """Failed admin-page logins in a row and the lock-out they caused, one row per counter
+    (`admin-password` from anywhere, `admin-password@<address>` per client), shared by every
+    replica."""
 
     __tablename__ = "admin_logins"
 
