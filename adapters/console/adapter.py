@@ -282,7 +282,8 @@ def _leading_image_option(text: str) -> tuple[str, str | None]:
     lexer.whitespace_split = True
     kept: list[str] = []
     try:
-        while (word := lexer.get_token()) is not None and word.startswith("--"):
+        # Only options are lexed: the prompt after them may hold an apostrophe ("what's").
+        while _option_next(stream) and (word := lexer.get_token()) is not None:
             if word == "--image":
                 path = lexer.get_token()
                 if path is None:
@@ -298,6 +299,10 @@ def _leading_image_option(text: str) -> tuple[str, str | None]:
     except ValueError as exc:
         raise UserError(f'{exc}: quote a path with spaces as "my file.png".') from None
     return text, None
+
+
+def _option_next(stream: io.StringIO) -> bool:
+    return stream.getvalue()[stream.tell() :].lstrip().startswith("--")
 
 
 def _joined(options: list[str], rest: str) -> str:
