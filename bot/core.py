@@ -23,6 +23,7 @@ from bot.memory import Memory
 from bot.metrics import Metrics
 from bot.options import check_options, parse_options
 from bot.settings import Settings
+from bot.sight import Sight
 from bot.stopping import RunningAnswers
 from bot.store import Store
 from bot.summarizer import Summarizer
@@ -81,6 +82,7 @@ class Core:
         self.redactor = SecretRedactor(settings.secrets())
         #: Answers streaming in this process, so their asker can stop them.
         self.answers = RunningAnswers()
+        self.sight = Sight(settings.vision_model)  # models that refused pictures
         self._unauthorized_logged = False
         self.alerts = Alerts(store)  # adapters register how they reach admins
         self.budgets = Budgets(store, self.alerts)

@@ -173,6 +173,21 @@ async def test_ask_with_images_sends_the_pictures_and_a_follow_up_still_has_them
     assert "I see 2 picture(s): a 64×64 PNG, mostly red; a 16×16 PNG, mostly blue" in run.out
 
 
+async def test_a_model_that_refused_pictures_is_not_asked_with_them_again(
+    fake: FakeTokModel, tmp_path: Path
+) -> None:
+    blind = "mistral/mistral-large-latest"
+    fake.text_only_models.add(blind)
+    (tmp_path / "red.png").write_bytes(solid_png(8, 8, (220, 30, 30)))
+    (tmp_path / "blue.png").write_bytes(solid_png(8, 8, (30, 60, 220)))
+    script = "/ask --image red.png what's this?\n/forget\n/ask --image blue.png and this?\n"
+    run = await console(script, tmp_path, fake, TOKBOT_CHAT_MODEL=blind)
+    assert run.code == 0, run.err
+    models = [r.json["model"] for r in fake.requests if r.path == "/v1/chat/completions" and r.json]
+    assert models == [blind, "openai/gpt-4o-mini", "openai/gpt-4o-mini"]
+    assert run.out.count(f"`{blind}` can't look at pictures, so `openai/gpt-4o-mini`") == 2
+
+
 async def test_each_failure_is_explained_and_the_turn_kept(
     fake: FakeTokModel, tmp_path: Path
 ) -> None:

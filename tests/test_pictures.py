@@ -13,7 +13,7 @@ from bot.domain import Attachment, Author, Turn, TurnKind, TurnRole, TurnStatus
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.store.pictures import PictureStore
-from bot.tokmodel.fake import FakeTokModel
+from bot.tokmodel.fake import FakeTokModel, Fault
 from bot.tokmodel.fake_vision import images_in, solid_png
 from bot.tokmodel.kinds import takes_images
 from bot.tokmodel.types import ChatImage
@@ -115,10 +115,28 @@ async def test_a_model_that_refuses_pictures_hands_them_to_the_vision_model(
         replier.last
     )
     await core.handle(message("ask", "thanks, no pictures now"), replier)
-    assert chats(fake)[-1]["model"] == "openai/gpt-4o-mini"  # the picture is still in context
+    # The picture is still in context, and the refusal was remembered: asked once, on sight.
+    assert [c["model"] for c in chats(fake)][2:] == ["openai/gpt-4o-mini"]
+    assert "`mistral/mistral-large-latest` can't look at pictures" in replier.last
     fake.text_only_models.add("openai/gpt-4o-mini")  # the vision model refuses too: said so
     await core.handle(message("ask", "again?"), replier)
     assert "can't look at pictures" not in replier.last and "image_url" in replier.last
+
+
+async def test_only_a_refusal_that_says_so_counts_as_no_sight(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """A 400 about something else on a question with pictures is an error like any other: no
+    second request, and the model is still asked with pictures next time."""
+    model = "mistral/mistral-large-latest"
+    await core.store.update_channel_settings(message("ask").key, updated_by="u-admin", model=model)
+    fake.fail(Fault(status=400, message="Invalid 'temperature': expected at most 2.", path=CHAT))
+    picture = (attach(replier, "r.png", RED),)
+    await core.handle(message("ask", "what's this?", attachments=picture), replier)
+    assert "temperature" in replier.last and "can't look at pictures" not in replier.last
+    await core.handle(message("ask", "and now?", attachments=picture), replier)
+    assert "I see" in replier.last and "can't look at pictures" not in replier.last
+    assert [c["model"] for c in chats(fake)] == [model, model]  # no vision model asked
 
 
 async def test_a_follow_up_says_so_when_the_picture_is_no_longer_kept(

@@ -31,11 +31,12 @@ from bot.errors import UserError
 from bot.handlers import pictures
 from bot.handlers.attached import file_attachments, read_attached
 from bot.memory import Recalled, context_note, sources_line
+from bot.sight import has_pictures
 from bot.store.pictures import Picture
 from bot.store.summaries import StoredSummary
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
-from bot.tokmodel.errors import BadRequest, TokModelError
+from bot.tokmodel.errors import BadRequest, NotFound, TokModelError
 from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
 from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
 
@@ -147,7 +148,7 @@ async def answer(
             kind=kind,
         )
     )
-    asked = _Asked(messages, model, core.tokmodel.chat_stream(messages, model))
+    asked = _ask(inv, messages, model)
     first = asyncio.ensure_future(anext(asked.stream, None))  # TokModel is asked now
     try:
         user_turn, answer_turn = await stored
@@ -275,10 +276,10 @@ async def _read(
     usage: Usage | None = None
     try:
         delta = await first
-    except BadRequest:
-        vision = inv.core.settings.vision_model
-        if not _may_hand_to_vision_model(asked.messages, asked.model, vision):
+    except (BadRequest, NotFound) as exc:
+        if not inv.core.sight.refused(asked.model, asked.messages, exc):
             raise
+        vision = inv.core.sight.vision_model
         asked.note = VISION_NOTE.format(model=asked.model, vision=vision)
         asked.model = vision
         asked.stream = inv.core.tokmodel.chat_stream(asked.messages, vision)
@@ -290,14 +291,14 @@ async def _read(
     return usage
 
 
-def _may_hand_to_vision_model(messages: list[ChatMessage], model: str, vision: str) -> bool:
-    """A 400 for a request with pictures is taken as "this model can't see" (tokmodel-api.md
-    §15; OpenAI: "image_url is only supported by certain models"): asked once more on the
-    vision model, unless that was the one asked."""
-    if not any(m.images for m in messages) or model == vision:
-        return False
-    log.info("%s refused a question with pictures; asking %s", model, vision)
-    return True
+def _ask(inv: Invocation, messages: list[ChatMessage], model: str) -> _Asked:
+    """Ask `model`, or the vision model when `model` already refused pictures (`bot.sight`)."""
+    sight, chat_stream = inv.core.sight, inv.core.tokmodel.chat_stream
+    if not (has_pictures(messages) and sight.known_blind(model)):
+        return _Asked(messages, model, chat_stream(messages, model))
+    vision = sight.vision_model
+    note = VISION_NOTE.format(model=model, vision=vision)
+    return _Asked(messages, vision, chat_stream(messages, vision), note)
 
 
 def _cancelled(task: asyncio.Task[Any] | None) -> bool:
