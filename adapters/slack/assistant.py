@@ -10,6 +10,13 @@ title), `assistant.threads.setTitle` (channel_id, thread_ts, title) and
 "automatically cleared when the app sends a reply", an empty status clears it, and it times
 out after two minutes without a message).
 
+The channel being viewed is kept in memory only, and that is enough: it chooses the suggested
+prompts and nothing else, and Slack repeats it in every `assistant_thread_context_changed`. A
+message event in the thread does not carry it (which is why bolt's `Assistant` keeps a context
+store, recovering it from the first reply's metadata through conversations.replies), so after a
+restart the first context change re-sends the prompts even when the channel is the same: one
+extra call, not worth a rate-limited read or a table.
+
 bolt's `Assistant` middleware is not used: its default context store rewrites the first reply's
 metadata with chat.update (calls, and the workspace's edit budget, for something kept here in
 memory), and it would take DM thread messages away from the listener that answers DMs.
