@@ -96,6 +96,17 @@ async def test_imagine_and_tts_upload_files_into_the_channel(bot: Bot) -> None:
         assert len(bot.slack.calls_to(method)) == 2
 
 
+async def test_options_after_the_text_are_read(bot: Bot, fake: FakeTokModel) -> None:
+    await bot.command("/imagine", "a lighthouse --size 256x256")
+    await bot.command("/tts", "hello team --voice nova")
+    await bot.slack.wait_for(lambda: len(bot.slack.uploads) == 2 and bot.adapter.bot.busy == 0)
+    assert sorted(bot.slack.texts(CHANNEL)) == ["🎨 a lighthouse", "🔊 Voice: nova"]
+    [drawn] = [r.json for r in fake.requests if r.path == "/v1/images/generations"]
+    assert drawn is not None and (drawn["prompt"], drawn["size"]) == ("a lighthouse", "256x256")
+    [spoken] = [r.json for r in fake.requests if r.path == "/v1/audio/speech"]
+    assert spoken is not None and (spoken["input"], spoken["voice"]) == ("hello team", "nova")
+
+
 async def test_bad_input_gets_a_one_line_answer(bot: Bot) -> None:
     await bot.command("/ask")
     await bot.command("/frobnicate")
