@@ -4,6 +4,7 @@ TokModel call, concurrency, history size, memory, and time to the first visible 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from bench.harness import (
     bench_core,
     median,
     percentile,
+    reset_peak_rss,
     rss_mb,
     stand_in,
 )
@@ -137,16 +139,22 @@ async def _fill(core: Core, channel: str, count: int) -> None:
 
 async def memory(channels: int) -> list[Figure]:
     """Peak RSS after `channels` channels asked once, then growth over as many more."""
+    gc.collect()
+    # The peak is this figure's: the bench process ran other figures before it (the 1,000
+    # /asks at once among them), and what they held at their peak is no part of this one.
+    own = reset_peak_rss()
+    before, _ = rss_mb()
     async with stand_in() as tokmodel, bench_core(tokmodel.url) as core:
         await _ask_many(core, "a", channels)
         after_first, peak = rss_mb()
         await _ask_many(core, "b", channels)
         after_second, peak = rss_mb()
     growth = (after_second - after_first) / after_first * 100
+    held = f"; the process held {before:.0f} MB before" if own else " (the process's peak)"
     return [
         Figure(
             f"peak RSS after {channels:,} channels asked once; growth over {channels:,} more",
-            f"{peak:.0f} MB; {growth:+.1f} %",
+            f"{peak:.0f} MB; {growth:+.1f} %{held}",
             "<= 150 MB; <= 5 %",
             peak <= 150 and growth <= 5,
         )

@@ -32,6 +32,9 @@ class Invocation:
     failure: TokModelError | None = None
     #: Whether a budget applied when the request was checked (`Budgets.check`).
     budgeted: bool = True
+    #: The budget check still to make, with the request's estimate (`CommandSpec
+    #: .budget_in_handler`): None once made.
+    budget_due: int | None = None
 
     @property
     def key(self) -> ConversationKey:
@@ -96,6 +99,10 @@ class CommandSpec:
     #: Answered privately to the asker (its reply concerns only them), so an adapter that must
     #: choose in advance (Discord's deferral) can.
     private_reply: bool = False
+    #: Its handler checks the budgets in its first database read (`Invocation.budget_due`),
+    #: one trip instead of two before TokModel is asked, when the message has no files (their
+    #: download comes first, and is not done for a request past its budget).
+    budget_in_handler: bool = False
     aliases: tuple[str, ...] = field(default=())
 
 

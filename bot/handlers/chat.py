@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from bot.errors import UserError
 from bot.handlers import pictures
 from bot.handlers.attached import file_attachments, read_attached
 from bot.memory import Recalled, context_note, sources_line
+from bot.store import ChannelSettings
 from bot.store.pictures import Picture
 from bot.store.summaries import StoredSummary
 from bot.streaming import StreamRenderer
@@ -113,7 +115,7 @@ async def answer(
     `Store.add_exchange`, `Store.finish_answer`). `taken`: the question's pictures, sent with it
     and kept with its turn (`bot.handlers.pictures`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
-    channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
+    channel, older = await _context_within_budget(inv)
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
     if not older and getattr(inv.replier, "in_existing_thread", False):
         if isinstance(inv.replier, ThreadReader):
@@ -222,6 +224,23 @@ async def answer(
     await core.budgets.after_usage(inv.key, inv.author.id, budgeted=inv.budgeted)
     core.folding.after_answer(inv.key, model, turns, summary)  # (in the background)
     return text
+
+
+async def _context_within_budget(inv: Invocation) -> tuple[ChannelSettings, list[Turn]]:
+    """The channel's settings and the newest turns (`Store.answer_context`); and, when the
+    budget check is still due (`Invocation.budget_due`), the budgets in the same read, raising
+    BudgetExceeded past one before anything is stored or asked."""
+    core, due, inv.budget_due = inv.core, inv.budget_due, None
+    now = time.time()
+    also = core.budgets.standing_query(inv.key, inv.author.id, now=now) if due is not None else None
+    channel, older, standing = await core.store.answer_context_and(
+        inv.key, limit=FIRST_PAGE - 1, also=also
+    )
+    if due is not None:
+        inv.budgeted = core.budgets.check_found(
+            inv.key, inv.author.id, standing, estimate=due, now=now
+        )
+    return channel, older
 
 
 @dataclass

@@ -45,7 +45,7 @@ from bot.domain import (
 from bot.store import inbox
 from bot.store.activity import ActivityQueries
 from bot.store.budgets import BudgetStore, count_daily
-from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
+from bot.store.database import Database, EngineDatabase, Params, Session, SqliteDatabase
 from bot.store.logins import LoginQueries
 from bot.store.memory import MemoryStore
 from bot.store.migrate import upgrade_to_head
@@ -269,14 +269,24 @@ class Store(ActivityQueries, LoginQueries):
     ) -> tuple[ChannelSettings, list[Turn]]:
         """What asking TokModel needs, in one read: the channel's settings and the newest
         `limit` turns of the context, oldest first (as `channel_settings` and `context_turns`)."""
+        settings, turns, _ = await self.answer_context_and(key, limit=limit)
+        return settings, turns
+
+    async def answer_context_and(
+        self, key: ConversationKey, *, limit: int, also: tuple[Any, Params] | None = None
+    ) -> tuple[ChannelSettings, list[Turn], list[Any]]:
+        """As `answer_context`, with the rows of one more read-only statement `also` (its
+        parameters) from the same trip to the database (the budgets: `bot.budgets`)."""
         bound = _bound_key(key)
         query = _bound_context_query(self.engine.dialect.name, max(0, limit))
+        statements = [(_SETTINGS_QUERY, bound), (query, bound), *([also] if also else [])]
         async with self._db.reading() as conn:
-            found, turns = await conn.execute_each([(_SETTINGS_QUERY, bound), (query, bound)])
+            found, turns, *more = await conn.execute_each(statements)
             row = found.one_or_none()
             rows = turns.all() if limit > 0 else []
+            extra = more[0].all() if more else []
         settings = ChannelSettings(*row) if row is not None else ChannelSettings()
-        return settings, [_turn(r) for r in reversed(rows)]
+        return settings, [_turn(r) for r in reversed(rows)], extra
 
     async def add_exchange(
         self,
