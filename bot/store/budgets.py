@@ -231,7 +231,12 @@ class BudgetStore:
 async def count_daily(conn: Session, usage_row: Mapping[str, Any], *, dialect: str) -> None:
     """Add one usage record (the values of a `usage_records` row) to its user's and channel's
     counters for its UTC day, inside the caller's transaction."""
-    await conn.execute(_daily_upsert(dialect), _daily_params(usage_row))
+    await conn.execute(*daily_count(usage_row, dialect=dialect))
+
+
+def daily_count(usage_row: Mapping[str, Any], *, dialect: str) -> tuple[Any, dict[str, Any]]:
+    """`count_daily`'s statement and parameters (for `Database.write_each`)."""
+    return _daily_upsert(dialect), _daily_params(usage_row)
 
 
 def _daily_params(row: Mapping[str, Any]) -> dict[str, Any]:
