@@ -34,7 +34,7 @@ from bot.handlers.attached import file_attachments, read_attached
 from bot.memory import Recalled, context_note, sources_line
 from bot.store import ChannelSettings
 from bot.store.pictures import Picture
-from bot.store.summaries import StoredSummary
+from bot.store.summaries import StoredSummary, latest_found
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
 from bot.tokmodel.errors import BadRequest, TokModelError
@@ -115,7 +115,7 @@ async def answer(
     `Store.add_exchange`, `Store.finish_answer`). `taken`: the question's pictures, sent with it
     and kept with its turn (`bot.handlers.pictures`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
-    channel, older = await _context_within_budget(inv)
+    channel, older, summary = await _context_within_budget(inv)
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
     if not older and getattr(inv.replier, "in_existing_thread", False):
         if isinstance(inv.replier, ThreadReader):
@@ -128,7 +128,6 @@ async def answer(
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     attached = await pictures.context_pictures(inv, turns, taken)
-    summary = await _newest_summary(inv, turns)  # (a folded conversation's: bot.folding)
     messages = build_context(
         channel.persona,
         turns,
@@ -226,21 +225,26 @@ async def answer(
     return text
 
 
-async def _context_within_budget(inv: Invocation) -> tuple[ChannelSettings, list[Turn]]:
-    """The channel's settings and the newest turns (`Store.answer_context`); and, when the
-    budget check is still due (`Invocation.budget_due`), the budgets in the same read, raising
-    BudgetExceeded past one before anything is stored or asked."""
+async def _context_within_budget(
+    inv: Invocation,
+) -> tuple[ChannelSettings, list[Turn], StoredSummary | None]:
+    """In one read: the channel's settings, the newest turns (`Store.answer_context`), the
+    conversation's running summary (a folded conversation's: `bot.folding`); and, when the
+    budget check is still due (`Invocation.budget_due`), the budgets, raising BudgetExceeded
+    past one before anything is stored or asked."""
     core, due, inv.budget_due = inv.core, inv.budget_due, None
     now = time.time()
-    also = core.budgets.standing_query(inv.key, inv.author.id, now=now) if due is not None else None
-    channel, older, standing = await core.store.answer_context_and(
+    also = [core.store.summaries.latest_query(inv.key)]
+    if due is not None:
+        also.append(core.budgets.standing_query(inv.key, inv.author.id, now=now))
+    channel, older, (summary, *standing) = await core.store.answer_context_and(
         inv.key, limit=FIRST_PAGE - 1, also=also
     )
     if due is not None:
         inv.budgeted = core.budgets.check_found(
-            inv.key, inv.author.id, standing, estimate=due, now=now
+            inv.key, inv.author.id, standing[0], estimate=due, now=now
         )
-    return channel, older
+    return channel, older, latest_found(summary)
 
 
 @dataclass
@@ -388,14 +392,6 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
         page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
         older = await inv.core.store.context_turns(inv.key, page, before_id=turns[0].id)
         turns = older + turns
-
-
-async def _newest_summary(inv: Invocation, turns: list[Turn]) -> StoredSummary | None:
-    """The conversation's running summary: read only when it may have one (a summary among
-    `turns`, or more history than they hold), so a short conversation costs no extra read."""
-    if len(turns) < FIRST_PAGE and all(t.kind is not TurnKind.SUMMARY for t in turns):
-        return None
-    return await inv.core.store.summaries.latest(inv.key)
 
 
 async def _recall(

@@ -280,18 +280,19 @@ class Store(ActivityQueries, LoginQueries):
         return settings, turns
 
     async def answer_context_and(
-        self, key: ConversationKey, *, limit: int, also: tuple[Any, Params] | None = None
-    ) -> tuple[ChannelSettings, list[Turn], list[Any]]:
-        """As `answer_context`, with the rows of one more read-only statement `also` (its
-        parameters) from the same trip to the database (the budgets: `bot.budgets`)."""
+        self, key: ConversationKey, *, limit: int, also: Sequence[tuple[Any, Params]] = ()
+    ) -> tuple[ChannelSettings, list[Turn], list[list[Any]]]:
+        """As `answer_context`, with the rows of more read-only statements `also` (each with
+        its parameters) from the same trip to the database (the budgets: `bot.budgets`; the
+        running summary: `SummaryStore.latest_query`)."""
         bound = _bound_key(key)
         query = _bound_context_query(self.engine.dialect.name, max(0, limit))
-        statements = [(_SETTINGS_QUERY, bound), (query, bound), *([also] if also else [])]
+        statements = [(_SETTINGS_QUERY, bound), (query, bound), *also]
         async with self._db.reading() as conn:
             found, turns, *more = await conn.execute_each(statements)
             row = found.one_or_none()
             rows = turns.all() if limit > 0 else []
-            extra = more[0].all() if more else []
+            extra = [result.all() for result in more]
         settings = ChannelSettings(*row) if row is not None else ChannelSettings()
         return settings, [_turn(r) for r in reversed(rows)], extra
 
