@@ -73,18 +73,22 @@ async def concurrency(channels: int) -> list[Figure]:
     can do at best on this machine)."""
     async with stand_in() as tokmodel, bench_core(tokmodel.url) as core:
         await tokmodel.set_latency(1.0)
+        # Each burst starts with no connection to TokModel kept from the one before (the direct
+        # calls ran on the 1,000 the /asks had opened, until 2026-11-30: ~0.4 ms less each).
+        await core.tokmodel.close()
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(timed_ask(core, f"ch{i}") for i in range(channels)))
         wall = time.perf_counter() - started
         cpu_ms = (time.process_time() - cpu) / channels * 1000
+        await core.tokmodel.close()
         started = time.perf_counter()
         await asyncio.gather(*(direct_call(core) for _ in range(channels)))
         floor = time.perf_counter() - started
     return [
         Figure(
             f"{channels:,} simultaneous /ask in {channels:,} channels (1 s latency): wall ÷ 1 s",
-            f"{wall:.2f} (the same calls made directly: {floor:.2f}; "
-            f"the bot's CPU: {cpu_ms:.1f} ms per /ask)",
+            f"{wall:.2f} (the same calls made directly: {floor:.2f}, so ÷ direct "
+            f"{wall / floor:.2f}; the bot's CPU: {cpu_ms:.1f} ms per /ask)",
             "<= 1.3",
             wall <= 1.3,
         )

@@ -169,6 +169,7 @@ async def mention_burst(count: int) -> list[Figure]:
 
 
 async def _direct_burst(core: Core, count: int) -> float:
+    await core.tokmodel.close()  # no connection kept from before, as in the mentions' burst
     started = time.perf_counter()
     await asyncio.gather(*(direct_call(core) for _ in range(count)))
     return time.perf_counter() - started
@@ -178,7 +179,9 @@ async def _burst(
     fake: asyncio.subprocess.Process, client: TokbotClient, count: int, prefix: str
 ) -> tuple[float, int]:
     """Seconds from the burst's start to the last answer done (every task of the bot: a
-    little after its final text), and how many mentions were answered."""
+    little after its final text), and how many mentions were answered. It starts with no
+    connection to TokModel kept from before (so do the direct calls)."""
+    await client.core.tokmodel.close()
     began = float((await _command(fake, f"burst {count} {prefix}"))["began"])
     deadline = time.monotonic() + 120
     while True:
