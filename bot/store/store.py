@@ -404,11 +404,7 @@ class Store(ActivityQueries, LoginQueries):
     async def save_shown(self, turn_id: int, content: str) -> bool:
         """Keep what a streaming answer shows so far; False when its asker asked to stop it
         (`request_stop`, maybe through another replica): then it is left as it is."""
-        result = await self._db.write(
-            update(TurnRow)
-            .where(TurnRow.id == turn_id, TurnRow.status != TurnStatus.STOPPED.value)
-            .values(content=content)
-        )
+        result = await self._db.write(_SAVE_SHOWN, {"turn_id": turn_id, "new_content": content})
         return result.rowcount == 1
 
     async def request_stop(self, turn_id: int) -> bool:
@@ -988,6 +984,12 @@ _EXCHANGE_INSERT = (
     .returning(TurnRow.id, TurnRow.conversation_id)
 )
 _USAGE_INSERT = insert(UsageRecordRow)
+#: `save_shown`, built (and compiled) once: building it cost more than running it.
+_SAVE_SHOWN = (
+    update(TurnRow)
+    .where(TurnRow.id == bindparam("turn_id"), TurnRow.status != TurnStatus.STOPPED.value)
+    .values(content=bindparam("new_content"))
+)
 _FINISH_TURN = (
     update(TurnRow)
     .where(TurnRow.id == bindparam("turn_id"))
