@@ -14,6 +14,7 @@ let one request through: budgets are caps for a team's spending, not exact to th
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -258,10 +259,13 @@ class Budgets:
     def check_found(
         self, key: ConversationKey, user_id: str, rows: Sequence[Any], *, estimate: int,
         now: float,
-    ) -> bool:  # fmt: skip
-        """As `check`, on the rows of `standing_query` read at `now`."""
+    ) -> Sequence[BudgetStatus]:  # fmt: skip
+        """As `check`, on the rows of `standing_query` read at `now`; returns the budgets
+        that apply, where they stood (for `after_usage`'s `seen`)."""
         found = standing_found(rows, user_id=user_id, channel=key.channel)
-        return _judge(_statuses(found, key, user_id, now).all(), estimate, now)
+        statuses = _statuses(found, key, user_id, now).all()
+        _judge(statuses, estimate, now)
+        return statuses
 
     async def check(self, key: ConversationKey, user_id: str, *, estimate: int) -> bool:
         """Before a TokModel request: raise BudgetExceeded when `estimate` more tokens would
@@ -271,16 +275,28 @@ class Budgets:
         return _judge((await self.statuses(key, user_id, now=now)).all(), estimate, now)
 
     async def after_usage(
-        self, key: ConversationKey, user_id: str, *, budgeted: bool = True
+        self,
+        key: ConversationKey,
+        user_id: str,
+        *,
+        budgeted: bool = True,
+        seen: Sequence[BudgetStatus] | None = None,
+        tokens: int = 0,
     ) -> None:
         """After a request's usage is stored: tell the admins about a budget that passed 80 %
         (once per budget and period, across replicas). `budgeted=False`: the check before the
         request found no budget, so none is read again (a budget set in between is seen by the
-        next request's alert check: one read less per answer, issue 16)."""
+        next request's alert check: one read less per answer, issue 16). `seen`: where the
+        budgets stood at that check, which with the request's `tokens` says where they stand
+        now without a read (spending by others meanwhile is seen by the next request's)."""
         if self._alerts is None or not budgeted:
             return
         now = time.time()
-        for status in (await self.statuses(key, user_id, now=now)).all():
+        if seen is not None:
+            statuses = [dataclasses.replace(s, spent=s.spent + tokens) for s in seen]
+        else:
+            statuses = (await self.statuses(key, user_id, now=now)).all()
+        for status in statuses:
             if status.fraction >= ALERT_FRACTION:
                 self._alerts.notify(_budget_alert(status, now), quiet_seconds=_period(status))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,6 +11,7 @@ from bot.errors import UserError
 from bot.tokmodel.errors import TokModelError
 
 if TYPE_CHECKING:
+    from bot.budgets import BudgetStatus
     from bot.core import Core
 
 
@@ -35,6 +36,9 @@ class Invocation:
     #: The budget check still to make, with the request's estimate (`CommandSpec
     #: .budget_in_handler`): None once made.
     budget_due: int | None = None
+    #: Where the budgets stood when the handler checked them (None: not known here), so the
+    #: alert check after the answer needs no second read.
+    budget_seen: Sequence[BudgetStatus] | None = None
 
     @property
     def key(self) -> ConversationKey:

@@ -220,7 +220,10 @@ async def answer(
         status=status,
     )
     # (alerts admins past 80 %)
-    await core.budgets.after_usage(inv.key, inv.author.id, budgeted=inv.budgeted)
+    await core.budgets.after_usage(
+        inv.key, inv.author.id, budgeted=inv.budgeted, seen=inv.budget_seen,
+        tokens=usage.total_tokens,
+    )  # fmt: skip
     core.folding.after_answer(inv.key, model, turns, summary)  # (in the background)
     return text
 
@@ -241,9 +244,10 @@ async def _context_within_budget(
         inv.key, limit=FIRST_PAGE - 1, also=also
     )
     if due is not None:
-        inv.budgeted = core.budgets.check_found(
+        inv.budget_seen = core.budgets.check_found(
             inv.key, inv.author.id, standing[0], estimate=due, now=now
         )
+        inv.budgeted = bool(inv.budget_seen)
     return channel, older, latest_found(summary)
 
 
