@@ -189,18 +189,6 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def reset_peak_rss() -> bool:
-    """Start this process's peak resident memory (VmHWM) over from its current size, so a
-    figure's peak is its own, not an earlier figure's (Linux 4.0+: `/proc/self/clear_refs`,
-    value 5). False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")
-    except OSError:
-        return False
-    return True
-
-
 def rss_mb() -> tuple[float, float]:
     """(current, peak) resident memory of this process, in MB (Linux /proc)."""
     fields = {}
