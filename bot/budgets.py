@@ -14,19 +14,27 @@ let one request through: budgets are caps for a team's spending, not exact to th
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import hashlib
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.alerts import Alert, Alerts
 from bot.conversation import estimate_tokens
 from bot.domain import Attachment, ConversationKey
 from bot.errors import UserError
 from bot.store import Store
-from bot.store.budgets import SECONDS_PER_DAY, StoredBudget, day_number
+from bot.store.budgets import (
+    SECONDS_PER_DAY,
+    StoredBudget,
+    day_number,
+    standing_found,
+    standing_query,
+)
 
 #: An admin alert goes out when a budget's spending passes this share of its limit.
 ALERT_FRACTION = 0.8
@@ -236,40 +244,84 @@ class Budgets:
             today=day_number(now),
             month_first_day=period_bounds("month", now)[0],
         )
-        if not found:
-            return Statuses(None, None)
-        by_scope = {budget.scope: (budget, spent) for budget, spent in found}
-        person = by_scope.get("user") or by_scope.get("default")
-        channel = by_scope.get("channel")
-        return Statuses(
-            _status(person, user_id, now) if person else None,
-            _status(channel, key.channel, now) if channel else None,
-        )
+        return _statuses(found, key, user_id, now)
+
+    def standing_query(
+        self, key: ConversationKey, user_id: str, *, now: float
+    ) -> tuple[Any, dict[str, Any]]:
+        """The statement `check_found` wants the rows of, for a caller that reads it beside
+        others in one trip to the database (`/ask`: with its context)."""
+        return standing_query(
+            key.platform, key.workspace, user_id=user_id, channel=key.channel,
+            today=day_number(now), month_first_day=period_bounds("month", now)[0],
+        )  # fmt: skip
+
+    def check_found(
+        self, key: ConversationKey, user_id: str, rows: Sequence[Any], *, estimate: int,
+        now: float,
+    ) -> Sequence[BudgetStatus]:  # fmt: skip
+        """As `check`, on the rows of `standing_query` read at `now`; returns the budgets
+        that apply, where they stood (for `after_usage`'s `seen`)."""
+        found = standing_found(rows, user_id=user_id, channel=key.channel)
+        statuses = _statuses(found, key, user_id, now).all()
+        _judge(statuses, estimate, now)
+        return statuses
 
     async def check(self, key: ConversationKey, user_id: str, *, estimate: int) -> bool:
         """Before a TokModel request: raise BudgetExceeded when `estimate` more tokens would
         take the person's or the channel's budget past its limit. Returns whether any budget
         applies (none: `after_usage` need not read them again)."""
         now = time.time()
-        statuses = (await self.statuses(key, user_id, now=now)).all()
-        for status in statuses:
-            if status.spent + max(1, estimate) > status.budget.tokens:
-                raise BudgetExceeded(status, now)
-        return bool(statuses)
+        return _judge((await self.statuses(key, user_id, now=now)).all(), estimate, now)
 
     async def after_usage(
-        self, key: ConversationKey, user_id: str, *, budgeted: bool = True
+        self,
+        key: ConversationKey,
+        user_id: str,
+        *,
+        budgeted: bool = True,
+        seen: Sequence[BudgetStatus] | None = None,
+        tokens: int = 0,
     ) -> None:
         """After a request's usage is stored: tell the admins about a budget that passed 80 %
         (once per budget and period, across replicas). `budgeted=False`: the check before the
         request found no budget, so none is read again (a budget set in between is seen by the
-        next request's alert check: one read less per answer, issue 16)."""
+        next request's alert check: one read less per answer, issue 16). `seen`: where the
+        budgets stood at that check, which with the request's `tokens` says where they stand
+        now without a read (spending by others meanwhile is seen by the next request's)."""
         if self._alerts is None or not budgeted:
             return
         now = time.time()
-        for status in (await self.statuses(key, user_id, now=now)).all():
+        if seen is not None:
+            statuses = [dataclasses.replace(s, spent=s.spent + tokens) for s in seen]
+        else:
+            statuses = (await self.statuses(key, user_id, now=now)).all()
+        for status in statuses:
             if status.fraction >= ALERT_FRACTION:
                 self._alerts.notify(_budget_alert(status, now), quiet_seconds=_period(status))
+
+
+def _statuses(
+    found: Sequence[tuple[StoredBudget, int]], key: ConversationKey, user_id: str, now: float
+) -> Statuses:
+    if not found:
+        return Statuses(None, None)
+    by_scope = {budget.scope: (budget, spent) for budget, spent in found}
+    person = by_scope.get("user") or by_scope.get("default")
+    channel = by_scope.get("channel")
+    return Statuses(
+        _status(person, user_id, now) if person else None,
+        _status(channel, key.channel, now) if channel else None,
+    )
+
+
+def _judge(statuses: Sequence[BudgetStatus], estimate: int, now: float) -> bool:
+    """Raise BudgetExceeded for the first budget `estimate` more tokens would pass; return
+    whether any applies."""
+    for status in statuses:
+        if status.spent + max(1, estimate) > status.budget.tokens:
+            raise BudgetExceeded(status, now)
+    return bool(statuses)
 
 
 def _status(found: tuple[StoredBudget, int], subject: str, now: float) -> BudgetStatus:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,6 +11,7 @@ from bot.errors import UserError
 from bot.tokmodel.errors import TokModelError
 
 if TYPE_CHECKING:
+    from bot.budgets import BudgetStatus
     from bot.core import Core
 
 
@@ -32,6 +33,12 @@ class Invocation:
     failure: TokModelError | None = None
     #: Whether a budget applied when the request was checked (`Budgets.check`).
     budgeted: bool = True
+    #: The budget check still to make, with the request's estimate (`CommandSpec
+    #: .budget_in_handler`): None once made.
+    budget_due: int | None = None
+    #: Where the budgets stood when the handler checked them (None: not known here), so the
+    #: alert check after the answer needs no second read.
+    budget_seen: Sequence[BudgetStatus] | None = None
 
     @property
     def key(self) -> ConversationKey:
@@ -96,6 +103,10 @@ class CommandSpec:
     #: Answered privately to the asker (its reply concerns only them), so an adapter that must
     #: choose in advance (Discord's deferral) can.
     private_reply: bool = False
+    #: Its handler checks the budgets in its first database read (`Invocation.budget_due`),
+    #: one trip instead of two before TokModel is asked, when the message has no files (their
+    #: download comes first, and is not done for a request past its budget).
+    budget_in_handler: bool = False
     aliases: tuple[str, ...] = field(default=())
 
 

@@ -396,10 +396,15 @@ class Core:
         if spec.wanted is not None and not await spec.wanted(self, incoming):
             return None
         text, options = self._options(spec, incoming)
-        budgeted = True
+        budgeted, due = True, None
         if spec.uses_tokmodel:  # nothing goes to TokModel past a budget (one read when none)
             estimate = request_estimate(spec.name, text, options, self.settings.image_size)
-            budgeted = await self.budgets.check(incoming.key, incoming.author.id, estimate=estimate)
+            if spec.budget_in_handler and not incoming.attachments:
+                due = estimate  # (read with the handler's context: `Invocation.budget_due`)
+            else:
+                budgeted = await self.budgets.check(
+                    incoming.key, incoming.author.id, estimate=estimate
+                )
         limit = self.settings.rate_limit_per_minute
         if spec.uses_tokmodel and limit > 0:
             # Counted in the database, so the limit holds across replicas.
@@ -412,7 +417,9 @@ class Core:
                     "seconds and try again."
                 )
         options = {name: clean_text(value) for name, value in options.items()}
-        return Invocation(self, incoming, replier, clean_text(text), options, budgeted=budgeted)
+        return Invocation(
+            self, incoming, replier, clean_text(text), options, budgeted=budgeted, budget_due=due
+        )
 
     def route_mention(self, incoming: Incoming) -> Incoming:
         """A mention or DM that starts with a command runs that command: `@tokbot /tts hello`.

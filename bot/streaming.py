@@ -16,6 +16,11 @@ from bot.text import split_message
 
 log = logging.getLogger(__name__)
 
+#: How long the first text waits before it is posted as a new message (no placeholder shown):
+#: an answer that ends meanwhile is posted once, finished, instead of posted and then edited
+#: (one platform round trip less after the last token; unnoticeable to people).
+FIRST_POST_GRACE = 0.005
+
 
 class StreamRenderer:
     """Feed it text as it arrives; it keeps the visible messages close behind.
@@ -72,7 +77,9 @@ class StreamRenderer:
         self._lock = asyncio.Lock()
         # Native streaming: the replier that offers it (None: post and edit), the open stream,
         # and what it was given (scrubbed; only ever extended).
-        self._streamer = replier if isinstance(replier, NativeStreamer) else None
+        streamer = replier if isinstance(replier, NativeStreamer) else None
+        # (a wrapper offers `start_stream` whatever it wraps: `bot.inbox.repliers.Watched`)
+        self._streamer = streamer if getattr(replier, "streams_natively", True) else None
         self._stream: NativeStream | None = None
         self._streamed = ""
 
@@ -132,6 +139,8 @@ class StreamRenderer:
         while True:
             await self._dirty.wait()
             wait = self._last_edit + self._interval - time.monotonic()
+            if self._open is None and not self._frozen and self._streamer is None:
+                wait = max(wait, FIRST_POST_GRACE)  # (`finish` cancels the wait)
             if wait > 0:
                 await asyncio.sleep(wait)
             self._dirty.clear()

@@ -176,9 +176,11 @@ async def test_a_request_past_a_budget_is_refused_privately_and_not_sent(
     await core.handle(message("ask", "hi"), replier)
     spent = (await core.budgets.statuses(KEY, ALICE.id)).person
     assert spent is not None and spent.spent > 0
-    sent = len(fake.requests)
+    sent, stored = len(fake.requests), len(await core.store.history(KEY, 50))
+    # (/ask reads the budgets with its context, in one trip: refused before anything is stored)
     await core.handle(message("ask", "x" * 200), replier)
     assert len(fake.requests) == sent
+    assert len(await core.store.history(KEY, 50)) == stored
     assert replier.order[-1] in replier.private
     assert "Not sent: this would go past your daily budget" in replier.last
     assert "tokens left" in replier.last or "nothing left" in replier.last

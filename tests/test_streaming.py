@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.domain import AnswerControls
+from bot.inbox.repliers import Watched
 from bot.logs import SecretRedactor
 from bot.streaming import StreamRenderer
 from tests.platform import RecordingReplier
@@ -255,3 +256,35 @@ async def test_a_failed_answer_ends_without_buttons() -> None:
     renderer.feed("half an answer")
     await renderer.finish(" (broken)", complete=False, feedback=False)
     assert replier.controls == {"m1": None}
+
+
+async def test_an_answer_that_ends_at_once_is_posted_once_finished() -> None:
+    # No placeholder (Discord): the first post waits FIRST_POST_GRACE for the end, so an answer
+    # that arrives whole is posted with its final buttons, not posted and then edited.
+    replier = RecordingReplier()
+    controls = AnswerControls(3, "u1", streaming=True)
+    renderer = StreamRenderer(replier, placeholder=None, interval=0, controls=controls)
+    await renderer.start()
+    renderer.feed("the whole answer")
+    await asyncio.sleep(0)  # the flusher wakes, and waits
+    await renderer.finish()
+    assert replier.texts == ["the whole answer"] and replier.edits == 0
+    assert replier.controls == {"m1": AnswerControls(3, "u1", streaming=False)}
+
+
+async def test_the_grace_never_delays_a_native_stream_behind_the_inbox_s_wrapper() -> None:
+    replier = StreamingReplier()
+    watched = Watched(replier, lambda: None, _nothing)
+    assert watched.streams_natively
+    assert not Watched(RecordingReplier(), lambda: None, _nothing).streams_natively
+    renderer = StreamRenderer(watched, placeholder=None, interval=0)
+    await renderer.start()
+    renderer.feed("hello")
+    for _ in range(5):  # a few turns of the loop, no timer's worth: started without the grace
+        await asyncio.sleep(0)
+    assert replier.texts == ["hello"] and not replier.stopped
+    await renderer.finish()
+
+
+async def _nothing() -> None:
+    pass

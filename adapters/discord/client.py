@@ -98,10 +98,11 @@ class TokbotClient(discord.AutoShardedClient):
                 self.sync_error,
             )
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(_with_request_id(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def drain(self, timeout: float) -> None:
         self.core.inbox.cannot_answer(translate.PLATFORM)
@@ -198,13 +199,16 @@ class TokbotClient(discord.AutoShardedClient):
             self.spawn(self._answer(incoming, message, ticket))
 
     async def _answer(self, incoming: Incoming, message: discord.Message, ticket: Ticket) -> None:
+        typing: asyncio.Task[None] | None = None
         if incoming.command == "ask" and not incoming.author.is_bot:
-            try:  # "tokbot is typing…" until the answer's first words arrive
-                await message.channel.typing()
-            except discord.HTTPException as exc:
-                log.debug("no typing indicator: %s", exc)
+            # "tokbot is typing…" until the answer's first words arrive. It goes out beside
+            # the work (its round trip used to come before TokModel was asked); the first
+            # message waits for it, or Discord would show the typing after the answer.
+            typing = self.spawn(_typing(message))
         me = self.user
-        replier = MessageReplier(message, bot_user_id=me.id if me is not None else None)
+        replier = MessageReplier(
+            message, bot_user_id=me.id if me is not None else None, before_first=typing
+        )
         await self.core.handle(incoming, replier, ticket)
 
     async def recover(
@@ -313,6 +317,13 @@ class TokbotClient(discord.AutoShardedClient):
 async def _with_request_id(work: Coroutine[Any, Any, None]) -> None:
     new_request_id()  # this task's log lines, the adapter's included, share the core's id
     await work
+
+
+async def _typing(message: discord.Message) -> None:
+    try:
+        await message.channel.typing()
+    except discord.HTTPException as exc:
+        log.debug("no typing indicator: %s", exc)
 
 
 async def _memory_work(work: Coroutine[Any, Any, Any]) -> None:

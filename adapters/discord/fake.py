@@ -212,7 +212,7 @@ class _Session:
 
 class FakeDiscord:
     """See the module docstring. One guild (`guild_id`) with one text channel (`channel_id`) and
-    one thread in it (`thread_id`), unless more are added before start."""
+    one thread in it (`thread_id`); more text channels go in `more_channels` before start."""
 
     def __init__(
         self,
@@ -231,6 +231,8 @@ class FakeDiscord:
         self.guild_id = 800000000000000001
         self.channel_id = 810000000000000001
         self.thread_id = 820000000000000001
+        #: Further text channels of the guild (its GUILD_CREATE lists them), e.g. for a burst.
+        self.more_channels: list[int] = []
         self.calls: list[RestCall] = []
         self.messages: dict[str, FakeMessage] = {}
         self.deleted: list[FakeMessage] = []  # messages the bot deleted
@@ -412,7 +414,7 @@ class FakeDiscord:
                     "flags": 0,
                 }
             ],
-            "channels": [self.channel_payload()],
+            "channels": [self.channel_payload(c) for c in [self.channel_id, *self.more_channels]],
             "threads": [self.channel_payload(self.thread_id)],
             "members": [self.member(self.bot_user)],
         }

@@ -275,10 +275,19 @@ class MessageReplier(_ChannelReplier):
     to it, longer answers continue in the same channel. Private posts are plain messages too:
     Discord has ephemeral messages only as answers to interactions."""
 
-    def __init__(self, message: discord.Message, *, bot_user_id: int | None = None) -> None:
+    def __init__(
+        self,
+        message: discord.Message,
+        *,
+        bot_user_id: int | None = None,
+        before_first: asyncio.Future[None] | None = None,
+    ) -> None:
+        """`before_first`: what the first message waits for (the typing indicator's request,
+        which must not land after it)."""
         super().__init__()
         self._message = message
         self._bot_user_id = bot_user_id
+        self._before_first = before_first
         #: `bot.domain.ThreadReader`: in a thread, people may have talked before the mention.
         self.in_existing_thread = isinstance(message.channel, discord.Thread)
 
@@ -317,6 +326,9 @@ class MessageReplier(_ChannelReplier):
         file: discord.File | None = None,
         buttons: discord.ui.View | None = None,
     ) -> discord.Message:
+        if self._before_first is not None:
+            before, self._before_first = self._before_first, None
+            await before  # (it never raises: see `client._typing`)
         if file is not None:  # a file goes to the channel, as it always has
             return await self._message.channel.send(text, file=file, allowed_mentions=NO_MENTIONS)
         if not self._sent:

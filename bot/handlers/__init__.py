@@ -14,6 +14,7 @@ def default_commands() -> list[CommandSpec]:
             "/ask <question>",
             chat.ask,
             uses_tokmodel=True,
+            budget_in_handler=True,
         ),
         CommandSpec(
             "imagine",

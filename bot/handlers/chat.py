@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,9 @@ from bot.handlers import pictures
 from bot.handlers.attached import file_attachments, read_attached
 from bot.memory import Recalled, context_note, sources_line
 from bot.sight import has_pictures
+from bot.store import ChannelSettings
 from bot.store.pictures import Picture
-from bot.store.summaries import StoredSummary
+from bot.store.summaries import StoredSummary, latest_found
 from bot.streaming import StreamRenderer
 from bot.text import clean_text
 from bot.tokmodel.errors import BadRequest, NotFound, TokModelError
@@ -114,7 +116,7 @@ async def answer(
     `Store.add_exchange`, `Store.finish_answer`). `taken`: the question's pictures, sent with it
     and kept with its turn (`bot.handlers.pictures`)."""
     core, settings, store = inv.core, inv.core.settings, inv.core.store
-    channel, older = await store.answer_context(inv.key, limit=FIRST_PAGE - 1)
+    channel, older, summary = await _context_within_budget(inv)
     # (getattr first: isinstance against a runtime Protocol costs ~8 µs on Python 3.11)
     if not older and getattr(inv.replier, "in_existing_thread", False):
         if isinstance(inv.replier, ThreadReader):
@@ -127,7 +129,6 @@ async def answer(
     )  # not stored yet
     turns = await _recent_turns(inv, settings.context_budget_tokens, [*older, question])
     attached = await pictures.context_pictures(inv, turns, taken)
-    summary = await _newest_summary(inv, turns)  # (a folded conversation's: bot.folding)
     messages = build_context(
         channel.persona,
         turns,
@@ -220,9 +221,35 @@ async def answer(
         status=status,
     )
     # (alerts admins past 80 %)
-    await core.budgets.after_usage(inv.key, inv.author.id, budgeted=inv.budgeted)
+    await core.budgets.after_usage(
+        inv.key, inv.author.id, budgeted=inv.budgeted, seen=inv.budget_seen,
+        tokens=usage.total_tokens,
+    )  # fmt: skip
     core.folding.after_answer(inv.key, model, turns, summary)  # (in the background)
     return text
+
+
+async def _context_within_budget(
+    inv: Invocation,
+) -> tuple[ChannelSettings, list[Turn], StoredSummary | None]:
+    """In one read: the channel's settings, the newest turns (`Store.answer_context`), the
+    conversation's running summary (a folded conversation's: `bot.folding`); and, when the
+    budget check is still due (`Invocation.budget_due`), the budgets, raising BudgetExceeded
+    past one before anything is stored or asked."""
+    core, due, inv.budget_due = inv.core, inv.budget_due, None
+    now = time.time()
+    also = [core.store.summaries.latest_query(inv.key)]
+    if due is not None:
+        also.append(core.budgets.standing_query(inv.key, inv.author.id, now=now))
+    channel, older, (summary, *standing) = await core.store.answer_context_and(
+        inv.key, limit=FIRST_PAGE - 1, also=also
+    )
+    if due is not None:
+        inv.budget_seen = core.budgets.check_found(
+            inv.key, inv.author.id, standing[0], estimate=due, now=now
+        )
+        inv.budgeted = bool(inv.budget_seen)
+    return channel, older, latest_found(summary)
 
 
 @dataclass
@@ -370,14 +397,6 @@ async def _recent_turns(inv: Invocation, budget_tokens: int, first: list[Turn]) 
         page = min(page * 2, MAX_CONTEXT_TURNS - len(turns))
         older = await inv.core.store.context_turns(inv.key, page, before_id=turns[0].id)
         turns = older + turns
-
-
-async def _newest_summary(inv: Invocation, turns: list[Turn]) -> StoredSummary | None:
-    """The conversation's running summary: read only when it may have one (a summary among
-    `turns`, or more history than they hold), so a short conversation costs no extra read."""
-    if len(turns) < FIRST_PAGE and all(t.kind is not TurnKind.SUMMARY for t in turns):
-        return None
-    return await inv.core.store.summaries.latest(inv.key)
 
 
 async def _recall(

@@ -10,6 +10,7 @@ from bot.domain import (
     AnswerControls,
     Attachment,
     NativeStream,
+    NativeStreamer,
     OutgoingFile,
     PlatformHelp,
     Replier,
@@ -34,6 +35,8 @@ class Watched:
         self.max_message_length = inner.max_message_length
         self.edit_interval = inner.edit_interval
         self.stream_placeholder = inner.stream_placeholder
+        #: Whether `start_stream` may stream (the renderer's first post waits otherwise).
+        self.streams_natively = isinstance(inner, NativeStreamer)
 
     def __getattr__(self, name: str) -> Any:  # ThreadReader and adapter extras
         return getattr(self._inner, name)

@@ -148,18 +148,13 @@ class BudgetStore:
     ) -> list[tuple[StoredBudget, int]]:
         """As `applying`, each with the tokens spent in its current period (a default budget:
         `user_id`'s), in one read: the check before every TokModel request."""
-        params = {
-            "platform": platform,
-            "workspace": workspace,
-            "user": user_id,
-            "ch": channel,
-            "today": today,
-            "month_first": month_first_day,
-        }
+        query = standing_query(
+            platform, workspace, user_id=user_id, channel=channel, today=today,
+            month_first_day=month_first_day,
+        )  # fmt: skip
         async with self._db.reading() as conn:
-            rows = (await conn.execute(_STANDING, params)).all()
-        found = [(_budget(row), int(row.spent)) for row in rows]
-        return [(b, spent) for b, spent in found if _belongs(b, user_id, channel)]
+            rows = (await conn.execute(*query)).all()
+        return standing_found(rows, user_id=user_id, channel=channel)
 
     async def spent(
         self, platform: str, workspace: str, scope: str, subject: str, *, first_day: int
@@ -236,7 +231,12 @@ class BudgetStore:
 async def count_daily(conn: Session, usage_row: Mapping[str, Any], *, dialect: str) -> None:
     """Add one usage record (the values of a `usage_records` row) to its user's and channel's
     counters for its UTC day, inside the caller's transaction."""
-    await conn.execute(_daily_upsert(dialect), _daily_params(usage_row))
+    await conn.execute(*daily_count(usage_row, dialect=dialect))
+
+
+def daily_count(usage_row: Mapping[str, Any], *, dialect: str) -> tuple[Any, dict[str, Any]]:
+    """`count_daily`'s statement and parameters (for `Database.write_each`)."""
+    return _daily_upsert(dialect), _daily_params(usage_row)
 
 
 def _daily_params(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,6 +332,31 @@ _APPLYING = select(BudgetRow).where(
     BudgetRow.scope.in_(("user", "channel", "default")),
     BudgetRow.subject.in_((bindparam("user"), bindparam("ch"), "")),
 )
+
+
+def standing_query(
+    platform: str, workspace: str, *, user_id: str, channel: str, today: int,
+    month_first_day: int,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """`BudgetStore.standing`'s statement and parameters, for a caller that reads it in one
+    trip with other statements (`Store.answer_context`); `standing_found` reads its rows."""
+    params = {
+        "platform": platform,
+        "workspace": workspace,
+        "user": user_id,
+        "ch": channel,
+        "today": today,
+        "month_first": month_first_day,
+    }
+    return _STANDING, params
+
+
+def standing_found(
+    rows: Sequence[Any], *, user_id: str, channel: str
+) -> list[tuple[StoredBudget, int]]:
+    """The rows of `standing_query` as `BudgetStore.standing` returns them."""
+    found = [(_budget(row), int(row.spent)) for row in rows]
+    return [(b, spent) for b, spent in found if _belongs(b, user_id, channel)]
 
 
 def _belongs(budget: StoredBudget, user_id: str, channel: str) -> bool:

@@ -99,6 +99,13 @@ class Database(Protocol):
         """As `write`; but where writers queue (SQLite), calls with the same statement that
         wait together share one transaction (a group commit)."""
 
+    async def write_each(
+        self, statements: Sequence[tuple[ClauseElement, Params]], *, first_changes: bool = False
+    ) -> list[Rows]:
+        """Statements in one transaction, their results in order (on SQLite in one trip to the
+        writer's thread, where `writing` makes one per statement, BEGIN and COMMIT included).
+        `first_changes`: roll back and raise NothingChanged when the first changes no row."""
+
     async def close(self) -> None: ...
 
 
@@ -149,6 +156,17 @@ class EngineDatabase:
         self, stmt: ClauseElement, params: Params, *, urgent: bool = False
     ) -> Rows:
         return await self.write(stmt, params, urgent=urgent)
+
+    async def write_each(
+        self, statements: Sequence[tuple[ClauseElement, Params]], *, first_changes: bool = False
+    ) -> list[Rows]:
+        async with self.writing() as session:
+            results = []
+            for stmt, params in statements:
+                results.append(await session.execute(stmt, params))
+                if first_changes and len(results) == 1 and results[0].rowcount == 0:
+                    raise NothingChanged  # (rolls the transaction back)
+            return results
 
     async def close(self) -> None:
         pass  # the engine is the store's to dispose
@@ -267,22 +285,32 @@ def _bound(compiled: Any, params: Params) -> tuple[str, dict[str, Any], Sequence
 _PLAIN: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+class NothingChanged(LookupError):
+    """`write_each(first_changes=True)`: its first statement changed no row (rolled back)."""
+
+
 def _each(
-    conn: aiosqlite.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+    conn: aiosqlite.Connection,
+    statements: Sequence[tuple[str, Sequence[Any]]],
+    first_changes: bool = False,
 ) -> list[tuple[list[Any], int]]:
     """On the connection's thread: `statements` one after another; each one's rows and how
-    many rows it changed."""
+    many rows it changed (`first_changes`: NothingChanged when the first changed none)."""
     db = conn._conn
     results = []
     for sql, values in statements:
         before = db.total_changes
         fetched = db.execute(sql, values).fetchall()
         results.append((fetched, db.total_changes - before))
+        if first_changes and len(results) == 1 and results[0][1] == 0:
+            raise NothingChanged
     return results
 
 
 def _in_one_transaction(
-    conn: aiosqlite.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+    conn: aiosqlite.Connection,
+    statements: Sequence[tuple[str, Sequence[Any]]],
+    first_changes: bool = False,
 ) -> list[tuple[list[Any], int]]:
     """On the connection's thread: `statements` in one transaction; each one's rows and how
     many rows it changed. Committed or rolled back here, so a caller cancelled meanwhile
@@ -290,7 +318,7 @@ def _in_one_transaction(
     db = conn._conn
     db.execute("BEGIN IMMEDIATE")
     try:
-        results = _each(conn, statements)
+        results = _each(conn, statements, first_changes)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -442,6 +470,23 @@ class SqliteDatabase:
             if not done.done():
                 made = [row._make(one) for one in fetched] if row is not None else []  # type: ignore[attr-defined]
                 done.set_result(Rows(made, changed))
+
+    async def write_each(
+        self, statements: Sequence[tuple[ClauseElement, Params]], *, first_changes: bool = False
+    ) -> list[Rows]:
+        bound, rows = [], []
+        for stmt, params in statements:
+            compiled, row = self.compiled(stmt, params)
+            sql, values, names = _bound(compiled, params)
+            bound.append((sql, [values[name] for name in names]))
+            rows.append(row)
+        async with self._write_lock.hold():
+            conn = await self._writer_connection()
+            results = await conn._execute(_in_one_transaction, conn, bound, first_changes)  # type: ignore[no-untyped-call]
+        return [
+            Rows([row._make(one) for one in fetched] if row is not None else [], changed)  # type: ignore[attr-defined]
+            for row, (fetched, changed) in zip(rows, results, strict=True)
+        ]
 
     async def _writer_connection(self) -> aiosqlite.Connection:
         """The writing connection, outside any transaction. A writer cancelled before its

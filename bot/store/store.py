@@ -44,8 +44,15 @@ from bot.domain import (
 )
 from bot.store import inbox
 from bot.store.activity import ActivityQueries
-from bot.store.budgets import BudgetStore, count_daily
-from bot.store.database import Database, EngineDatabase, Session, SqliteDatabase
+from bot.store.budgets import BudgetStore, count_daily, daily_count
+from bot.store.database import (
+    Database,
+    EngineDatabase,
+    NothingChanged,
+    Params,
+    Session,
+    SqliteDatabase,
+)
 from bot.store.logins import LoginQueries
 from bot.store.memory import MemoryStore
 from bot.store.migrate import upgrade_to_head
@@ -269,14 +276,25 @@ class Store(ActivityQueries, LoginQueries):
     ) -> tuple[ChannelSettings, list[Turn]]:
         """What asking TokModel needs, in one read: the channel's settings and the newest
         `limit` turns of the context, oldest first (as `channel_settings` and `context_turns`)."""
+        settings, turns, _ = await self.answer_context_and(key, limit=limit)
+        return settings, turns
+
+    async def answer_context_and(
+        self, key: ConversationKey, *, limit: int, also: Sequence[tuple[Any, Params]] = ()
+    ) -> tuple[ChannelSettings, list[Turn], list[list[Any]]]:
+        """As `answer_context`, with the rows of more read-only statements `also` (each with
+        its parameters) from the same trip to the database (the budgets: `bot.budgets`; the
+        running summary: `SummaryStore.latest_query`)."""
         bound = _bound_key(key)
         query = _bound_context_query(self.engine.dialect.name, max(0, limit))
+        statements = [(_SETTINGS_QUERY, bound), (query, bound), *also]
         async with self._db.reading() as conn:
-            found, turns = await conn.execute_each([(_SETTINGS_QUERY, bound), (query, bound)])
+            found, turns, *more = await conn.execute_each(statements)
             row = found.one_or_none()
             rows = turns.all() if limit > 0 else []
+            extra = [result.all() for result in more]
         settings = ChannelSettings(*row) if row is not None else ChannelSettings()
-        return settings, [_turn(r) for r in reversed(rows)]
+        return settings, [_turn(r) for r in reversed(rows)], extra
 
     async def add_exchange(
         self,
@@ -308,15 +326,23 @@ class Store(ActivityQueries, LoginQueries):
         conversation_id = self._conversation_ids.get(key)
         if conversation_id is not None:  # one statement: its own transaction
             params = _exchange_params(conversation_id, question, pending)
-            inserted = await self._db.write(_EXCHANGE_INSERT, params)
+            inserted = (await self._db.write(_EXCHANGE_INSERT, params)).all()
         else:
-            async with self._db.writing() as conn:
-                conversation_id = await self._ensure_conversation(conn, key)
-                params = _exchange_params(conversation_id, question, pending)
-                inserted = await conn.execute(_EXCHANGE_INSERT, params)
-        self._remember(key, conversation_id)
+            # The conversation's row (unless it exists), then the exchange, which finds its id
+            # by the key: one transaction, in one trip to SQLite's writer (not four).
+            bound = _bound_key(key)
+            created = {**bound, "key_start": 0, "key_created_at": time.time()}
+            params = {**_exchange_params(0, question, pending), **bound}
+            _, rows = await self._db.write_each(
+                [
+                    (_conversation_insert(self.engine.dialect.name), created),
+                    (_EXCHANGE_BY_KEY, params),
+                ]
+            )
+            inserted = rows.all()
         # Ids grow in the order rows are inserted; RETURNING's own order is not promised.
-        user_turn_id, answer_turn_id = sorted(inserted.scalars())
+        (user_turn_id, conversation_id), (answer_turn_id, _) = sorted(inserted)
+        self._remember(key, conversation_id)
         return user_turn_id, answer_turn_id
 
     async def finish_answer(
@@ -340,13 +366,14 @@ class Store(ActivityQueries, LoginQueries):
             "new_status": status.value,
             "new_platform_message_id": platform_message_id,
         }
-        async with self._db.writing() as conn:
-            result = await conn.execute(_FINISH_TURN, done)
-            if result.rowcount == 0:  # raised inside: the usage is not counted either
-                raise LookupError(f"no turn with id {answer_turn_id}")
-            values = _usage_values(key, user_id, command, model, usage)
-            await conn.execute(_USAGE_INSERT, values)
-            await count_daily(conn, values, dialect=self.engine.dialect.name)
+        values = _usage_values(key, user_id, command, model, usage)
+        daily = daily_count(values, dialect=self.engine.dialect.name)
+        try:  # (one trip to SQLite's writer, not five)
+            await self._db.write_each(
+                [(_FINISH_TURN, done), (_USAGE_INSERT, values), daily], first_changes=True
+            )
+        except NothingChanged:  # rolled back: the usage is not counted either
+            raise LookupError(f"no turn with id {answer_turn_id}") from None
 
     async def update_turn(
         self,
@@ -377,11 +404,8 @@ class Store(ActivityQueries, LoginQueries):
     async def save_shown(self, turn_id: int, content: str) -> bool:
         """Keep what a streaming answer shows so far; False when its asker asked to stop it
         (`request_stop`, maybe through another replica): then it is left as it is."""
-        result = await self._db.write(
-            update(TurnRow)
-            .where(TurnRow.id == turn_id, TurnRow.status != TurnStatus.STOPPED.value)
-            .values(content=content)
-        )
+        params = {"turn_id": turn_id, "new_content": content}
+        result = await self._db.write_together(_SAVE_SHOWN, params)  # (see set_inbox_state)
         return result.rowcount == 1
 
     async def request_stop(self, turn_id: int) -> bool:
@@ -773,7 +797,8 @@ class Store(ActivityQueries, LoginQueries):
     async def set_inbox_state(self, inbox_id: int, state: str, *, owner: str) -> bool:
         """Move a row of ours to `state`; False when it is no longer ours (taken over)."""
         params = {"inbox_id": inbox_id, "me": owner, "new_state": state}
-        return (await self._db.write(inbox.SET_STATE, params)).rowcount == 1
+        # (marks made together, as a burst's answers start showing, share one commit)
+        return (await self._db.write_together(inbox.SET_STATE, params)).rowcount == 1
 
     async def finish_inbox(self, inbox_ids: Sequence[int], *, owner: str) -> int:
         """Mark rows of `owner` done, in one statement; return how many."""
@@ -958,9 +983,15 @@ _TURN_COLUMNS = (
 _EXCHANGE_INSERT = (
     insert(TurnRow)
     .values([{name: bindparam(f"{row}_{name}") for name in _TURN_COLUMNS} for row in "qa"])
-    .returning(TurnRow.id)
+    .returning(TurnRow.id, TurnRow.conversation_id)
 )
 _USAGE_INSERT = insert(UsageRecordRow)
+#: `save_shown`, built (and compiled) once: building it cost more than running it.
+_SAVE_SHOWN = (
+    update(TurnRow)
+    .where(TurnRow.id == bindparam("turn_id"), TurnRow.status != TurnStatus.STOPPED.value)
+    .values(content=bindparam("new_content"))
+)
 _FINISH_TURN = (
     update(TurnRow)
     .where(TurnRow.id == bindparam("turn_id"))
@@ -1056,6 +1087,25 @@ def _prepare_sqlite(engine: AsyncEngine, url: URL) -> str | None:
 
 _SETTINGS_QUERY = _settings_select(_BOUND_KEY)
 _CONVERSATION_ID = select(ConversationRow.id).where(*_conversation_filter(_BOUND_KEY))
+
+#: As `_EXCHANGE_INSERT`, its conversation found by the key's parameters (`_bound_key`).
+_EXCHANGE_BY_KEY = (
+    insert(TurnRow)
+    .values(
+        [
+            {
+                name: select(ConversationRow.id)
+                .where(*_conversation_filter(_BOUND_KEY))
+                .scalar_subquery()
+                if name == "conversation_id"
+                else bindparam(f"{row}_{name}")
+                for name in _TURN_COLUMNS
+            }
+            for row in "qa"
+        ]
+    )
+    .returning(TurnRow.id, TurnRow.conversation_id)
+)
 
 
 @functools.cache

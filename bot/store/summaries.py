@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,13 @@ class SummaryStore:
         """The conversation's newest summary made after its context start (`/forget`), if any.
         (On the answer path of long conversations: one statement, built once.)"""
         async with self._db.reading() as conn:
-            row = (await conn.execute(_latest_query(self._dialect), _bound_key(key))).one_or_none()
-        return None if row is None else StoredSummary(_turn(row), row.covers_turn_id)
+            rows = (await conn.execute(*self.latest_query(key))).all()
+        return latest_found(rows)
+
+    def latest_query(self, key: ConversationKey) -> tuple[Any, dict[str, Any]]:
+        """`latest`'s statement and parameters, for a caller that reads it beside others in
+        one trip (`Store.answer_context_and`); `latest_found` reads its rows."""
+        return _latest_query(self._dialect), _bound_key(key)
 
     async def turns_after(self, key: ConversationKey, after_id: int, limit: int) -> list[Turn]:
         """Up to `limit` of the conversation's turns after `after_id` and after its context
@@ -132,6 +138,11 @@ class SummaryStore:
         async with self._db.reading() as conn:
             rows = (await conn.execute(stmt)).all()
         return [ChannelTurn(_turn(row), row.thread) for row in reversed(rows)]
+
+
+def latest_found(rows: Sequence[Any]) -> StoredSummary | None:
+    """The rows of `SummaryStore.latest_query` as `latest` returns them."""
+    return StoredSummary(_turn(rows[0]), rows[0].covers_turn_id) if rows else None
 
 
 @functools.cache

@@ -128,10 +128,13 @@ class TokModelClient:
 
     async def close(self) -> None:
         """Close the session, unless it was passed in by the caller."""
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
-        if self._owns_session:
-            self._session = None
+        if not self._owns_session:
+            return
+        # Forgotten first: a request made while it closes opens a session of its own (which
+        # this would otherwise forget unclosed).
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     async def __aenter__(self) -> TokModelClient:
         await self.start()

@@ -140,7 +140,10 @@ async def test_a_long_answer_to_a_mention_continues_in_the_channel(
     sent = discord_fake.in_channel()
     assert len(sent) == 2 and sent[0].reply_to == msg["id"] and sent[1].reply_to is None
     assert all(len(m.content) <= 2000 for m in sent)
-    assert any(c.path.endswith("/typing") for c in discord_fake.calls)
+    # The typing indicator goes out beside the work, but always before the first message.
+    paths = [c.path for c in discord_fake.calls if c.path.startswith("/channels/")]
+    typing = next(i for i, path in enumerate(paths) if path.endswith("/typing"))
+    assert typing < next(i for i, path in enumerate(paths) if path.endswith("/messages"))
 
 
 async def test_a_mention_with_a_picture_and_imagine_edits_it(
