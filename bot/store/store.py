@@ -63,6 +63,7 @@ from bot.store.models import (
     UsageRecordRow,
 )
 from bot.store.urls import async_database_url
+from bot.store.vectors import VectorStore
 from bot.tokmodel.types import Usage
 
 #: How many conversation ids `add_turn` remembers (least recently used are dropped).
@@ -188,6 +189,8 @@ class Store(ActivityQueries, LoginQueries):
         self.summaries = SummaryStore(self._db, engine.dialect.name)
         #: Team memory: channels with it on, observed messages, recall candidates.
         self.memory = MemoryStore(self._db)
+        #: Embeddings of kept messages and people's turns, and the rows waiting for one.
+        self.vectors = VectorStore(self._db)
 
     @property
     def database(self) -> Database:

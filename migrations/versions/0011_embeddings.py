@@ -102,9 +102,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(8), nullable=False),
         sa.Column("row_id", Id, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_embedding_queue")),
-        sa.UniqueConstraint(
-            "source", "row_id", name=op.f("uq_embedding_queue_source_row_id")
-        ),
+        sa.UniqueConstraint("source", "row_id", name=op.f("uq_embedding_queue_source_row_id")),
     )
     sqlite = op.get_context().dialect.name == "sqlite"
     if not sqlite:
