@@ -16,6 +16,7 @@ from bench import (
     adapter_figures,
     budget_figures,
     core_figures,
+    embedding_figures,
     memory_figures,
     mention_figures,
     vision_figures,
@@ -42,6 +43,8 @@ def plan(quick: bool) -> list[Runner]:
             lambda: vision_figures.picture_overhead(runs=5),
             lambda: mention_figures.mention_overhead(runs=3),
             lambda: mention_figures.mention_burst(count=50),
+            lambda: embedding_figures.throughput(messages=1_000),
+            lambda: embedding_figures.answer_latency(queued=2_000, runs=5),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -58,6 +61,8 @@ def plan(quick: bool) -> list[Runner]:
         lambda: vision_figures.picture_overhead(runs=30),
         lambda: mention_figures.mention_overhead(runs=30),
         lambda: mention_figures.mention_burst(count=200),
+        lambda: embedding_figures.throughput(messages=100_000),
+        lambda: embedding_figures.answer_latency(queued=20_000, runs=30),
     ]
 
 
