@@ -183,14 +183,20 @@ class Memory:
         the question itself, left out): the index's candidates, in a hybrid order with their
         vectors' nearness when embeddings are on, reranked by TokModel. TokModel's requests
         are recorded for /usage as `user_id`'s."""
-        pool = self._candidates * (POOL_FACTOR if self._vectors is not None else 1)
-        found = [c for c in await self.candidates(key, query, limit=pool) if c.content not in skip]
+        vectors = self._vectors
+        # The query's vector is asked for while the index is read.
+        wanted = vectors.query_vector(key, query, user_id=user_id) if vectors else None
+        pool = self._candidates * (POOL_FACTOR if wanted is not None else 1)
+        try:
+            found = await self.candidates(key, query, limit=pool)
+            found = [c for c in found if c.content not in skip]
+            if vectors is not None and wanted is not None and found:
+                found = await vectors.order(found, wanted, keep=self._candidates)
+        finally:
+            if wanted is not None and not wanted.done():
+                wanted.cancel()  # (nothing to order, or a failure)
         if not found:
             return []
-        if self._vectors is not None:
-            found = await self._vectors.order(
-                key, query, found, keep=self._candidates, user_id=user_id
-            )
         ordered = await self._rerank(key, query, found, limit, user_id)
         return [
             Recalled(c.author_name, c.created_at, _shortened(c.content), c.link)

@@ -10,8 +10,9 @@ message, or one whose words the index weighs less) still comes up."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from bot.domain import ConversationKey
 from bot.embedder import Embedder
@@ -36,16 +37,27 @@ class VectorRecall:
         self._vectors = vectors
         self._embedder = embedder
 
+    def query_vector(
+        self, key: ConversationKey, query: str, *, user_id: str
+    ) -> asyncio.Task[list[float] | None]:
+        """The query's vector, asked for at once in a task, so the request travels while the
+        full-text candidates are read (None: TokModel failed, logged once)."""
+        return asyncio.create_task(self._embedder.embed_query(key, query, user_id=user_id))
+
     async def order(
-        self, key: ConversationKey, query: str, found: list[Candidate], *, keep: int, user_id: str
+        self,
+        found: list[Candidate],
+        wanted: Awaitable[list[float] | None],
+        *,
+        keep: int,
     ) -> list[Candidate]:
         """Of `found` (in the full-text order), the best `keep` by that order and the `keep`
-        nearest the query by their vectors, in the two orders' merged order. Without the
-        query's vector (TokModel failed: logged once), the best `keep` by the full-text order."""
-        wanted = await self._embedder.embed_query(key, query, user_id=user_id) if found else None
-        if wanted is None:
+        nearest the query (`wanted`: its vector) by their vectors, in the two orders' merged
+        order. Without the query's vector, the best `keep` by the full-text order."""
+        query = await wanted
+        if query is None:
             return found[:keep]
-        query_vector = unit_vector(wanted)
+        query_vector = unit_vector(query)
         config = self._embedder.config
         dims = len(query_vector)
         near: dict[tuple[str, int], float] = {}
