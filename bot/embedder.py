@@ -145,7 +145,10 @@ class Embedder:
                     model=self.config.model,
                     dimensions=self.config.dimensions,
                 )
-            except BadRequest as exc:
+            except BaseException as exc:  # (stopped too: the entries go back at once)
+                if not isinstance(exc, BadRequest):
+                    await self._release(batch)
+                    raise
                 # Not these texts' fault that can be fixed by waiting: drop them from the queue
                 # (they are found by the full-text index still), or they would block it.
                 self._note_failure(exc)
@@ -160,6 +163,14 @@ class Embedder:
         if vectors:
             await self._record_usage(texts, usage)
         return written
+
+    async def _release(self, batch: list[PendingText]) -> None:
+        """Give the batch's entries back (for the retry after the back-off); stopping while
+        this runs leaves them claimed, and taken again after their claim runs out."""
+        try:
+            await self._store.vectors.release(batch)
+        except Exception:
+            log.warning("could not give back the embedding queue's entries", exc_info=True)
 
     async def _record_usage(self, texts: list[PendingText], usage: Usage | None) -> None:
         """The batch's tokens, shared among its channels by their texts' length."""

@@ -259,3 +259,14 @@ async def test_stored_vectors_are_float32_bytes(store: Store) -> None:
     stored = await store.vectors.vectors("message", [1], model=MODEL, dims=2)
     assert list(stored[1]) == pytest.approx([0.6, 0.8])  # stored as a unit vector
     assert unpack_vector(bytes(8)).tolist() == [0.0, 0.0]
+
+
+async def test_embedders_claim_different_rows_and_give_back_failed_ones(store: Store) -> None:
+    await store.memory.set_enabled(KEY, True, by="u-admin")
+    for n in range(5):
+        await store.memory.observe(observed(n, f"text {n}"))
+    first, second = await store.vectors.pending(2), await store.vectors.pending(2)
+    assert [p.row_id for p in first] == [1, 2] and [p.row_id for p in second] == [3, 4]
+    await store.vectors.release(first)  # (its TokModel request failed)
+    assert [p.row_id for p in await store.vectors.pending(10)] == [1, 2, 5]
+    assert await store.vectors.pending(10) == []  # all claimed, none free

@@ -422,8 +422,9 @@ class EmbeddingRow(Base):
 
 class EmbeddingQueueRow(Base):
     """A row waiting for its vector (queued by migration 0011's triggers when it is stored or
-    its text changes); `id` grows with each queueing, so the embedder, deleting the ids it
-    read, learns which rows are still as it embedded them."""
+        its text changes); `id` grows with each queueing, so the embedder, deleting the ids it
+        read, learns which rows are still as it embedded them. An embedder claims entries for a while
+    (`claimed_until`), so replicas embed different rows."""
 
     __tablename__ = "embedding_queue"
     __table_args__ = (UniqueConstraint("source", "row_id"),)
@@ -431,3 +432,5 @@ class EmbeddingQueueRow(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(8))
     row_id: Mapped[int] = mapped_column(Id)
+    #: Taken by an embedder until then (None: free); with replicas, each takes its own.
+    claimed_until: Mapped[float | None] = mapped_column(Double)

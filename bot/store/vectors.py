@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text
+from sqlalchemy import bindparam, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import ConversationKey
@@ -76,10 +76,39 @@ class PendingText:
     content: str | None
 
 
-_QUEUE_HEAD = (
-    select(EmbeddingQueueRow.id, EmbeddingQueueRow.source, EmbeddingQueueRow.row_id)
-    .order_by(EmbeddingQueueRow.id)
-    .limit(bindparam("limit"))
+#: Seconds a queue entry stays claimed by the embedder that took it (another replica takes it
+#: after, e.g. when that one crashed): longer than a TokModel request with its retries.
+CLAIM_SECONDS = 300.0
+
+
+def _claim(dialect: str) -> Any:
+    """Claim the oldest unclaimed (or long-claimed) queue entries; PostgreSQL skips rows
+    another replica is claiming at the same moment."""
+    claimable = (
+        select(EmbeddingQueueRow.id)
+        .where(
+            or_(
+                EmbeddingQueueRow.claimed_until.is_(None),
+                EmbeddingQueueRow.claimed_until < bindparam("now"),
+            )
+        )
+        .order_by(EmbeddingQueueRow.id)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        claimable = claimable.with_for_update(skip_locked=True)
+    return (
+        update(EmbeddingQueueRow)
+        .where(EmbeddingQueueRow.id.in_(claimable.scalar_subquery()))
+        .values(claimed_until=bindparam("until"))
+        .returning(EmbeddingQueueRow.id, EmbeddingQueueRow.source, EmbeddingQueueRow.row_id)
+    )
+
+
+_RELEASE = (
+    update(EmbeddingQueueRow)
+    .where(EmbeddingQueueRow.id.in_(bindparam("ids", expanding=True)))
+    .values(claimed_until=None)
 )
 _MESSAGE_TEXTS = select(
     ObservedMessageRow.id,
@@ -118,11 +147,17 @@ class VectorStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._dialect = db.dialect.name
+        self._claim = _claim(self._dialect)
 
     async def pending(self, limit: int) -> list[PendingText]:
-        """The oldest `limit` queue entries, with their rows' texts and channels."""
+        """Claim the oldest `limit` queue entries no other embedder holds (for CLAIM_SECONDS,
+        or until `store` or `release`), with their rows' texts and channels."""
+        now = time.time()
+        params = {"now": now, "until": now + CLAIM_SECONDS, "limit": limit}
+        async with self._db.writing() as conn:
+            claimed = (await conn.execute(self._claim, params)).all()
+        queued = sorted(claimed, key=lambda q: q.id)
         async with self._db.reading() as conn:
-            queued = (await conn.execute(_QUEUE_HEAD, {"limit": limit})).all()
             texts: dict[tuple[str, int], Any] = {}
             for source, stmt in (("message", _MESSAGE_TEXTS), ("turn", _TURN_TEXTS)):
                 ids = [q.row_id for q in queued if q.source == source]
@@ -164,6 +199,11 @@ class VectorStore:
             if rows:
                 await conn.execute(self._upsert(), rows)
         return len(rows)
+
+    async def release(self, pending: list[PendingText]) -> None:
+        """Give claimed entries back (their embedding failed): they are taken again next time."""
+        if pending:
+            await self._db.write(_RELEASE, {"ids": [p.queue_id for p in pending]})
 
     def _upsert(self) -> Any:
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert

@@ -5,7 +5,8 @@ or "turn", `row_id` its id): the model and dimensions that made it, the floats a
 float32 bytes (BLOB on SQLite, bytea on PostgreSQL). `embedding_queue` lists the rows still
 waiting for one, so the background embedder finds them through the queue's own index, never by
 scanning history; its `id` grows with every queueing, so an embedder that read an entry can tell
-(by deleting exactly that id) whether the row changed meanwhile.
+(by deleting exactly that id) whether the row changed meanwhile. An embedder claims the entries
+it works on (`claimed_until`), so replicas on PostgreSQL share the work rather than repeat it.
 
 Triggers keep both in step with the rows in the same transaction: a new row is queued; an edit
 (content changed) drops the old vector and queues the row again; a deletion drops its vector
@@ -101,6 +102,7 @@ def upgrade() -> None:
         sa.Column("id", Id, primary_key=True, autoincrement=True),
         sa.Column("source", sa.String(8), nullable=False),
         sa.Column("row_id", Id, nullable=False),
+        sa.Column("claimed_until", sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_embedding_queue")),
         sa.UniqueConstraint("source", "row_id", name=op.f("uq_embedding_queue_source_row_id")),
     )
