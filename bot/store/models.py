@@ -422,9 +422,9 @@ class EmbeddingRow(Base):
 
 class EmbeddingQueueRow(Base):
     """A row waiting for its vector (queued by migration 0011's triggers when it is stored or
-        its text changes); `id` grows with each queueing, so the embedder, deleting the ids it
-        read, learns which rows are still as it embedded them. An embedder claims entries for a while
-    (`claimed_until`), so replicas embed different rows."""
+    its text changes); `id` grows with each queueing, so the embedder, deleting the ids it
+    read, learns which rows are still as it embedded them. An embedder claims entries for a
+    while (`claimed_until`), so replicas embed different rows."""
 
     __tablename__ = "embedding_queue"
     __table_args__ = (UniqueConstraint("source", "row_id"),)

@@ -52,7 +52,7 @@ def unpack_vector(data: bytes) -> array[float]:
 
 def unit(vector: list[float]) -> list[float]:
     """`vector` scaled to length 1 (a zero vector stays as it is)."""
-    norm = math.sqrt(math.fsum(x * x for x in vector))
+    norm = math.hypot(*vector)
     return [x / norm for x in vector] if norm else list(vector)
 
 
@@ -105,6 +105,20 @@ def _claim(dialect: str) -> Any:
     )
 
 
+def _upsert(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(EmbeddingRow)
+    return stmt.on_conflict_do_update(
+        index_elements=["source", "row_id"],
+        set_={
+            "model": stmt.excluded.model,
+            "dims": stmt.excluded.dims,
+            "vector": stmt.excluded.vector,
+            "created_at": stmt.excluded.created_at,
+        },
+    )
+
+
 _RELEASE = (
     update(EmbeddingQueueRow)
     .where(EmbeddingQueueRow.id.in_(bindparam("ids", expanding=True)))
@@ -148,6 +162,7 @@ class VectorStore:
         self._db = db
         self._dialect = db.dialect.name
         self._claim = _claim(self._dialect)
+        self._upsert = _upsert(self._dialect)
 
     async def pending(self, limit: int) -> list[PendingText]:
         """Claim the oldest `limit` queue entries no other embedder holds (for CLAIM_SECONDS,
@@ -196,27 +211,16 @@ class VectorStore:
                 for pending, vector in done
                 if vector is not None and pending.queue_id in still
             ]
-            if rows:
-                await conn.execute(self._upsert(), rows)
+            if rows and self._dialect == "postgresql":
+                await conn.execute(self._upsert, rows)  # (executemany)
+            elif rows:  # (one trip to SQLite's thread for them all)
+                await conn.execute_each([(self._upsert, row) for row in rows])
         return len(rows)
 
     async def release(self, pending: list[PendingText]) -> None:
         """Give claimed entries back (their embedding failed): they are taken again next time."""
         if pending:
             await self._db.write(_RELEASE, {"ids": [p.queue_id for p in pending]})
-
-    def _upsert(self) -> Any:
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = insert(EmbeddingRow)
-        return stmt.on_conflict_do_update(
-            index_elements=["source", "row_id"],
-            set_={
-                "model": stmt.excluded.model,
-                "dims": stmt.excluded.dims,
-                "vector": stmt.excluded.vector,
-                "created_at": stmt.excluded.created_at,
-            },
-        )
 
     async def vectors(
         self, source: str, row_ids: list[int], *, model: str, dims: int
