@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 #: Seconds between looks at the queue when nothing woke the embedder.
 POLL_SECONDS = 2.0
 #: Longest the embedder waits for answers in flight to finish before a batch anyway.
-PAUSE_LIMIT = 10.0
+PAUSE_LIMIT = 2.0
 #: How often it looks whether answers are still in flight, while it waits for them.
 PAUSE_STEP = 0.05
 #: Back-off after a failed batch: doubled each time, up to the last figure.
@@ -155,6 +155,7 @@ class Embedder:
                 result = None
             if result is not None:
                 vectors, usage = result.vectors, result.usage
+        await self._quiet()  # (the write waits for answers in flight, not they for it)
         by_row = dict(zip((p.queue_id for p in texts), vectors, strict=False))
         written = await self._store.vectors.store(
             [(p, by_row.get(p.queue_id)) for p in batch], model=self.config.model
