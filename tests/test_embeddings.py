@@ -24,6 +24,7 @@ from tests.conftest import API_KEY
 from tests.platform import ALICE, KEY, RecordingReplier, message
 
 EMBEDDINGS = "/v1/embeddings"
+CHAT = "/v1/chat/completions"
 MODEL = "openai/text-embedding-3-small"
 FACT = "When is the deploy window? It is on Tuesday, after the standup"
 QUESTION = "when is the deploy window on tuesday"
@@ -213,7 +214,11 @@ async def test_a_message_the_full_text_ranking_puts_low_is_recalled_by_its_vecto
             core.embedder.wake()
             await until(lambda: _queue_empty(core.store))
         await core.handle(message("recall", QUESTION), replier)
-    assert (FACT in replier.last) is (embeddings == "on")
+        assert (FACT in replier.last) is (embeddings == "on")
+        await core.handle(message("ask", QUESTION), replier)  # recall in answers: the same
+    sent = [r.json["messages"] for r in fake.requests if r.path == CHAT and r.json][-1]
+    notes = "\n".join(m["content"] for m in sent if m["role"] == "system")
+    assert (f"[Bob, 2025-11-24] {FACT}" in notes) is (embeddings == "on")
 
 
 async def test_failing_embeddings_and_rerank_still_answer_in_the_full_text_order(
