@@ -134,10 +134,13 @@ async def check_database(settings: Settings) -> list[Finding]:
         store = await Store.open(url)
     except Exception as exc:
         return [Finding(False, "database", f"cannot open {shown}: {exc}", "check DATABASE_URL")]
+    memory: list[Finding] = []
     try:
         await store.ping()
         async with store.engine.connect() as conn:
             current = await conn.run_sync(_current_revision)
+        if current == head_revision():
+            memory = [await _team_memory(settings, store)]
     except Exception as exc:
         return [
             Finding(
@@ -159,7 +162,18 @@ async def check_database(settings: Settings) -> list[Finding]:
                 "run `tokbot db upgrade` (tokbot run also does it at start-up)",
             )
         ]
-    return [Finding(True, "database", f"{shown} reachable, schema at revision {head}")]
+    return [Finding(True, "database", f"{shown} reachable, schema at revision {head}"), *memory]
+
+
+async def _team_memory(settings: Settings, store: Store) -> Finding:
+    """Which recall is in use: embeddings on or off, the vector index, the embedder's queue."""
+    queued = await store.vectors.queued()
+    if settings.embeddings == "off":
+        detail = f"embeddings off (TOKBOT_EMBEDDINGS): recall is full-text only; {queued:,} queued"
+    else:
+        index = await store.vectors.describe_index()
+        detail = f"embeddings by {settings.embedding_model}; {index}; {queued:,} waiting"
+    return Finding(True, "team memory", detail)
 
 
 def _missing_sqlite_file(url: str) -> str | None:

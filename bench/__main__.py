@@ -17,6 +17,7 @@ from bench import (
     budget_figures,
     core_figures,
     discord_mention_figures,
+    embedding_figures,
     memory_figures,
     mention_figures,
     vision_figures,
@@ -45,6 +46,8 @@ def plan(quick: bool) -> list[Runner]:
             lambda: mention_figures.mention_burst(count=50),
             lambda: discord_mention_figures.mention_overhead(runs=5),
             lambda: discord_mention_figures.mention_burst(count=30),
+            lambda: embedding_figures.throughput(messages=1_000),
+            lambda: embedding_figures.answer_latency(queued=2_000, runs=5),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -63,6 +66,8 @@ def plan(quick: bool) -> list[Runner]:
         lambda: mention_figures.mention_burst(count=200),
         lambda: discord_mention_figures.mention_overhead(runs=30),
         lambda: discord_mention_figures.mention_burst(count=100),
+        lambda: embedding_figures.throughput(messages=100_000),
+        lambda: embedding_figures.answer_latency(queued=20_000, runs=30),
     ]
 
 

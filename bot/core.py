@@ -8,12 +8,13 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from bot.alerts import Alerts
 from bot.budgets import Budgets, media_tokens, request_estimate
 from bot.commands import CommandRegistry, CommandSpec, Invocation
 from bot.domain import Author, FeedbackValue, Incoming, Replier, TurnStatus
+from bot.embedder import Embedder, EmbeddingConfig
 from bot.errors import UserError
 from bot.folding import Folding
 from bot.inbox import Inbox, Ticket
@@ -31,6 +32,7 @@ from bot.text import clean_text
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.errors import TokModelError, Unauthorized
 from bot.tokmodel.types import Usage
+from bot.vector_recall import VectorRecall
 from bot.wording import describe_tokmodel_error
 
 log = logging.getLogger(__name__)
@@ -89,12 +91,16 @@ class Core:
         #: Summaries from TokModel (folding, /summarize); folds long conversations after answers.
         self.summarizer = Summarizer(tokmodel, budget_tokens=settings.context_budget_tokens)
         self.folding = Folding(store, self.summarizer, budget_tokens=settings.context_budget_tokens)
+        #: Embeds kept messages and people's turns in the background (None: embeddings off).
+        self.embedder = _embedder(settings, store, tokmodel, busy=lambda: self._answer_slots.busy)
         self.memory = Memory(
             store.memory,
             tokmodel,
             rerank_model=settings.rerank_model,
             candidates=settings.memory_candidates,
             scrub=self.scrub,
+            vectors=VectorRecall(store.vectors, self.embedder) if self.embedder else None,
+            record_usage=store.record_usage,
         )
 
     # -- helpers for handlers -------------------------------------------------------------
@@ -455,3 +461,14 @@ class Core:
             await replier.post(self.scrub(text), private=private)
         except Exception:
             log.exception("could not deliver a reply")
+
+
+def _embedder(
+    settings: Settings, store: Store, tokmodel: TokModelClient, *, busy: Callable[[], bool]
+) -> Embedder | None:
+    if settings.embeddings == "off":
+        return None
+    config = EmbeddingConfig(
+        settings.embedding_model, settings.embedding_dimensions or None, settings.embedding_batch
+    )
+    return Embedder(store, tokmodel, config, busy=busy)

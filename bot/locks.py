@@ -13,8 +13,14 @@ class FairSlots:
     served, whatever the event loop's wake-up order)."""
 
     def __init__(self, size: int) -> None:
+        self._size = size
         self._free = size
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def busy(self) -> bool:
+        """Whether any slot is held (the background embedder waits for none to be)."""
+        return self._free < self._size or bool(self._waiters)
 
     @property
     def waiting(self) -> int:

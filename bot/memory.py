@@ -9,15 +9,22 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.domain import ConversationKey
+from bot.conversation import estimate_tokens
+from bot.domain import BOT_AUTHOR, ConversationKey
 from bot.store.memory import Candidate, MemoryStore
 from bot.store.memory import ObservedMessage as ObservedMessage  # what adapters report
 from bot.tokmodel.client import TokModelClient
+from bot.tokmodel.types import Usage
+from bot.vector_recall import POOL_FACTOR, VectorRecall
 
 log = logging.getLogger(__name__)
+
+#: Records a TokModel request of team memory for /usage: (channel, user id, command, model,
+#: usage); `Store.record_usage`.
+RecordUsage = Callable[..., Awaitable[None]]
 
 #: Seconds the channels with memory on are trusted from this process's copy (another
 #: replica's `/memory` is seen within this; this process's own at once).
@@ -77,8 +84,12 @@ class Memory:
         rerank_model: str,
         candidates: int,
         scrub: Callable[[str], str],
+        vectors: VectorRecall | None = None,
+        record_usage: RecordUsage | None = None,
     ) -> None:
         self._store = store
+        self._vectors = vectors  # None: embeddings off, full-text order only
+        self._record_usage = record_usage
         self._tokmodel = tokmodel
         self._rerank_model = rerank_model
         self._candidates = candidates
@@ -142,10 +153,14 @@ class Memory:
 
     # -- recall --------------------------------------------------------------------------------
 
-    async def candidates(self, key: ConversationKey, query: str) -> list[Candidate]:
-        """The index's candidates for `query` in the channel, best first by the index's own
-        order (observed messages and people's turns taken in turn), without duplicates."""
-        found = await self._store.candidates(key, query_words(query), limit=self._candidates)
+    async def candidates(
+        self, key: ConversationKey, query: str, *, limit: int | None = None
+    ) -> list[Candidate]:
+        """The index's candidates for `query` in the channel (`limit` of each kind, by default
+        TOKBOT_MEMORY_CANDIDATES), best first by the index's own order (observed messages and
+        people's turns taken in turn), without duplicates."""
+        limit = limit or self._candidates
+        found = await self._store.candidates(key, query_words(query), limit=limit)
         found.sort(key=lambda c: (c.rank, c.source != "message"))
         seen: set[str] = set()
         unique = []
@@ -156,20 +171,41 @@ class Memory:
         return unique
 
     async def recall(
-        self, key: ConversationKey, query: str, *, limit: int, skip: frozenset[str] = frozenset()
+        self,
+        key: ConversationKey,
+        query: str,
+        *,
+        limit: int,
+        skip: frozenset[str] = frozenset(),
+        user_id: str = BOT_AUTHOR.id,
     ) -> list[Recalled]:
         """The `limit` messages of the channel that best match `query` (texts in `skip`, e.g.
-        the question itself, left out): the index's candidates, reranked by TokModel."""
-        found = [c for c in await self.candidates(key, query) if c.content not in skip]
+        the question itself, left out): the index's candidates, in a hybrid order with their
+        vectors' nearness when embeddings are on, reranked by TokModel. TokModel's requests
+        are recorded for /usage as `user_id`'s."""
+        vectors = self._vectors
+        # The query's vector is asked for while the index is read.
+        wanted = vectors.query_vector(key, query, user_id=user_id) if vectors else None
+        pool = self._candidates * (POOL_FACTOR if wanted is not None else 1)
+        try:
+            found = await self.candidates(key, query, limit=pool)
+            found = [c for c in found if c.content not in skip]
+            if vectors is not None and wanted is not None and found:
+                found = await vectors.order(found, wanted, keep=self._candidates)
+        finally:
+            if wanted is not None and not wanted.done():
+                wanted.cancel()  # (nothing to order, or a failure)
         if not found:
             return []
-        ordered = await self._rerank(query, found, limit)
+        ordered = await self._rerank(key, query, found, limit, user_id)
         return [
             Recalled(c.author_name, c.created_at, _shortened(c.content), c.link)
             for c in ordered[:limit]
         ]
 
-    async def _rerank(self, query: str, found: list[Candidate], limit: int) -> list[Candidate]:
+    async def _rerank(
+        self, key: ConversationKey, query: str, found: list[Candidate], limit: int, user_id: str
+    ) -> list[Candidate]:
         if len(found) <= limit:  # all of them are shown: no TokModel call to pick among them
             return found
         try:
@@ -184,8 +220,30 @@ class Memory:
                     type(exc).__name__,
                 )
             return found
+        await self._count_rerank(key, query, found, user_id)
         picked = [found[r.index] for r in results if 0 <= r.index < len(found)]
         return picked or found
+
+    async def _count_rerank(
+        self, key: ConversationKey, query: str, found: list[Candidate], user_id: str
+    ) -> None:
+        """Record a rerank for /usage (and budgets). Rerank answers report no tokens (Cohere
+        bills "search units"): the query and documents are estimated as elsewhere."""
+        if self._record_usage is None:
+            return
+        tokens = estimate_tokens(query) * len(found) + sum(
+            estimate_tokens(c.content) for c in found
+        )
+        try:
+            await self._record_usage(
+                key.channel_key,
+                user_id=user_id,
+                command="rerank",
+                model=self._rerank_model,
+                usage=Usage(tokens, 0, tokens),
+            )
+        except Exception:  # counting must not cost the recall
+            log.warning("could not record the usage of a rerank", exc_info=True)
 
 
 def _with_content(message: ObservedMessage, content: str) -> ObservedMessage:

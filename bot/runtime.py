@@ -106,12 +106,28 @@ async def open_core(settings: Settings, endpoint: TokModelEndpoint) -> AsyncIter
             # Events that dead processes acknowledged are answered once adapters offer to
             # (`Inbox.can_answer`); until then they wait in the database.
             await core.inbox.start(core.handle)
+            await _start_embedder(core)
             try:
                 yield core
             finally:
+                if core.embedder is not None:
+                    await core.embedder.stop()  # (rows it was embedding stay queued)
                 await core.inbox.stop()
                 await core.folding.drain()  # (folds started by the last answers)
                 await core.alerts.close()
+
+
+async def _start_embedder(core: Core) -> None:
+    """Start embedding queued rows in the background, and say once which recall is in use."""
+    if core.embedder is None:
+        log.info("team memory: embeddings off (TOKBOT_EMBEDDINGS); recall is full-text only")
+        return
+    try:
+        mode = await core.store.vectors.describe_index()
+    except Exception:  # (only what the log says depends on it)
+        mode = "vector index unknown (could not ask the database)"
+    log.info("team memory: embeddings by %s; %s", core.embedder.config.model, mode)
+    core.embedder.start()
 
 
 @asynccontextmanager

@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     memory_candidates: int = Field(default=30, alias="TOKBOT_MEMORY_CANDIDATES", gt=0, le=500)
     #: Recalled messages `/recall` shows and an answer is given.
     memory_recalled: int = Field(default=5, alias="TOKBOT_MEMORY_RECALLED", gt=0, le=50)
+    #: Whether kept messages and people's turns are embedded (in the background) and recall
+    #: orders its candidates by their vectors too; "off": full-text candidates only.
+    embeddings: Literal["on", "off"] = Field(default="on", alias="TOKBOT_EMBEDDINGS")
+    embedding_model: str = Field(
+        default="openai/text-embedding-3-small", alias="TOKBOT_EMBEDDING_MODEL"
+    )
+    #: Floats per vector asked of the model (text-embedding-3 shortens its own); 0: the
+    #: model's own length, not asked.
+    embedding_dimensions: int = Field(
+        default=256, alias="TOKBOT_EMBEDDING_DIMENSIONS", ge=0, le=8192
+    )
+    #: Texts per background `/v1/embeddings` request.
+    embedding_batch: int = Field(default=64, alias="TOKBOT_EMBEDDING_BATCH", gt=0, le=2048)
 
     # Slack
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")

@@ -42,6 +42,9 @@ def make_settings(
             "TOKBOT_STREAM_EDIT_INTERVAL": "0",
             "TOKBOT_TOKMODEL_TIMEOUT": "2",
             "TOKBOT_TOKMODEL_RETRY_BUDGET": "3",
+            # The background embedder's requests would take faults injected for a command's
+            # own (those without a path); the tests of team memory turn it on.
+            "TOKBOT_EMBEDDINGS": "off",
         }
         env.update(overrides)
         return load_settings(env)

@@ -619,13 +619,14 @@ async def test_answers_over_the_cap_wait_in_line_and_are_told_at_once(
         async with asyncio.timeout(5):  # the first answer is streaming (its placeholder shows)
             while not repliers[0].order:
                 await asyncio.sleep(0.005)
-        later = [
-            asyncio.create_task(core.handle(message("ask", f"q{i}", key=keys[i]), repliers[i]))
-            for i in (1, 2)
-        ]
-        async with asyncio.timeout(5):
-            while not (repliers[1].order and repliers[2].order):
-                await asyncio.sleep(0.005)
+        later = []
+        for i in (1, 2):  # one after the other: the second arrives once the first waits
+            later.append(
+                asyncio.create_task(core.handle(message("ask", f"q{i}", key=keys[i]), repliers[i]))
+            )
+            async with asyncio.timeout(5):
+                while not repliers[i].order:
+                    await asyncio.sleep(0.005)
         assert repliers[1].texts[0].startswith("⏳ Busy right now")
         assert "1 ahead of you" in repliers[2].texts[0]
         await asyncio.gather(first, *later)

@@ -32,6 +32,11 @@ async def test_all_good(make_settings: Callable[..., Settings]) -> None:
     code, report = await doctor(settings)
     assert code == 0, report
     assert "✓ TokModel: key accepted" in report and "all good" in report
+    # (The tests' settings turn embeddings off; on, the line names the model and the index.)
+    assert "✓ team memory: embeddings off (TOKBOT_EMBEDDINGS)" in report
+    settings = make_settings(TOKBOT_EMBEDDINGS="on")
+    code, report = await doctor(settings)
+    assert "✓ team memory: embeddings by openai/text-embedding-3-small; no vector index" in report
 
 
 async def test_a_wrong_key_is_named(make_settings: Callable[..., Settings]) -> None:

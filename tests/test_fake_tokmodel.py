@@ -26,9 +26,11 @@ import pytest
 from bot.tokmodel import fake_media
 from bot.tokmodel.fake import (
     AUDIO_FORMAT_ERROR,
+    EMBEDDING_DIMENSIONS,
     MODEL_IDS,
     FakeTokModel,
     Fault,
+    stand_in_embedding,
     stand_in_reply,
     stand_in_transcript,
 )
@@ -737,7 +739,9 @@ async def test_embeddings(http: aiohttp.ClientSession) -> None:
     assert answer["model"] == "openai/text-embedding-3-small"
     data = answer["data"]
     assert [d["index"] for d in data] == [0, 1, 2]
-    assert all(d["object"] == "embedding" and len(d["embedding"]) == 64 for d in data)
+    assert all(
+        d["object"] == "embedding" and len(d["embedding"]) == EMBEDDING_DIMENSIONS for d in data
+    )
     assert data[0]["embedding"] == data[2]["embedding"] != data[1]["embedding"]
     assert math.fsum(v * v for v in data[1]["embedding"]) == pytest.approx(1.0, abs=1e-4)
     assert answer["usage"]["prompt_tokens"] == answer["usage"]["total_tokens"] > 0
@@ -745,9 +749,26 @@ async def test_embeddings(http: aiohttp.ClientSession) -> None:
     assert single[1]["data"][0]["embedding"] == data[0]["embedding"]
     b64 = await post_json(http, "/v1/embeddings", {**body, "encoding_format": "base64"})
     raw = base64.b64decode(b64[1]["data"][1]["embedding"])
-    assert struct.unpack("<64f", raw) == pytest.approx(data[1]["embedding"], abs=1e-6)
+    assert struct.unpack(f"<{EMBEDDING_DIMENSIONS}f", raw) == pytest.approx(
+        data[1]["embedding"], abs=1e-6
+    )
     bad = await post_json(http, "/v1/embeddings", {**body, "input": []})
     assert bad[0] == 400
+
+
+def test_stand_in_embeddings_are_near_when_texts_share_words() -> None:
+    def cosine(a: str, b: str, dimensions: int = EMBEDDING_DIMENSIONS) -> float:
+        va, vb = stand_in_embedding(a, dimensions), stand_in_embedding(b, dimensions)
+        return math.fsum(x * y for x, y in zip(va, vb, strict=True))
+
+    deploy = "The deploy window is Tuesday afternoon"
+    assert cosine(deploy, "when is the DEPLOY window?") > 0.4
+    assert cosine(deploy, "lunch plans and coffee talk") < 0.2
+    assert cosine(deploy, deploy) == pytest.approx(1.0, abs=1e-4)
+    # Asked for fewer dimensions, the words are hashed into that many: still near.
+    assert len(stand_in_embedding(deploy, 32)) == 32
+    assert cosine(deploy, "deploy window", 32) > 0.4
+    assert stand_in_embedding("!!!") != stand_in_embedding("???")  # no words: hashed whole
 
 
 async def test_rerank(http: aiohttp.ClientSession) -> None:

@@ -45,6 +45,8 @@ TABLES = {
     "summaries",
     "memory_channels",
     "observed_messages",
+    "embeddings",
+    "embedding_queue",
 }
 #: The full-text indexes of migration 0009, which the models do not describe: SQLite's FTS5
 #: tables (and their shadow tables), PostgreSQL's GIN expression indexes.

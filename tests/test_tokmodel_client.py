@@ -39,7 +39,13 @@ from bot.tokmodel import (
     fake_media,
 )
 from bot.tokmodel.errors import parse_retry_after
-from bot.tokmodel.fake import FakeTokModel, Fault, stand_in_reply, stand_in_transcript
+from bot.tokmodel.fake import (
+    EMBEDDING_DIMENSIONS,
+    FakeTokModel,
+    Fault,
+    stand_in_reply,
+    stand_in_transcript,
+)
 from bot.tokmodel.sse import SSEDecoder
 
 KEY = "sk-tokbot-SECRET-5f2c9a7e1b"
@@ -329,8 +335,11 @@ async def test_transcribe_accepts_a_plain_text_body() -> None:
 
 async def test_embeddings(client: TokModelClient) -> None:
     vectors = await client.embeddings(["one", "two", "one"], model="openai/text-embedding-3-small")
-    assert len(vectors) == 3 and all(len(v) == 64 for v in vectors)
+    assert len(vectors) == 3 and all(len(v) == EMBEDDING_DIMENSIONS for v in vectors)
     assert vectors[0] == vectors[2] != vectors[1]
+    short = await client.embed(["one two"], model="openai/text-embedding-3-small", dimensions=8)
+    assert len(short.vectors[0]) == 8
+    assert short.usage is not None and short.usage.total_tokens > 0
 
 
 async def test_embeddings_are_ordered_by_index() -> None:

@@ -112,6 +112,8 @@ def default_commands() -> list[CommandSpec]:
             "what this channel said about something, with links",
             "/recall <words>",
             memory.recall,
+            # (rerank and a query embedding: TokModel calls, rate-limited and budgeted)
+            uses_tokmodel=True,
             reads_history=False,
         ),
         CommandSpec(

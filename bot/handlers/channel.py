@@ -146,6 +146,12 @@ async def usage(inv: Invocation) -> None:
         f"• you: {summary.user_requests:,} requests, {summary.user_tokens:,} tokens",
         f"• this channel: {summary.channel_requests:,} requests, {summary.channel_tokens:,} tokens",
     ]
+    memory_requests, memory_tokens = await inv.core.store.vectors.memory_usage(inv.key)
+    if memory_requests:
+        lines.append(
+            f"  of which team memory (embeddings, rerank): {memory_requests:,} requests, "
+            f"{memory_tokens:,} tokens"
+        )
     if inv.core.is_admin(inv.author):
         lines += await _feedback_lines(inv)
     await inv.reply("\n".join(lines), private=True)

@@ -412,7 +412,11 @@ async def _recall(
         sent = {m.content for m in messages}
         in_context = frozenset(t.content for t in turns if turn_to_message(t).content in sent)
         return await core.memory.recall(
-            inv.key, prompt, limit=core.settings.memory_recalled, skip=in_context
+            inv.key,
+            prompt,
+            limit=core.settings.memory_recalled,
+            skip=in_context,
+            user_id=inv.author.id,
         )
     except Exception:
         log.warning("recall failed; answering without it", exc_info=True)

@@ -55,7 +55,9 @@ async def recall(inv: Invocation) -> None:
     if not query_words(query):
         raise UserError("Those words are too common to search for; try a more specific one.")
     core = inv.core
-    found = await core.memory.recall(inv.key, query, limit=core.settings.memory_recalled)
+    found = await core.memory.recall(
+        inv.key, query, limit=core.settings.memory_recalled, user_id=inv.author.id
+    )
     shown = query if len(query) <= 80 else query[:79] + "…"
     hint = "" if await core.memory.enabled(inv.key) else OFF_HINT
     if not found:

@@ -404,3 +404,34 @@ class ObservedMessageRow(Base):
     content: Mapped[str] = mapped_column(Text)
     link: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class EmbeddingRow(Base):
+    """The vector of one observed message (`source` "message") or person's turn ("turn"),
+    `row_id` its id: made by `model` with `dims` floats, stored as little-endian float32 bytes.
+    Migration 0011's triggers delete it with its row, and when the row's text changes."""
+
+    __tablename__ = "embeddings"
+
+    source: Mapped[str] = mapped_column(String(8), primary_key=True)
+    row_id: Mapped[int] = mapped_column(Id, primary_key=True)
+    model: Mapped[str] = mapped_column(Name)
+    dims: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class EmbeddingQueueRow(Base):
+    """A row waiting for its vector (queued by migration 0011's triggers when it is stored or
+    its text changes); `id` grows with each queueing, so the embedder, deleting the ids it
+    read, learns which rows are still as it embedded them. An embedder claims entries for a
+    while (`claimed_until`), so replicas embed different rows."""
+
+    __tablename__ = "embedding_queue"
+    __table_args__ = (UniqueConstraint("source", "row_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(8))
+    row_id: Mapped[int] = mapped_column(Id)
+    #: Taken by an embedder until then (None: free); with replicas, each takes its own.
+    claimed_until: Mapped[float | None] = mapped_column(Double)

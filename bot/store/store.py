@@ -70,6 +70,7 @@ from bot.store.models import (
     UsageRecordRow,
 )
 from bot.store.urls import async_database_url
+from bot.store.vectors import VectorStore
 from bot.tokmodel.types import Usage
 
 #: How many conversation ids `add_turn` remembers (least recently used are dropped).
@@ -195,6 +196,8 @@ class Store(ActivityQueries, LoginQueries):
         self.summaries = SummaryStore(self._db, engine.dialect.name)
         #: Team memory: channels with it on, observed messages, recall candidates.
         self.memory = MemoryStore(self._db)
+        #: Embeddings of kept messages and people's turns, and the rows waiting for one.
+        self.vectors = VectorStore(self._db)
 
     @property
     def database(self) -> Database:

@@ -66,7 +66,9 @@ VISION_MODELS: Final = frozenset(
 IMAGE_SIZES: Final[frozenset[str]] = frozenset(
     {"256x256", "512x512", "1024x1024", "1792x1024", "1024x1792"}
 )
-EMBEDDING_DIMENSIONS: Final = 64
+#: The stand-in's embedding length (`dimensions` asks for fewer). Bag-of-words vectors want
+#: room: with fewer buckets, unrelated words share one more often.
+EMBEDDING_DIMENSIONS: Final = 256
 #: Tokens charged for a picture whose size is unknown (OpenAI: a 1024×1024 one, high detail).
 IMAGE_TOKENS: Final = 765
 #: OpenAI's answer to a picture sent to a model that takes only text (400, with this `param`).
@@ -268,12 +270,22 @@ def stand_in_transcript(filename: str, data: bytes, translate: bool) -> str:
     return f"(stand-in {kind} of {filename}, {len(data)} bytes)"
 
 
-def stand_in_embedding(text: str) -> list[float]:
-    """A deterministic unit vector of EMBEDDING_DIMENSIONS floats derived from a hash of `text`."""
-    raw = hashlib.shake_256(text.encode("utf-8")).digest(2 * EMBEDDING_DIMENSIONS)
-    values = [v / 32767.5 - 1.0 for v in struct.unpack(f">{EMBEDDING_DIMENSIONS}H", raw)]
+def stand_in_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector of `dimensions` floats: a hashed bag of words. Each
+    lower-cased word adds ±1 to the dimension its hash picks (the sign from the hash too, so
+    collisions cancel rather than pile up), then the vector is normalised. Texts that share
+    words are near (cosine ~ the share of words in common); texts with none are near 0. A text
+    without words is hashed whole, so it still gets a vector of its own."""
+    words = _EMBEDDING_WORD.findall(text.lower()) or [text]
+    values = [0.0] * dimensions
+    for word in words:
+        digest = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest())
+        values[(digest >> 1) % dimensions] += 1.0 if digest & 1 else -1.0
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [round(v / norm, 6) for v in values]
+
+
+_EMBEDDING_WORD = re.compile(r"[^\W_]+")
 
 
 def stand_in_relevance(query: str, document: str) -> float:
@@ -314,12 +326,6 @@ def _embedding_inputs(raw: Any) -> tuple[list[str], int]:
 
 def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _shortened(vector: list[float], dimensions: int) -> list[float]:
-    head = vector[:dimensions]
-    norm = math.sqrt(sum(v * v for v in head)) or 1.0
-    return [round(v / norm, 6) for v in head]
 
 
 def count_tokens(text: str) -> int:
@@ -1170,9 +1176,8 @@ class FakeTokModel:
         dimensions = _number(body, "dimensions", 1, EMBEDDING_DIMENSIONS, integer=True)
         data = []
         for i, text in enumerate(inputs):
-            vector = stand_in_embedding(text)
-            if dimensions is not None:
-                vector = _shortened(vector, int(dimensions))
+            # (OpenAI shortens its vectors to `dimensions`; the stand-in hashes into that many.)
+            vector = stand_in_embedding(text, int(dimensions or EMBEDDING_DIMENSIONS))
             embedding: list[float] | str = vector
             if encoding == "base64":
                 packed = struct.pack(f"<{len(vector)}f", *vector)

@@ -89,3 +89,12 @@ class RerankResult:
     index: int
     relevance_score: float
     document: str | None = None
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """`/v1/embeddings`' answer: one vector per input, in input order, and the usage it
+    reported (None when it reported none)."""
+
+    vectors: list[list[float]]
+    usage: Usage | None
