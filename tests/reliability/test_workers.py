@@ -1,0 +1,182 @@
+"""`tokbot run --workers 2` as an operator runs it: a real supervisor process and its two
+workers, against the loopback fake Slack (HTTP mode, every POST on a new connection) and the
+TokModel stand-in, on SQLite and PostgreSQL. Events spread across both workers (SO_REUSEPORT),
+each is answered once (Slack's retries reach either worker), a worker killed is restarted, and
+SIGTERM stops them all after their answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from adapters.slack.fake import FakeSlack
+from bot.tokmodel.fake import FakeTokModel
+from tests.reliability.harness import bot_env, free_port
+
+CHANNELS = 12
+RUNNING = re.compile(r"tokbot worker (\d+)/2 is running \(slack\), pid (\d+)")
+
+
+@dataclass
+class Supervisor:
+    process: asyncio.subprocess.Process
+    log: Path
+    port: int
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slack/events"
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def workers(self) -> dict[int, list[int]]:
+        """Each worker's pids, in the order they started."""
+        started: dict[int, list[int]] = {}
+        for index, pid in RUNNING.findall(self.logs()):
+            started.setdefault(int(index), []).append(int(pid))
+        return started
+
+    async def logged(self, pattern: str, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the log shows `pattern` `count` times (the processes write it)."""
+        deadline = time.monotonic() + timeout
+        while len(re.findall(pattern, self.logs())) < count:
+            assert self.process.returncode is None, f"tokbot exited:\n{self.logs()}"
+            assert time.monotonic() < deadline, f"never logged {pattern!r}:\n{self.logs()}"
+            await asyncio.sleep(0.02)
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"tokbot did not stop in {timeout} s:\n{self.logs()}") from None
+
+
+@pytest.fixture
+async def supervisor(
+    slack: FakeSlack, fake: FakeTokModel, database_url: str, tmp_path: Path
+) -> AsyncIterator[Supervisor]:
+    port = free_port()
+    env = bot_env(slack, fake, database_url, tmp_path, port, TOKBOT_STALE_ANSWER_SECONDS="60")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters.cli", "run", "--workers", "2",
+            cwd=tmp_path, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    running = Supervisor(process, log, port)
+    try:
+        await running.logged("tokbot is running in 2 workers")
+        yield running
+    finally:
+        if process.returncode is None:
+            process.kill()  # the workers see their stdin end and stop too
+            await process.wait()
+        for pids in running.workers().values():
+            for pid in pids:
+                await _gone(pid)
+
+
+async def _gone(pid: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"worker {pid} outlived its supervisor")
+        await asyncio.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _inbox(database_url: str) -> list[tuple[str, str]]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT owner, state FROM inbox"))
+            return [(owner, state) for owner, state in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_two_workers_share_the_events_and_answer_each_once(
+    supervisor: Supervisor, slack: FakeSlack, fake: FakeTokModel, database_url: str
+) -> None:
+    pids = {index: started[0] for index, started in supervisor.workers().items()}
+    assert sorted(pids) == [0, 1]
+    bodies = [
+        slack.event_body(slack.message_event(f"question {n}", mention=True, channel=f"C0W{n:03d}"))
+        for n in range(CHANNELS)
+    ]
+    # Each event twice at once, as Slack's retry of a slow ack: any worker may get either.
+    sent = await asyncio.gather(
+        *(slack.post_event(supervisor.events_url, body) for body in bodies),
+        *(slack.post_event(supervisor.events_url, body, retry_num=1) for body in bodies),
+    )
+    assert [status for status, _ in sent] == [200] * 2 * CHANNELS
+    threads = [(str(b["event"]["channel"]), str(b["event"]["ts"])) for b in bodies]  # type: ignore[index]
+    await slack.wait_for(lambda: all(slack.texts(c, thread_ts=ts) for c, ts in threads), 30)
+
+    assert await supervisor.stop() == 0, supervisor.logs()
+    # Once every process has exited, nothing more can be answered: count.
+    assert [len(slack.texts(c, thread_ts=ts)) for c, ts in threads] == [1] * CHANNELS
+    asked = [r for r in fake.requests if r.path.endswith("/chat/completions")]
+    assert len(asked) == CHANNELS
+    inbox = await _inbox(database_url)
+    assert len(inbox) == CHANNELS and {state for _, state in inbox} == {"done"}
+    owners = {owner.split("-")[-2] for owner, _ in inbox}  # host-pid-token: the pids
+    assert owners == {str(pid) for pid in pids.values()}, "one worker took every event"
+    assert "Traceback" not in supervisor.logs()
+
+
+async def test_a_worker_that_dies_is_restarted(
+    supervisor: Supervisor, slack: FakeSlack, database_url: str
+) -> None:
+    victim = supervisor.workers()[1][0]
+    os.kill(victim, signal.SIGKILL)
+    await supervisor.logged(r"worker 1 \(pid \d+\) exited unexpectedly \(killed by SIGKILL\)")
+    await supervisor.logged(RUNNING.pattern.replace(r"(\d+)/2", "1/2"), count=2)
+    [first, again] = supervisor.workers()[1]
+    assert first == victim and again != victim
+    # Both workers answer on the shared port again: /healthz from whichever takes it.
+    async with aiohttp.ClientSession() as http:
+        for _ in range(4):
+            async with http.get(f"http://127.0.0.1:{supervisor.port}/healthz") as response:
+                assert response.status == 200
+    event = slack.message_event("after the restart", mention=True)
+    await slack.post_event(supervisor.events_url, slack.event_body(event))
+    await slack.wait_for(lambda: bool(slack.texts("C0GENERAL", thread_ts=str(event["ts"]))), 20)
+    assert await supervisor.stop() == 0, supervisor.logs()
+
+
+async def test_metrics_count_every_workers_events(supervisor: Supervisor, slack: FakeSlack) -> None:
+    """/metrics answers from whichever worker takes the connection, with all workers' counts."""
+    for n in range(6):
+        event = slack.message_event(f"count me {n}", mention=True, channel=f"C0M{n}")
+        await slack.post_event(supervisor.events_url, slack.event_body(event))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(6):  # new connections: both workers answer some of these
+            async with http.get(f"http://127.0.0.1:{supervisor.port}/metrics") as response:
+                page = await response.text()
+            assert 'tokbot_platform_events_total{platform="slack"} 6.0' in page, page
+    assert await supervisor.stop() == 0, supervisor.logs()
