@@ -19,6 +19,7 @@ from bench import (
     memory_figures,
     mention_figures,
     vision_figures,
+    workers_figures,
 )
 from bench.harness import Figure, shared_stand_ins
 
@@ -42,6 +43,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: vision_figures.picture_overhead(runs=5),
             lambda: mention_figures.mention_overhead(runs=3),
             lambda: mention_figures.mention_burst(count=50),
+            lambda: workers_figures.workers_burst(count=50, rounds=1),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -58,6 +60,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: vision_figures.picture_overhead(runs=30),
         lambda: mention_figures.mention_overhead(runs=30),
         lambda: mention_figures.mention_burst(count=200),
+        lambda: workers_figures.workers_burst(count=200, rounds=2),
     ]
 
 
