@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         metavar="N",
-        help="worker processes sharing the work (default: TOKBOT_WORKERS, else one per CPU on "
-        "PostgreSQL and 1 on SQLite); 1 runs everything in this process",
+        help="worker processes sharing the work (default: TOKBOT_WORKERS, else one per CPU; "
+        "on SQLite at most 2); 1 runs everything in this process",
     )
     # How the supervisor of --workers N starts each worker (adapters.workers); not for people.
     run.add_argument("--worker", type=WorkerSlot.parse, help=argparse.SUPPRESS)

@@ -100,13 +100,18 @@ def available_cpus() -> int:
     return cpus
 
 
+#: SQLite's default at most: measured, 2 workers answer a burst faster than 1 (README,
+#: Workers); more processes would queue for the one file's write lock, whose busy wait sleeps
+#: up to 100 ms at a time, and that was not measured to pay.
+SQLITE_DEFAULT_WORKERS = 2
+
+
 def default_workers(settings: Settings) -> int:
-    """TOKBOT_WORKERS when set; otherwise one per CPU on PostgreSQL and one on SQLite (where
-    the processes would queue for the one database file's write lock: README, Benchmarks)."""
+    """TOKBOT_WORKERS when set; otherwise one per CPU, on SQLite at most SQLITE_DEFAULT_WORKERS."""
     if settings.workers is not None:
         return settings.workers
     if settings.database_url.startswith("sqlite"):
-        return 1
+        return min(available_cpus(), SQLITE_DEFAULT_WORKERS)
     return available_cpus()
 
 

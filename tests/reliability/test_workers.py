@@ -1,8 +1,9 @@
 """`tokbot run --workers 2` as an operator runs it: a real supervisor process and its two
-workers, against the loopback fake Slack (HTTP mode, every POST on a new connection) and the
-TokModel stand-in, on SQLite and PostgreSQL. Events spread across both workers (SO_REUSEPORT),
-each is answered once (Slack's retries reach either worker), a worker killed is restarted, and
-SIGTERM stops them all after their answers."""
+workers, against the loopback fake Slack (HTTP mode, every POST on a new connection) or fake
+Discord and the TokModel stand-in, on SQLite and PostgreSQL. Events spread across both workers
+(SO_REUSEPORT), each is answered once (Slack's retries reach either worker), a worker killed is
+restarted, workers never outlive a killed supervisor, /metrics counts every worker's events,
+Discord's shards are dealt out, and SIGTERM stops them all after their answers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +23,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from adapters.discord.fake import FakeDiscord
 from adapters.slack.fake import FakeSlack
+from adapters.workers import WorkerSlot, available_cpus, default_workers
+from bot.settings import Settings, load_settings
 from bot.tokmodel.fake import FakeTokModel
-from tests.reliability.harness import bot_env, free_port
+from tests.reliability.harness import bot_env, discord_env, free_port
 
 CHANNELS = 12
-RUNNING = re.compile(r"tokbot worker (\d+)/2 is running \(slack\), pid (\d+)")
+RUNNING = re.compile(r"tokbot worker (\d+)/2 is running \([a-z, ]+\), pid (\d+)")
 
 
 @dataclass
@@ -65,29 +70,38 @@ class Supervisor:
             raise AssertionError(f"tokbot did not stop in {timeout} s:\n{self.logs()}") from None
 
 
-@pytest.fixture
-async def supervisor(
-    slack: FakeSlack, fake: FakeTokModel, database_url: str, tmp_path: Path
-) -> AsyncIterator[Supervisor]:
-    port = free_port()
-    env = bot_env(slack, fake, database_url, tmp_path, port, TOKBOT_STALE_ANSWER_SECONDS="60")
+@asynccontextmanager
+async def run_workers(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Supervisor]:
+    """`tokbot run --workers 2` with `env`, once both workers run; afterwards no process of it
+    is left (the supervisor killed: its workers see their stdin end and stop too)."""
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "adapters.cli", "run", "--workers", "2",
             cwd=tmp_path, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
-    running = Supervisor(process, log, port)
+    running = Supervisor(process, log, int(env["TOKBOT_HTTP_PORT"]))
     try:
         await running.logged("tokbot is running in 2 workers")
         yield running
     finally:
         if process.returncode is None:
-            process.kill()  # the workers see their stdin end and stop too
+            process.kill()
             await process.wait()
         for pids in running.workers().values():
             for pid in pids:
                 await _gone(pid)
+
+
+@pytest.fixture
+async def supervisor(
+    slack: FakeSlack, fake: FakeTokModel, database_url: str, tmp_path: Path
+) -> AsyncIterator[Supervisor]:
+    env = bot_env(
+        slack, fake, database_url, tmp_path, free_port(), TOKBOT_STALE_ANSWER_SECONDS="60"
+    )
+    async with run_workers(env, tmp_path) as running:
+        yield running
 
 
 async def _gone(pid: int, timeout: float = 20.0) -> None:
@@ -136,6 +150,13 @@ async def test_two_workers_share_the_events_and_answer_each_once(
     assert [status for status, _ in sent] == [200] * 2 * CHANNELS
     threads = [(str(b["event"]["channel"]), str(b["event"]["ts"])) for b in bodies]  # type: ignore[index]
     await slack.wait_for(lambda: all(slack.texts(c, thread_ts=ts) for c, ts in threads), 30)
+    # /metrics from whichever worker takes each new connection: every worker's events, summed.
+    counted = f'tokbot_platform_events_total{{platform="slack"}} {2 * CHANNELS}.0'
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(6):
+            async with http.get(f"http://127.0.0.1:{supervisor.port}/metrics") as response:
+                page = await response.text()
+            assert counted in page, page
 
     assert await supervisor.stop() == 0, supervisor.logs()
     # Once every process has exited, nothing more can be answered: count.
@@ -166,17 +187,59 @@ async def test_a_worker_that_dies_is_restarted(
     event = slack.message_event("after the restart", mention=True)
     await slack.post_event(supervisor.events_url, slack.event_body(event))
     await slack.wait_for(lambda: bool(slack.texts("C0GENERAL", thread_ts=str(event["ts"]))), 20)
-    assert await supervisor.stop() == 0, supervisor.logs()
+    # The supervisor killed outright: its workers see their stdin end and stop by themselves.
+    supervisor.process.kill()
+    await supervisor.process.wait()
+    for pid in (supervisor.workers()[0][0], again):
+        await _gone(pid)
 
 
-async def test_metrics_count_every_workers_events(supervisor: Supervisor, slack: FakeSlack) -> None:
-    """/metrics answers from whichever worker takes the connection, with all workers' counts."""
-    for n in range(6):
-        event = slack.message_event(f"count me {n}", mention=True, channel=f"C0M{n}")
-        await slack.post_event(supervisor.events_url, slack.event_body(event))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
-        for _ in range(6):  # new connections: both workers answer some of these
-            async with http.get(f"http://127.0.0.1:{supervisor.port}/metrics") as response:
-                page = await response.text()
-            assert 'tokbot_platform_events_total{platform="slack"} 6.0' in page, page
-    assert await supervisor.stop() == 0, supervisor.logs()
+async def test_discord_shards_are_dealt_out_to_the_workers(
+    fake: FakeTokModel, database_url: str, tmp_path: Path
+) -> None:
+    """Discord recommends 2 shards: each worker connects one, and a mention (on the guild's
+    shard) and a DM (always shard 0) are each answered once."""
+    discord = FakeDiscord(shards=2)
+    await discord.start()
+    try:
+        env = discord_env(discord, fake, database_url, tmp_path, free_port())
+        async with run_workers(env, tmp_path) as supervisor:
+            assert sorted(i["shard"] for i in discord.identified) == [[0, 2], [1, 2]]
+            assert len(re.findall(r"is running \(discord\)", supervisor.logs())) == 2
+            in_guild = await discord.message("in the guild", mention_bot=True)
+            in_dm = await discord.message("in a DM", dm=True)
+
+            def answers(message: dict[str, object]) -> list[str]:
+                return [
+                    m.content
+                    for m in discord.in_channel(str(message["channel_id"]))
+                    if m.reply_to == message["id"]
+                ]
+
+            await discord.wait_for(lambda: bool(answers(in_guild) and answers(in_dm)), 20)
+            assert await supervisor.stop() == 0, supervisor.logs()
+        assert len(answers(in_guild)) == 1 and len(answers(in_dm)) == 1
+    finally:
+        await discord.stop()
+
+
+def _settings(**env: str) -> Settings:
+    return load_settings({"TOKMODEL_API_KEY": "k", **env})
+
+
+def test_the_default_is_one_worker_per_cpu_and_at_most_two_on_sqlite() -> None:
+    cpus = available_cpus()
+    postgres = "postgresql+asyncpg://tokbot@db/tokbot"
+    assert default_workers(_settings(DATABASE_URL=postgres)) == cpus
+    assert default_workers(_settings(DATABASE_URL="sqlite:///x.db")) == min(cpus, 2)
+    assert default_workers(_settings(DATABASE_URL=postgres, TOKBOT_WORKERS="3")) == 3
+
+
+def test_shards_are_dealt_out_in_turn() -> None:
+    settings = _settings(DISCORD_TOKEN="t", DISCORD_SHARD_COUNT="5")
+    assert [WorkerSlot(i, 2).discord_shards(settings) for i in range(2)] == [[0, 2, 4], [1, 3]]
+    named = _settings(DISCORD_TOKEN="t", DISCORD_SHARD_COUNT="8", DISCORD_SHARD_IDS="4,5,6")
+    assert [WorkerSlot(i, 2).discord_shards(named) for i in range(2)] == [[4, 6], [5]]
+    assert WorkerSlot.parse("1/3") == WorkerSlot(1, 3)
+    with pytest.raises(ValueError):
+        WorkerSlot.parse("3/3")
