@@ -43,7 +43,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: vision_figures.picture_overhead(runs=5),
             lambda: mention_figures.mention_overhead(runs=3),
             lambda: mention_figures.mention_burst(count=50),
-            lambda: workers_figures.workers_burst(count=50, rounds=1),
+            lambda: workers_figures.workers_burst(count=30, rounds=1),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
