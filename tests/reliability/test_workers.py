@@ -28,6 +28,7 @@ from adapters.slack.fake import FakeSlack
 from adapters.workers import WorkerSlot, available_cpus, default_workers
 from bot.settings import Settings, load_settings
 from bot.tokmodel.fake import FakeTokModel
+from tests.reliability.conftest import Figures
 from tests.reliability.harness import bot_env, discord_env, free_port
 
 CHANNELS = 12
@@ -134,7 +135,11 @@ async def _inbox(database_url: str) -> list[tuple[str, str]]:
 
 
 async def test_two_workers_share_the_events_and_answer_each_once(
-    supervisor: Supervisor, slack: FakeSlack, fake: FakeTokModel, database_url: str
+    supervisor: Supervisor,
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    database_url: str,
+    reliability: Figures,
 ) -> None:
     pids = {index: started[0] for index, started in supervisor.workers().items()}
     assert sorted(pids) == [0, 1]
@@ -166,12 +171,23 @@ async def test_two_workers_share_the_events_and_answer_each_once(
     inbox = await _inbox(database_url)
     assert len(inbox) == CHANNELS and {state for _, state in inbox} == {"done"}
     owners = {owner.split("-")[-2] for owner, _ in inbox}  # host-pid-token: the pids
+    answered = [len(slack.texts(c, thread_ts=ts)) for c, ts in threads]
+    reliability.record(
+        "workers",
+        f"`tokbot run --workers 2` (Slack HTTP, one port): {CHANNELS} mentions, each POSTed "
+        "twice at once (a retry), every POST on a new connection",
+        f"{sum(n == 1 for n in answered)}/{CHANNELS} answered exactly once; taken by "
+        f"{len(owners)} of 2 workers; /metrics the same from either",
+        events=CHANNELS,
+        answered_once=sum(n == 1 for n in answered),
+        workers_used=len(owners),
+    )
     assert owners == {str(pid) for pid in pids.values()}, "one worker took every event"
     assert "Traceback" not in supervisor.logs()
 
 
 async def test_a_worker_that_dies_is_restarted(
-    supervisor: Supervisor, slack: FakeSlack, database_url: str
+    supervisor: Supervisor, slack: FakeSlack, reliability: Figures
 ) -> None:
     victim = supervisor.workers()[1][0]
     os.kill(victim, signal.SIGKILL)
@@ -192,10 +208,16 @@ async def test_a_worker_that_dies_is_restarted(
     await supervisor.process.wait()
     for pid in (supervisor.workers()[0][0], again):
         await _gone(pid)
+    reliability.record(
+        "workers",
+        "SIGKILL one of 2 workers; then SIGKILL the supervisor",
+        "the worker restarted and answered; both workers stopped by themselves after the "
+        "supervisor died",
+    )
 
 
 async def test_discord_shards_are_dealt_out_to_the_workers(
-    fake: FakeTokModel, database_url: str, tmp_path: Path
+    fake: FakeTokModel, database_url: str, tmp_path: Path, reliability: Figures
 ) -> None:
     """Discord recommends 2 shards: each worker connects one, and a mention (on the guild's
     shard) and a DM (always shard 0) are each answered once."""
@@ -218,6 +240,12 @@ async def test_discord_shards_are_dealt_out_to_the_workers(
 
             await discord.wait_for(lambda: bool(answers(in_guild) and answers(in_dm)), 20)
             assert await supervisor.stop() == 0, supervisor.logs()
+        reliability.record(
+            "workers",
+            "`tokbot run --workers 2` on Discord (2 shards recommended): a guild mention, a DM",
+            f"one shard per worker; answered {len(answers(in_guild))} and "
+            f"{len(answers(in_dm))} time(s)",
+        )
         assert len(answers(in_guild)) == 1 and len(answers(in_dm)) == 1
     finally:
         await discord.stop()
