@@ -186,6 +186,47 @@ async def test_two_workers_share_the_events_and_answer_each_once(
     assert "Traceback" not in supervisor.logs()
 
 
+async def test_socket_mode_workers_each_hold_a_connection(
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    database_url: str,
+    tmp_path: Path,
+    reliability: Figures,
+) -> None:
+    """Socket Mode: each worker opens its own connection; events come over either, each is
+    answered by the worker it reached, and a retry over the other connection is not answered
+    again."""
+    env = bot_env(slack, fake, database_url, tmp_path, free_port(), SLACK_APP_TOKEN=slack.app_token)
+    async with run_workers(env, tmp_path) as supervisor:
+        await slack.wait_for(lambda: slack.connections == 2)
+        bodies = [
+            slack.event_body(slack.message_event(f"socket {n}", mention=True, channel=f"C0S{n}"))
+            for n in range(6)
+        ]
+        threads = [(str(b["event"]["channel"]), str(b["event"]["ts"])) for b in bodies]  # type: ignore[index]
+        for n, body in enumerate(bodies):
+            await slack.send_envelope("events_api", body, connection=n % 2)
+        await slack.wait_for(lambda: all(slack.texts(c, thread_ts=ts) for c, ts in threads), 30)
+        # Slack's retries, each over the other connection: recognised there, not answered.
+        retries = [
+            await slack.send_envelope("events_api", body, retry_attempt=1, connection=(n + 1) % 2)
+            for n, body in enumerate(bodies)
+        ]
+        await slack.wait_for(lambda: all(e in slack.acks for e in retries), 20)
+        assert await supervisor.stop() == 0, supervisor.logs()
+    answered = [len(slack.texts(c, thread_ts=ts)) for c, ts in threads]
+    owners = {owner.split("-")[-2] for owner, _ in await _inbox(database_url)}
+    reliability.record(
+        "workers",
+        "`tokbot run --workers 2` in Slack Socket Mode: 6 mentions over the 2 workers' "
+        "connections in turn, then each again (a retry) over the other connection",
+        f"2 connections; {sum(n == 1 for n in answered)}/6 answered exactly once; taken by "
+        f"{len(owners)} of 2 workers",
+    )
+    assert answered == [1] * 6
+    assert len(owners) == 2
+
+
 async def test_a_worker_that_dies_is_restarted(
     supervisor: Supervisor, slack: FakeSlack, reliability: Figures
 ) -> None:
