@@ -286,7 +286,8 @@ async def _run(settings: Settings, worker: WorkerSlot | None = None) -> int:
         if settings.slack_enabled:
             from adapters.slack import SlackAdapter
 
-            adapters.append(SlackAdapter(core, settings, web))
+            share = 1 if worker is None else worker.count
+            adapters.append(SlackAdapter(core, settings, web, budget_share=share))
         if discord_enabled:
             from adapters.discord import DiscordAdapter
 

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.discord.fake import FakeDiscord
+from adapters.slack.app import _share
 from adapters.slack.fake import FakeSlack
 from adapters.workers import WorkerSlot, available_cpus, default_workers
 from bot.settings import Settings, load_settings
@@ -312,3 +313,7 @@ def test_shards_are_dealt_out_in_turn() -> None:
     assert WorkerSlot.parse("1/3") == WorkerSlot(1, 3)
     with pytest.raises(ValueError):
         WorkerSlot.parse("3/3")
+
+
+def test_each_worker_keeps_its_share_of_slacks_per_workspace_rates() -> None:
+    assert [_share(50, 2), _share(100, 3), _share(1, 4), _share(0, 2)] == [25, 33, 1, 0]
