@@ -228,34 +228,63 @@ async def test_socket_mode_workers_each_hold_a_connection(
     assert len(owners) == 2
 
 
-async def test_a_worker_that_dies_is_restarted(
-    supervisor: Supervisor, slack: FakeSlack, reliability: Figures
+async def test_a_worker_killed_mid_answer_loses_nothing_and_is_restarted(
+    slack: FakeSlack,
+    fake: FakeTokModel,
+    database_url: str,
+    tmp_path: Path,
+    reliability: Figures,
 ) -> None:
-    victim = supervisor.workers()[1][0]
-    os.kill(victim, signal.SIGKILL)
-    await supervisor.logged(r"worker 1 \(pid \d+\) exited unexpectedly \(killed by SIGKILL\)")
-    await supervisor.logged(RUNNING.pattern.replace(r"(\d+)/2", "1/2"), count=2)
-    [first, again] = supervisor.workers()[1]
-    assert first == victim and again != victim
-    # Both workers answer on the shared port again: /healthz from whichever takes it.
-    async with aiohttp.ClientSession() as http:
-        for _ in range(4):
-            async with http.get(f"http://127.0.0.1:{supervisor.port}/healthz") as response:
-                assert response.status == 200
-    event = slack.message_event("after the restart", mention=True)
-    await slack.post_event(supervisor.events_url, slack.event_body(event))
-    await slack.wait_for(lambda: bool(slack.texts("C0GENERAL", thread_ts=str(event["ts"]))), 20)
-    # The supervisor killed outright: its workers see their stdin end and stop by themselves.
-    supervisor.process.kill()
-    await supervisor.process.wait()
-    for pid in (supervisor.workers()[0][0], again):
-        await _gone(pid)
+    """SIGKILL the worker that acknowledged a mention and is asking TokModel: the mention is
+    answered once (by its sibling or its restart, after the lease); the worker is restarted;
+    and once the supervisor itself is SIGKILLed, the workers stop by themselves."""
+    env = bot_env(
+        slack,
+        fake,
+        database_url,
+        tmp_path,
+        free_port(),
+        TOKBOT_STALE_ANSWER_SECONDS="60",
+        TOKBOT_PROCESS_LEASE_SECONDS="3",
+    )
+    async with run_workers(env, tmp_path) as supervisor:
+        fake.latency = 30  # TokModel is slow: acknowledged, asked, nothing shown yet
+        event = slack.message_event("asked before the crash", mention=True)
+        await slack.post_event(supervisor.events_url, slack.event_body(event))
+        await slack.wait_for(lambda: any(r.path.endswith("/completions") for r in fake.requests))
+        [(owner, _)] = await _inbox(database_url)
+        victim = int(owner.split("-")[-2])
+        [index] = [i for i, pids in supervisor.workers().items() if pids[0] == victim]
+        fake.latency = 0.0
+        os.kill(victim, signal.SIGKILL)
+        await supervisor.logged(
+            rf"worker {index} \(pid {victim}\) exited unexpectedly \(killed by SIGKILL\)"
+        )
+        await supervisor.logged(RUNNING.pattern.replace(r"(\d+)/2", f"{index}/2"), count=2)
+        [first, again] = supervisor.workers()[index]
+        assert first == victim and again != victim
+        thread = str(event["ts"])
+        await slack.wait_for(lambda: bool(slack.texts("C0GENERAL", thread_ts=thread)), 30)
+        # Both workers answer on the shared port again: /healthz from whichever takes it.
+        async with aiohttp.ClientSession() as http:
+            for _ in range(4):
+                async with http.get(f"http://127.0.0.1:{supervisor.port}/healthz") as response:
+                    assert response.status == 200
+        # The supervisor killed outright: its workers see their stdin end and stop by themselves.
+        supervisor.process.kill()
+        await supervisor.process.wait()
+        for pid in (supervisor.workers()[1 - index][0], again):
+            await _gone(pid)
+    answers = slack.texts("C0GENERAL", thread_ts=thread)
     reliability.record(
         "workers",
-        "SIGKILL one of 2 workers; then SIGKILL the supervisor",
-        "the worker restarted and answered; both workers stopped by themselves after the "
-        "supervisor died",
+        "SIGKILL the worker (of 2) that acknowledged a mention and is asking TokModel; then "
+        "SIGKILL the supervisor",
+        f"the mention answered {len(answers)} time(s) after the kill; the worker restarted; "
+        "both workers stopped by themselves after the supervisor died",
+        answers=len(answers),
     )
+    assert len(answers) == 1, answers
 
 
 async def test_discord_shards_are_dealt_out_to_the_workers(
