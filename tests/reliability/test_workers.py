@@ -84,7 +84,9 @@ async def run_workers(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Supe
         )  # fmt: skip
     running = Supervisor(process, log, int(env["TOKBOT_HTTP_PORT"]))
     try:
-        await running.logged("tokbot is running in 2 workers")
+        # Two processes importing everything at once on a shared machine, then the second
+        # waits a heartbeat and a half beside the first (bot/inbox: Inbox.start).
+        await running.logged("tokbot is running in 2 workers", timeout=90)
         yield running
     finally:
         if process.returncode is None:
