@@ -8,15 +8,17 @@ import contextlib
 import gc
 import importlib.metadata
 import logging
+import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter
 from adapters.web import WebServer
+from adapters.workers import WorkerSlot, default_workers, supervise, watch_supervisor
 from bot.core import Core
 from bot.logs import configure_logging, log_to_file
 from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokbot", description="TokModel in your team's chat.")
     parser.add_argument("--version", action="version", version=f"tokbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(
+    run = _command(
         sub,
         "run",
         "migrate the database and start every configured adapter",
@@ -40,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         "come from the environment and .env (see the README). Ctrl-C or SIGTERM stops it after "
         "the answers in flight finish (up to TOKBOT_DRAIN_SECONDS); a second one stops at once.",
     )
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="worker processes sharing the work (default: TOKBOT_WORKERS, else one per CPU; "
+        "on SQLite at most 2); 1 runs everything in this process",
+    )
+    # How the supervisor of --workers N starts each worker (adapters.workers); not for people.
+    run.add_argument("--worker", type=WorkerSlot.parse, help=argparse.SUPPRESS)
     console = _command(
         sub,
         "console",
@@ -115,6 +126,13 @@ def _command(
     return sub.add_parser(name, help=summary, description=about)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1, not {value}")
+    return value
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("tokbot")
@@ -170,7 +188,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print("database is at the newest revision")
         return 0
     if args.command == "run":
-        return await _run(settings)
+        if args.worker is not None:
+            return await _run(settings, worker=args.worker)
+        workers = args.workers or default_workers(settings)
+        if workers == 1:
+            return await _run(settings)
+        _check_platforms(settings)
+        return await supervise(settings, workers, _Signals())
     if args.command == "doctor":
         from adapters.doctor import run_doctor
 
@@ -230,23 +254,41 @@ async def _fake_tokmodel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(settings: Settings) -> int:
-    endpoint = TokModelEndpoint(settings.tokmodel_base_url, settings.api_key())
+def _check_platforms(settings: Settings) -> None:
     if not (settings.slack_enabled or settings.discord_enabled):
         raise SettingsError(
             "no chat platform is configured: set SLACK_BOT_TOKEN (with SLACK_SIGNING_SECRET or "
             "SLACK_APP_TOKEN) or DISCORD_TOKEN, or try `tokbot console`"
         )
-    async with open_core(settings, endpoint) as core:
-        web = WebServer(settings.http_host, settings.http_port, metrics=core.metrics)
+
+
+async def _run(settings: Settings, worker: WorkerSlot | None = None) -> int:
+    """`tokbot run` in this process: alone, or as one `worker` of a supervisor."""
+    endpoint = TokModelEndpoint(settings.tokmodel_base_url, settings.api_key())
+    _check_platforms(settings)
+    discord_enabled = settings.discord_enabled
+    if worker is not None and discord_enabled:
+        shards = worker.discord_shards(settings)
+        discord_enabled = bool(shards)
+        settings = settings.model_copy(
+            update={"discord_shard_ids": ",".join(str(shard) for shard in shards)}
+        )
+    async with open_core(settings, endpoint, first=worker is None) as core:
+        web = WebServer(
+            settings.http_host,
+            settings.http_port,
+            metrics=core.metrics,
+            reuse_port=worker is not None,
+        )
         web.add_health_check("database", _database_check(core))
         web.add_degradation("tokmodel", lambda: core.alerts.problem)
         adapters: list[Adapter] = []
         if settings.slack_enabled:
             from adapters.slack import SlackAdapter
 
-            adapters.append(SlackAdapter(core, settings, web))
-        if settings.discord_enabled:
+            share = 1 if worker is None else worker.count
+            adapters.append(SlackAdapter(core, settings, web, budget_share=share))
+        if discord_enabled:
             from adapters.discord import DiscordAdapter
 
             adapters.append(DiscordAdapter(core, settings))
@@ -265,7 +307,15 @@ async def _run(settings: Settings) -> int:
             # From here on (before: Ctrl-C interrupts the start-up itself), stop gracefully.
             signals = _Signals()
             names = ", ".join(adapter.name for adapter in adapters)
-            print(f"tokbot is running ({names}); web server on port {web.port}", flush=True)
+            if worker is None:
+                print(f"tokbot is running ({names}); web server on port {web.port}", flush=True)
+            else:
+                print(
+                    f"tokbot worker {worker} is running ({names}), pid {os.getpid()}; "
+                    f"web server on port {web.port}",
+                    flush=True,
+                )
+                signals.watch(watch_supervisor(signals.first))
             # Everything loaded so far lives as long as the process: keep it out of the
             # garbage collector's full passes, which otherwise pause every ack (bench/: p99).
             gc.freeze()
@@ -324,10 +374,17 @@ class _Signals:
     def __init__(self) -> None:
         self.first = asyncio.Event()
         self.again = asyncio.Event()
+        self._watchers: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, self._received)
+
+    def watch(self, watcher: Coroutine[Any, Any, None]) -> None:
+        """Run `watcher` (which may set `first`) alongside, for as long as the loop runs."""
+        task = asyncio.ensure_future(watcher)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     def _received(self) -> None:
         (self.again if self.first.is_set() else self.first).set()

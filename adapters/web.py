@@ -25,8 +25,13 @@ Degradation = Callable[[], str | None]
 
 
 class WebServer:
-    def __init__(self, host: str, port: int, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, *, metrics: Metrics | None = None, reuse_port: bool = False
+    ) -> None:
+        """`reuse_port`: bind with SO_REUSEPORT, so the workers of `tokbot run --workers N` all
+        listen on one port and the kernel spreads new connections across them."""
         self.app = web.Application()
+        self._reuse_port = reuse_port
         self._metrics = metrics
         self._host = host
         self._port = port
@@ -49,7 +54,13 @@ class WebServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, backlog=LISTEN_BACKLOG)
+        site = web.TCPSite(
+            self._runner,
+            self._host,
+            self._port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=self._reuse_port or None,
+        )
         await site.start()
         server = site._server  # the bound port, when 0 asked for an ephemeral one
         sockets = getattr(server, "sockets", None) or []

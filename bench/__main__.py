@@ -21,6 +21,7 @@ from bench import (
     memory_figures,
     mention_figures,
     vision_figures,
+    workers_figures,
 )
 from bench.harness import Figure, shared_stand_ins
 
@@ -48,6 +49,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: discord_mention_figures.mention_burst(count=30),
             lambda: embedding_figures.throughput(messages=1_000),
             lambda: embedding_figures.answer_latency(queued=2_000, runs=5),
+            lambda: workers_figures.workers_burst(count=30, rounds=1),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -68,6 +70,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: discord_mention_figures.mention_burst(count=100),
         lambda: embedding_figures.throughput(messages=100_000),
         lambda: embedding_figures.answer_latency(queued=20_000, runs=30),
+        lambda: workers_figures.workers_burst(count=200, rounds=2),
     ]
 
 

@@ -1,9 +1,20 @@
-"""Prometheus metrics, in a registry of their own (one per Core, so tests don't share counts)."""
+"""Prometheus metrics, in a registry of their own (one per Core, so tests don't share counts).
+
+Under `tokbot run --workers N` every worker answers `/metrics` for all of them: the supervisor
+sets PROMETHEUS_MULTIPROC_DIR before the workers start, prometheus_client (which reads it at
+import) then keeps each worker's values in files there, and the page sums them.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+#: The variable prometheus_client's multiprocess mode is switched on by.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -11,6 +22,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._shared_dir = os.environ.get(MULTIPROCESS_DIR) or None
         self.commands = Counter(
             "tokbot_commands",
             "Commands handled, by name and outcome",
@@ -58,4 +70,10 @@ class Metrics:
             self.tokmodel_errors.labels(outcome).inc()
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if self._shared_dir is None:
+            return generate_latest(self.registry)
+        # Counters and histograms summed over every worker that ever ran, restarts included,
+        # so the totals only grow whichever worker answers.
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)

@@ -30,18 +30,25 @@ class TokModelEndpoint:
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    """The store, migrated to head, with answers left in flight by a crash marked interrupted."""
-    store = await _open_database(settings)
+async def open_store(settings: Settings, *, first: bool = True) -> AsyncIterator[Store]:
+    """The store, migrated to head, with answers left in flight by a crash marked interrupted.
+
+    `first=False` is for a worker of `tokbot run --workers N`: its supervisor has migrated the
+    database and marked every answer of the last run interrupted before starting the workers,
+    so a worker (or its restart) must not mark the answers its siblings are streaming."""
+    store = await _open_database(settings, migrate=first)
     sweeper: asyncio.Task[None] | None = None
     try:
-        await _mark_stale_answers(store, settings.stale_answer_seconds)
+        if first or settings.stale_answer_seconds > 0:
+            await _mark_stale_answers(store, settings.stale_answer_seconds)
         if settings.stale_answer_seconds > 0:
             sweeper = asyncio.create_task(
                 _sweep_stale_answers(store, settings.stale_answer_seconds)
             )
-        # Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
-        await store.prune_inbox(EVENT_MEMORY_SECONDS)
+        if first:
+            # Platforms redeliver events for minutes; a week of ids is ample and keeps the
+            # table small.
+            await store.prune_inbox(EVENT_MEMORY_SECONDS)
         yield store
     finally:
         if sweeper is not None:
@@ -51,15 +58,17 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
-async def _open_database(settings: Settings) -> Store:
-    """The store, reachable and migrated; a database still starting is waited for (boundedly),
-    and failing to reach it is a SettingsError of one line that says how to fix it."""
+async def _open_database(settings: Settings, *, migrate: bool = True) -> Store:
+    """The store, reachable and (with `migrate`) migrated; a database still starting is waited
+    for (boundedly), and failing to reach it is a SettingsError of one line that says how to
+    fix it."""
     url = settings.database_url
     store: Store | None = None
     try:
         store = await Store.open(url)
         await wait_until_reachable(store.ping, url, settings.database_wait_seconds)
-        await store.upgrade()
+        if migrate:
+            await store.upgrade()
         return store
     except Exception as exc:
         if store is not None:
@@ -90,8 +99,11 @@ async def _sweep_stale_answers(store: Store, stale_after: float) -> None:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, endpoint: TokModelEndpoint) -> AsyncIterator[Core]:
-    async with open_store(settings) as store:
+async def open_core(
+    settings: Settings, endpoint: TokModelEndpoint, *, first: bool = True
+) -> AsyncIterator[Core]:
+    """The core over its store and TokModel client (`first`: see `open_store`)."""
+    async with open_store(settings, first=first) as store:
         metrics = Metrics()
         client = TokModelClient(
             endpoint.base_url,

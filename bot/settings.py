@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     #: At shutdown, answers in flight get this long (one deadline for the whole process), then
     #: are cut off. Docker kills 10 s after SIGTERM; the cut-off marks take up to 2 s more.
     drain_seconds: float = Field(default=7.0, alias="TOKBOT_DRAIN_SECONDS", ge=0)
+    #: `tokbot run`'s worker processes (`--workers` overrides it); None: the default for the
+    #: database (see `default_workers`).
+    workers: int | None = Field(default=None, alias="TOKBOT_WORKERS", gt=0)
 
     # team memory
     #: TokModel's rerank model, which orders what `/recall` and answers find.

@@ -29,6 +29,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "HOME": str(tmp_path),
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "TOKBOT_WORKERS": "1",  # one process (tests/reliability/test_workers.py: several)
     }
     env.update(extra)
     return env

@@ -90,6 +90,7 @@ async def bot(
         "DATABASE_URL": f"sqlite:///{database}",
         "TOKBOT_HTTP_HOST": "127.0.0.1",
         "TOKBOT_HTTP_PORT": str(port),
+        "TOKBOT_WORKERS": "1",  # one process (tests/reliability/test_workers.py: several)
         "TOKBOT_RATE_LIMIT_PER_MINUTE": "0",
         "TOKBOT_TOKMODEL_TIMEOUT": "30",
     }

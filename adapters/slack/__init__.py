@@ -41,6 +41,7 @@ class SlackAdapter:
         connect_timeout: float = 30.0,
         drain_timeout: float = 10.0,
         edit_window: float = 60.0,
+        budget_share: int = 1,
     ) -> None:
         if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
             raise SettingsError("SLACK_BOT_TOKEN is not set (xoxb-…, from OAuth & Permissions)")
@@ -74,6 +75,7 @@ class SlackAdapter:
             edits_per_minute=settings.slack_edits_per_minute,
             edit_window=edit_window,  # the budget's minute (tests shrink it)
             streaming=settings.slack_streaming,
+            budget_share=budget_share,  # workers of one `tokbot run` split the budgets
         )
         self.alerts = SlackAlerts(self.bot.client, core.alerts, settings)
         self._core = core

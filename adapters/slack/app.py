@@ -59,7 +59,10 @@ class SlackBot:
         edits_per_minute: int = SLACK_UPDATES_PER_MINUTE,
         edit_window: float = 60.0,
         streaming: Mode = "auto",
+        budget_share: int = 1,
     ) -> None:
+        """`budget_share`: how many processes (workers of `tokbot run --workers N`) share the
+        workspaces' chat.update and appendStream budgets; each keeps 1/N of them."""
         self._core = core
         self._token = token
         self._session = session
@@ -77,10 +80,10 @@ class SlackBot:
             ],
         )
         self.users = UserDirectory(self.client)
-        self._budgets = WorkspaceBudgets(edits_per_minute, edit_window)
+        self._budgets = WorkspaceBudgets(_share(edits_per_minute, budget_share), edit_window)
         # (No edit budget, no append budget: both are off for loads beyond one workspace's.)
         appends = SLACK_APPENDS_PER_MINUTE if edits_per_minute > 0 else 0
-        self._append_budgets = WorkspaceBudgets(appends, edit_window)
+        self._append_budgets = WorkspaceBudgets(_share(appends, budget_share), edit_window)
         self.streaming = StreamingPolicy(streaming)
         self.pane = Pane(self.client)
         self._file_hosts = _file_hosts(api_url)
@@ -467,6 +470,11 @@ def _clicker(body: Mapping[str, Any]) -> Author | None:
 
 def _name(command: Mapping[str, Any], user_id: str) -> str:
     return str(command.get("user_name") or user_id)
+
+
+def _share(per_minute: int, processes: int) -> int:
+    """One process's part of a per-workspace rate (0, no budget, stays 0)."""
+    return max(1, per_minute // processes) if per_minute > 0 else 0
 
 
 def _with_slash(url: str) -> str:

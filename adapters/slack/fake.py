@@ -560,13 +560,20 @@ class FakeSlack:
         await asyncio.wait_for(self._socket_ready.wait(), timeout)
 
     async def send_envelope(
-        self, kind: str, payload: Mapping[str, Any], *, retry_attempt: int = 0
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        retry_attempt: int = 0,
+        connection: int = -1,
     ) -> str:
-        """Send an envelope (`events_api`, `slash_commands`) to the app; return its id."""
+        """Send an envelope (`events_api`, `slash_commands`) to the app over one of its open
+        connections (the newest unless `connection` says which: Slack hands each envelope to
+        one of an app's connections, a retry maybe to another); return its id."""
         if not self._sockets:
             raise RuntimeError("no Socket Mode connection")
         envelope_id = f"env-{next(self._ids)}"
-        await self._sockets[-1].send_json(
+        await self._sockets[connection].send_json(
             {
                 "envelope_id": envelope_id,
                 "payload": dict(payload),

@@ -30,6 +30,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "HOME": str(tmp_path),
         "PYTHONPATH": str(ROOT),
         "TOKBOT_LOG_LEVEL": "INFO",
+        "TOKBOT_WORKERS": "1",  # one process (tests/reliability/test_workers.py: several)
         **extra,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.discord.conftest import (  # noqa: F401
     discord_settings,
     start_adapter,
 )
+from tests.reliability.harness import reap
 from tests.slack.conftest import bot, slack, slack_settings  # noqa: F401
 
 REPORT_VARIABLE = "TOKBOT_RELIABILITY_REPORT"
@@ -61,6 +63,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _PASSED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    yield
+    reap()
 
 
 @pytest.fixture

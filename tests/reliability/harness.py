@@ -4,16 +4,26 @@
 process forked from a multiprocessing fork server that has tokbot imported already: a real,
 separate process that can be SIGKILLed or SIGTERMed, without paying ~2 s of imports on each of
 the crash test's many restarts. Its output goes to a log file the tests read (for tracebacks and
-secrets)."""
+secrets).
+
+None of them may outlive its test: the fork server keeps running while any process it forked
+does (each holds the write end of its "alive" pipe), so one forgotten `tokbot run` kept both
+alive for hours after a run. `reap()` (after every reliability test, and at exit) kills what a
+failed test left running, and each forked process kills itself when the test process is gone
+(a killed xdist worker runs no clean-up)."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import socket
 import sys
+import threading
 import time
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -57,6 +67,7 @@ def bot_env(
         "DATABASE_URL": database_url,
         "TOKBOT_HTTP_HOST": "127.0.0.1",
         "TOKBOT_HTTP_PORT": str(port),
+        "TOKBOT_WORKERS": "1",  # one process, that the tests can SIGKILL (on PostgreSQL too)
         **extra,
     }
 
@@ -80,6 +91,7 @@ def discord_env(
         "DATABASE_URL": database_url,
         "TOKBOT_HTTP_HOST": "127.0.0.1",
         "TOKBOT_HTTP_PORT": str(port),
+        "TOKBOT_WORKERS": "1",
         **extra,
     }
 
@@ -151,8 +163,10 @@ def _fork_server() -> ForkServerContext:
     return _context
 
 
-def _serve(env: dict[str, str], log: str) -> None:
-    """The forked process: `tokbot run` with `env`, its output to `log`."""
+def _serve(env: dict[str, str], log: str, tester: int) -> None:
+    """The forked process: `tokbot run` with `env`, its output to `log`, for as long as the
+    test process `tester` lives."""
+    threading.Thread(target=_die_with, args=(tester,), daemon=True).start()
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(out, 1)
     os.dup2(out, 2)
@@ -167,6 +181,35 @@ def _serve(env: dict[str, str], log: str) -> None:
     raise SystemExit(code)
 
 
+def _die_with(tester: int) -> None:
+    """Kill this process once process `tester` has exited (its parent is the fork server, so
+    nothing else would tell it)."""
+    with contextlib.suppress(OSError):
+        watched = os.pidfd_open(tester)  # readable once `tester` exits (Linux 5.3+)
+        select.select([watched], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+    while True:  # no pidfd: look every half second
+        try:
+            os.kill(tester, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.5)
+
+
+#: Forked processes started and not yet seen to exit.
+_running: set[ForkedTokbot] = set()
+
+
+def reap() -> None:
+    """Kill every forked `tokbot run` still running (a test that failed before stopping it)."""
+    for bot in list(_running):
+        bot.send(signal.SIGKILL)
+        bot.join()
+
+
+atexit.register(reap)
+
+
 class ForkedTokbot(Tokbot):
     """`adapters.cli.main(["run"])` in a fresh process forked from a pre-imported fork server."""
 
@@ -175,9 +218,21 @@ class ForkedTokbot(Tokbot):
         self._process: BaseProcess | None = None
 
     def start(self) -> ForkedTokbot:
-        self._process = _fork_server().Process(target=_serve, args=(self.env, str(self.log)))
+        self._process = _fork_server().Process(
+            target=_serve, args=(self.env, str(self.log), os.getpid())
+        )
         self._process.start()
+        _running.add(self)
         return self
+
+    def join(self) -> None:
+        """Wait for the process to exit (it must be on its way) and release it."""
+        if self._process is not None:
+            self._process.join(5)
+            if self._process.exitcode is not None:
+                self._process.close()
+                self._process = None
+                _running.discard(self)
 
     def returncode(self) -> int | None:
         assert self._process is not None
@@ -190,7 +245,5 @@ class ForkedTokbot(Tokbot):
 
     async def wait_exit(self, timeout: float) -> int:
         code = await super().wait_exit(timeout)
-        assert self._process is not None
-        self._process.join(1)
-        self._process.close()
+        self.join()
         return code

@@ -69,6 +69,7 @@ async def test_tokbot_run_answers_slash_commands(
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/run.db",
         "TOKBOT_HTTP_HOST": "127.0.0.1",
         "TOKBOT_HTTP_PORT": str(port),
+        "TOKBOT_WORKERS": "1",  # one process (tests/reliability/test_workers.py: several)
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
