@@ -1,16 +1,31 @@
 """Team memory's tables: which channels have it on, the messages observed there, and the
-full-text candidates for recall (migration 0009 made the indexes: SQLite FTS5, PostgreSQL GIN).
+full-text candidates for recall (migrations 0009 and 0012 made the indexes: SQLite FTS5,
+PostgreSQL GIN, each with the channel in it).
 
-Candidates always come from the engine's full-text index, then are narrowed to the channel:
-a recall never reads a channel's history row by row."""
+Candidates always come from the engine's full-text index, per channel: a recall never reads a
+channel's history row by row, nor another channel's matches."""
 
 from __future__ import annotations
 
+import functools
+import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Double, Integer, String, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Double,
+    Integer,
+    String,
+    TextClause,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import ConversationKey
@@ -60,63 +75,120 @@ _TURN_COLUMNS = {
     "link": String,
 }
 
-#: How many of the newest matches in the channel are ranked (the best `limit` of them are
-#: the candidates): what a recall costs stays bounded however long the channel's history and
-#: however common the words, at the price of not ranking older matches beyond these.
+#: How many matches of the question's words are looked at in all, shared among its words (each
+#: gets its newest `RANKED_WINDOW // words` in the channel, `limit` at least), plus as many of
+#: the newest that contain them all: what a recall costs stays bounded however long the
+#: channel's history and however common the words, and a rare word's old match is not crowded
+#: out by a common word's new ones.
 RANKED_WINDOW = 200
 
-# SQLite: FTS5 gives the matches newest first (rowid order, no sort), the join keeps this
-# channel's, bm25 (`rank`) is computed for those kept, then the best are taken.
-_SQLITE_OBSERVED = text(
-    "SELECT id, author_name, content, created_at, link FROM ("
-    "SELECT o.id, o.author_name, o.content, o.created_at, o.link, observed_fts.rank AS r "
-    "FROM observed_fts JOIN observed_messages o ON o.id = observed_fts.rowid "
-    "WHERE observed_fts MATCH :query AND o.platform = :platform "
-    "AND o.workspace = :workspace AND o.channel = :channel "
-    "ORDER BY observed_fts.rowid DESC LIMIT :window) ORDER BY r, id DESC LIMIT :limit"
-).columns(**_OBSERVED_COLUMNS)
+_HIT_COLUMNS = {"w": Integer, **_OBSERVED_COLUMNS}
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _windows(count: int, one: str) -> str:
+    """`count` copies of the query `one` (with `{i}` its window's number), each in its own
+    parentheses, as one UNION ALL (each window keeps its own ORDER BY and LIMIT)."""
+    return " UNION ALL ".join(f"SELECT * FROM ({one.format(i=i)}) w{i}" for i in range(count))
+
+
+# SQLite: per window, FTS5 intersects the word's list with the channel's (the `scope` column
+# of migration 0012) and gives the newest matches first (rowid order: no sort, no bm25), then
+# the rows are read and the channel checked exactly.
+@functools.cache
+def _sqlite_observed(count: int) -> TextClause:
+    one = (
+        "SELECT {i} AS w, rowid AS id FROM observed_fts WHERE observed_fts MATCH :m{i} "
+        "ORDER BY rowid DESC LIMIT :k"
+    )
+    return text(
+        "SELECT h.w, o.id, o.author_name, o.content, o.created_at, o.link "
+        f"FROM ({_windows(count, one)}) h JOIN observed_messages o ON o.id = h.id "
+        "WHERE o.platform = :platform AND o.workspace = :workspace AND o.channel = :channel"
+    ).columns(**_HIT_COLUMNS)
+
+
 # People's turns only (the bot's answers would echo what it recalled).
-_SQLITE_TURNS = text(
-    "SELECT id, author_name, content, created_at, link FROM ("
-    "SELECT t.id, t.author_name, t.content, t.created_at, NULL AS link, turns_fts.rank AS r "
-    "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid "
-    "JOIN conversations c ON c.id = t.conversation_id "
-    "WHERE turns_fts MATCH :query AND c.platform = :platform "
-    "AND c.workspace = :workspace AND c.channel = :channel "
-    "AND t.role = 'user' AND t.status = 'ok' "
-    "ORDER BY turns_fts.rowid DESC LIMIT :window) ORDER BY r, id DESC LIMIT :limit"
-).columns(**_TURN_COLUMNS)
-# PostgreSQL: the GIN index's matches (MATERIALIZED: the planner cannot walk the channel's
-# rows by another index instead), this channel's newest, ranked by ts_rank.
-_PG_OBSERVED = text(
-    "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
-    "hits AS MATERIALIZED (SELECT o.* FROM observed_messages o, q "
-    "WHERE to_tsvector('simple', o.content) @@ q.q), "
-    "newest AS MATERIALIZED (SELECT * FROM hits h "
-    "WHERE h.platform = :platform AND h.workspace = :workspace AND h.channel = :channel "
-    "ORDER BY h.id DESC LIMIT :window) "
-    "SELECT h.id, h.author_name, h.content, h.created_at, h.link FROM newest h, q "
-    "ORDER BY ts_rank(to_tsvector('simple', h.content), q.q) DESC, h.id DESC LIMIT :limit"
-).columns(**_OBSERVED_COLUMNS)
-_PG_TURNS = text(
-    "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
-    "hits AS MATERIALIZED (SELECT t.* FROM turns t, q "
-    "WHERE to_tsvector('simple', t.content) @@ q.q AND t.role = 'user'), "
-    "newest AS MATERIALIZED (SELECT h.* FROM hits h "
-    "JOIN conversations c ON c.id = h.conversation_id "
-    "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
-    "AND h.status = 'ok' ORDER BY h.id DESC LIMIT :window) "
-    "SELECT h.id, h.author_name, h.content, h.created_at, NULL AS link FROM newest h, q "
-    "ORDER BY ts_rank(to_tsvector('simple', h.content), q.q) DESC, h.id DESC LIMIT :limit"
-).columns(**_TURN_COLUMNS)
+@functools.cache
+def _sqlite_turns(count: int) -> TextClause:
+    one = (
+        "SELECT {i} AS w, rowid AS id FROM turns_fts WHERE turns_fts MATCH :m{i} "
+        "ORDER BY rowid DESC LIMIT :k"
+    )
+    return text(
+        "SELECT h.w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
+        f"FROM ({_windows(count, one)}) h JOIN turns t ON t.id = h.id "
+        "JOIN conversations c ON c.id = t.conversation_id "
+        "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
+        "AND t.role = 'user' AND t.status = 'ok'"
+    ).columns(**_HIT_COLUMNS)
 
 
-def match_query(words: list[str], dialect: str) -> str:
-    """Any of `words` (letters and digits only, see `bot.memory.query_words`), in the
-    engine's full-text query syntax."""
+# PostgreSQL: per window, the planner picks between the channel's GIN posting lists (migration
+# 0012, a rare word) and walking the channel's newest rows by (channel, id) (a common word).
+@functools.cache
+def _pg_observed(count: int) -> TextClause:
+    one = (
+        "SELECT {i} AS w, o.id, o.author_name, o.content, o.created_at, o.link "
+        "FROM observed_messages o WHERE o.platform = :platform AND o.workspace = :workspace "
+        "AND o.channel = :channel AND to_tsvector('simple', o.content) @@ "
+        "to_tsquery('simple', :m{i}) ORDER BY o.id DESC LIMIT :k"
+    )
+    return text(_windows(count, one)).columns(**_HIT_COLUMNS)
+
+
+@functools.cache
+def _pg_turns(count: int) -> TextClause:
+    one = (
+        "SELECT {i} AS w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
+        "FROM turns t JOIN conversations c ON c.id = t.conversation_id "
+        "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
+        "AND t.role = 'user' AND t.status = 'ok' AND to_tsvector('simple', t.content) @@ "
+        "to_tsquery('simple', :m{i}) ORDER BY t.id DESC LIMIT :k"
+    )
+    return text(_windows(count, one)).columns(**_HIT_COLUMNS)
+
+
+# Each window's word is a parameter: a plan made for one word must not serve another (a common
+# word wants the walk, a rare one the GIN index).
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def scope_token(key: ConversationKey) -> str:
+    """The channel's token in SQLite's full-text index (as migration 0012's triggers write it)."""
+    return f"{key.platform}\x1f{key.workspace}\x1f{key.channel}".encode().hex()
+
+
+def match_queries(words: list[str], dialect: str, scope: str) -> list[str]:
+    """One full-text query per word of `words` (letters and digits only, see
+    `bot.memory.query_words`), then, for two or more, one for all of them, in the engine's
+    syntax; on SQLite each within the channel's `scope`."""
+    groups = [[word] for word in words] + ([words] if len(words) > 1 else [])
     if dialect == "postgresql":
-        return " | ".join(words)
-    return " OR ".join(f'"{word}"' for word in words)
+        return [" & ".join(group) for group in groups]
+    return [
+        f'scope : "{scope}" AND ' + " AND ".join(f'content : "{word}"' for word in group)
+        for group in groups
+    ]
+
+
+def ranked(rows: list[Any], words: list[str], window: int, limit: int) -> list[Any]:
+    """The best `limit` of the windows' rows (`w` the window, `id`, `content`): most of the
+    question's words first, a word weighing more the fewer matches it had in its window (a word
+    that filled it is common), then newest first."""
+    hits = [0] * len(words)
+    seen: dict[int, Any] = {}
+    for row in rows:
+        if row.w < len(words):
+            hits[row.w] += 1
+        seen[row.id] = row
+    weights = [1 + math.log(window / max(1, n)) for n in hits]
+
+    def score(row: Any) -> float:
+        present = set(_WORD.findall(row.content.lower()))
+        return sum(weight for word, weight in zip(words, weights, strict=True) if word in present)
+
+    return sorted(seen.values(), key=lambda row: (-score(row), -row.id))[:limit]
 
 
 class MemoryStore:
@@ -237,26 +309,29 @@ class MemoryStore:
         self, key: ConversationKey, words: list[str], *, limit: int
     ) -> list[Candidate]:
         """Up to `limit` observed messages and `limit` people's turns of the channel (its
-        threads included) that contain any of `words`, each list in the index's order."""
+        threads included) that contain any of `words`, each list best first (see `ranked`)."""
         if not words or limit <= 0:
             return []
         channel = key.channel_key
-        params = {
-            "query": match_query(words, self._dialect),
+        queries = match_queries(words, self._dialect, scope_token(channel))
+        window = max(limit, RANKED_WINDOW // len(words))
+        params: dict[str, Any] = {f"m{i}": query for i, query in enumerate(queries)}
+        params |= {
             "platform": channel.platform,
             "workspace": channel.workspace,
             "channel": channel.channel,
-            "limit": limit,
-            "window": max(limit, RANKED_WINDOW),
+            "k": window,
         }
         pg = self._dialect == "postgresql"
         found: list[Candidate] = []
         async with self._db.reading() as conn:
+            if pg:
+                await conn.execute(_CUSTOM_PLANS)
             for source, stmt in (
-                ("message", _PG_OBSERVED if pg else _SQLITE_OBSERVED),
-                ("turn", _PG_TURNS if pg else _SQLITE_TURNS),
+                ("message", (_pg_observed if pg else _sqlite_observed)(len(queries))),
+                ("turn", (_pg_turns if pg else _sqlite_turns)(len(queries))),
             ):
-                rows = (await conn.execute(stmt, params)).all()
+                rows = ranked((await conn.execute(stmt, params)).all(), words, window, limit)
                 found += [
                     Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
                     for rank, r in enumerate(rows)
