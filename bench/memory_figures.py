@@ -158,6 +158,11 @@ def _channels(big: int) -> list[tuple[ConversationKey, int]]:
     ]
 
 
+def _stored(engine: str, big: int, started: float) -> None:
+    seconds = time.perf_counter() - started
+    print(f"  ({engine}: {big + SMALL:,} messages stored in {seconds:.0f} s)", flush=True)
+
+
 async def recall(big: int, runs: int) -> list[Figure]:
     """Recall at `big` vs 10^3 kept messages, on SQLite and PostgreSQL."""
     with tempfile.TemporaryDirectory() as folder:
@@ -167,9 +172,7 @@ async def recall(big: int, runs: int) -> list[Figure]:
             await store.upgrade()
             started = time.perf_counter()
             _fill_sqlite(path, _channels(big))
-            print(
-                f"  (SQLite: {big + SMALL:,} messages stored in {time.perf_counter() - started:.0f} s)"
-            )
+            _stored("SQLite", big, started)
             figures = await _measure(store, big, runs, "SQLite")
         finally:
             await store.close()
@@ -194,9 +197,7 @@ async def _recall_postgres(big: int, runs: int) -> list[Figure]:
             await store.upgrade()
             started = time.perf_counter()
             await _fill_postgres(store, _channels(big))
-            print(
-                f"  (PostgreSQL: {big + SMALL:,} messages stored in {time.perf_counter() - started:.0f} s)"
-            )
+            _stored("PostgreSQL", big, started)
             return await _measure(store, big, runs, "PostgreSQL")
         finally:
             await store.close()

@@ -75,6 +75,35 @@ async def test_store_edits_and_deletions_reach_the_index(store: Store) -> None:
     assert await memory.count(other) == 1  # another channel's are its own
 
 
+async def test_a_quiet_channels_recall_never_returns_a_busy_channels_many_matches(
+    store: Store,
+) -> None:
+    memory = store.memory
+    busy = ConversationKey(KEY.platform, KEY.workspace, "busy")
+    await memory.observe(observed(1, FACT))  # the quiet channel's, older than all of busy's
+    await memory.observe_many(
+        [observed(n, f"deploy window chatter {n}", key=busy) for n in range(2, 602)]
+    )
+    found = await memory.candidates(KEY, ["deploy", "window"], limit=5)
+    assert [c.content for c in found] == [FACT]
+    found = await memory.candidates(busy, ["deploy", "window"], limit=5)
+    assert len(found) == 5 and all(c.content.startswith("deploy window") for c in found)
+
+
+async def test_a_rare_words_old_match_is_not_crowded_out_by_a_common_words_new_ones(
+    store: Store,
+) -> None:
+    memory = store.memory
+    await memory.observe(observed(1, FACT))
+    await memory.observe_many([observed(n, f"deploy number {n} went fine") for n in range(2, 402)])
+    found = await memory.candidates(KEY, ["deploy", "window"], limit=3)
+    assert [c.content for c in found][0] == FACT  # both words, the rarer among them
+    assert [c.content for c in found][1:] == [
+        "deploy number 401 went fine",
+        "deploy number 400 went fine",
+    ]
+
+
 async def test_memory_switch_is_for_admins_and_off_stores_nothing(
     core: Core, replier: RecordingReplier
 ) -> None:

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Double,
     Integer,
     String,
-    TextClause,
     delete,
     func,
     insert,
@@ -27,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.domain import ConversationKey
 from bot.store.database import Database
@@ -96,7 +96,7 @@ def _windows(count: int, one: str) -> str:
 # of migration 0012) and gives the newest matches first (rowid order: no sort, no bm25), then
 # the rows are read and the channel checked exactly.
 @functools.cache
-def _sqlite_observed(count: int) -> TextClause:
+def _sqlite_observed(count: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, rowid AS id FROM observed_fts WHERE observed_fts MATCH :m{i} "
         "ORDER BY rowid DESC LIMIT :k"
@@ -110,7 +110,7 @@ def _sqlite_observed(count: int) -> TextClause:
 
 # People's turns only (the bot's answers would echo what it recalled).
 @functools.cache
-def _sqlite_turns(count: int) -> TextClause:
+def _sqlite_turns(count: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, rowid AS id FROM turns_fts WHERE turns_fts MATCH :m{i} "
         "ORDER BY rowid DESC LIMIT :k"
@@ -127,7 +127,7 @@ def _sqlite_turns(count: int) -> TextClause:
 # PostgreSQL: per window, the planner picks between the channel's GIN posting lists (migration
 # 0012, a rare word) and walking the channel's newest rows by (channel, id) (a common word).
 @functools.cache
-def _pg_observed(count: int) -> TextClause:
+def _pg_observed(count: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, o.id, o.author_name, o.content, o.created_at, o.link "
         "FROM observed_messages o WHERE o.platform = :platform AND o.workspace = :workspace "
@@ -138,7 +138,7 @@ def _pg_observed(count: int) -> TextClause:
 
 
 @functools.cache
-def _pg_turns(count: int) -> TextClause:
+def _pg_turns(count: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
         "FROM turns t JOIN conversations c ON c.id = t.conversation_id "
