@@ -7,13 +7,14 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 
 from bot.core import Core
 from bot.domain import BOT_AUTHOR, ConversationKey, TurnKind, TurnRole
 from bot.memory import query_words
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, memory_pg
 from bot.store.memory import ObservedMessage
 from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
@@ -101,6 +102,28 @@ async def test_a_rare_words_old_match_is_not_crowded_out_by_a_common_words_new_o
     assert [c.content for c in found][1:] == [
         "deploy number 401 went fine",
         "deploy number 400 went fine",
+    ]
+
+
+async def test_postgres_finds_common_words_among_the_newest_and_rare_ones_in_all_history(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (On SQLite, whose FTS5 lists are per channel, this holds without the split.)
+    monkeypatch.setattr(memory_pg, "RARE_MATCHES", 20)
+    monkeypatch.setattr(memory_pg, "RECENT_ROWS", 30)
+    memory = store.memory
+    await memory.observe(observed(1, FACT))
+    await memory.observe_many(
+        [observed(n, f"deploy number {n} went fine, see w{n % 37}") for n in range(2, 202)]
+    )
+    if store.engine.dialect.name == "postgresql":  # the statistics autovacuum would gather
+        async with store.engine.begin() as conn:
+            await conn.execute(text("ANALYZE observed_messages"))
+    found = [c.content for c in await memory.candidates(KEY, ["deploy", "window"], limit=3)]
+    assert found[0] == FACT  # "window" is rare: found in all of the channel's history
+    assert found[1:] == [  # "deploy" is common: the newest
+        "deploy number 201 went fine, see w16",
+        "deploy number 200 went fine, see w15",
     ]
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.domain import ConversationKey
 from bot.store.database import Database
+from bot.store.memory_pg import ObservedSearch
 from bot.store.models import MemoryChannelRow, ObservedMessageRow
 
 
@@ -76,10 +77,9 @@ _TURN_COLUMNS = {
 }
 
 #: How many matches of the question's words are looked at in all, shared among its words (each
-#: gets its newest `RANKED_WINDOW // words` in the channel, `limit` at least), plus as many of
-#: the newest that contain them all: what a recall costs stays bounded however long the
-#: channel's history and however common the words, and a rare word's old match is not crowded
-#: out by a common word's new ones.
+#: gets its newest `RANKED_WINDOW // words` in the channel, `limit` at least): what a recall
+#: costs stays bounded however long the channel's history and however common the words, and a
+#: rare word's old match is not crowded out by a common word's new ones.
 RANKED_WINDOW = 200
 
 _HIT_COLUMNS = {"w": Integer, **_OBSERVED_COLUMNS}
@@ -124,19 +124,8 @@ def _sqlite_turns(count: int) -> TextualSelect:
     ).columns(**_HIT_COLUMNS)
 
 
-# PostgreSQL: per window, the planner picks between the channel's GIN posting lists (migration
-# 0012, a rare word) and walking the channel's newest rows by (channel, id) (a common word).
-@functools.cache
-def _pg_observed(count: int) -> TextualSelect:
-    one = (
-        "SELECT {i} AS w, o.id, o.author_name, o.content, o.created_at, o.link "
-        "FROM observed_messages o WHERE o.platform = :platform AND o.workspace = :workspace "
-        "AND o.channel = :channel AND to_tsvector('simple', o.content) @@ "
-        "to_tsquery('simple', :m{i}) ORDER BY o.id DESC LIMIT :k"
-    )
-    return text(_windows(count, one)).columns(**_HIT_COLUMNS)
-
-
+# PostgreSQL: observed messages in `bot.store.memory_pg`; people's turns (far fewer) by the
+# planner's choice per word, as there.
 @functools.cache
 def _pg_turns(count: int) -> TextualSelect:
     one = (
@@ -161,28 +150,26 @@ def scope_token(key: ConversationKey) -> str:
 
 def match_queries(words: list[str], dialect: str, scope: str) -> list[str]:
     """One full-text query per word of `words` (letters and digits only, see
-    `bot.memory.query_words`), then, for two or more, one for all of them, in the engine's
-    syntax; on SQLite each within the channel's `scope`."""
-    groups = [[word] for word in words] + ([words] if len(words) > 1 else [])
+    `bot.memory.query_words`), in the engine's syntax; on SQLite within the channel's `scope`.
+    (Not one for all the words together: where each is common and they never meet, the engine
+    would walk their lists to the end to find that out.)"""
     if dialect == "postgresql":
-        return [" & ".join(group) for group in groups]
-    return [
-        f'scope : "{scope}" AND ' + " AND ".join(f'content : "{word}"' for word in group)
-        for group in groups
-    ]
+        return list(words)
+    return [f'scope : "{scope}" AND content : "{word}"' for word in words]
 
 
 def ranked(rows: list[Any], words: list[str], window: int, limit: int) -> list[Any]:
-    """The best `limit` of the windows' rows (`w` the window, `id`, `content`): most of the
-    question's words first, a word weighing more the fewer matches it had in its window (a word
-    that filled it is common), then newest first."""
+    """The best `limit` of the windows' rows (`w` the word's window, -1 for none; `id`,
+    `content`): most of the question's words first, a word weighing more the fewer matches it
+    had in its window (a word that filled it is common), then newest first."""
     hits = [0] * len(words)
     seen: dict[int, Any] = {}
     for row in rows:
-        if row.w < len(words):
+        if 0 <= row.w < len(words):
             hits[row.w] += 1
         seen[row.id] = row
-    weights = [1 + math.log(window / max(1, n)) for n in hits]
+    # (A word without a window of its own, w -1, was common: weight 1.)
+    weights = [1 + math.log(window / n) if n else 1.0 for n in hits]
 
     def score(row: Any) -> float:
         present = set(_WORD.findall(row.content.lower()))
@@ -197,6 +184,7 @@ class MemoryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._dialect = db.dialect.name
+        self._pg_observed = ObservedSearch()
 
     async def enabled_channels(self) -> set[ConversationKey]:
         """Every channel with memory on (a short list: admins turn it on channel by channel)."""
@@ -315,27 +303,29 @@ class MemoryStore:
         channel = key.channel_key
         queries = match_queries(words, self._dialect, scope_token(channel))
         window = max(limit, RANKED_WINDOW // len(words))
-        params: dict[str, Any] = {f"m{i}": query for i, query in enumerate(queries)}
-        params |= {
+        channel_params = {
             "platform": channel.platform,
             "workspace": channel.workspace,
             "channel": channel.channel,
-            "k": window,
         }
+        params: dict[str, Any] = {f"m{i}": query for i, query in enumerate(queries)}
+        params |= channel_params | {"k": window}
         pg = self._dialect == "postgresql"
         found: list[Candidate] = []
         async with self._db.reading() as conn:
             if pg:
                 await conn.execute(_CUSTOM_PLANS)
-            for source, stmt in (
-                ("message", (_pg_observed if pg else _sqlite_observed)(len(queries))),
-                ("turn", (_pg_turns if pg else _sqlite_turns)(len(queries))),
-            ):
-                rows = ranked((await conn.execute(stmt, params)).all(), words, window, limit)
-                found += [
-                    Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
-                    for rank, r in enumerate(rows)
-                ]
+                observed = await self._pg_observed.rows(conn, words, channel_params, window)
+            else:
+                observed = (await conn.execute(_sqlite_observed(len(queries)), params)).all()
+            turns = (
+                await conn.execute((_pg_turns if pg else _sqlite_turns)(len(queries)), params)
+            ).all()
+        for source, rows in (("message", observed), ("turn", turns)):
+            found += [
+                Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
+                for rank, r in enumerate(ranked(rows, words, window, limit))
+            ]
         return found
 
 

@@ -1,0 +1,141 @@
+"""PostgreSQL's candidates for a recall of observed messages, bounded by the index's statistics.
+
+A GIN index gives a word's matches in no order, so "the newest matches of this word in the
+channel" costs as many row reads as the word has matches; walking the channel's rows newest
+first (its btree) costs one read per row until enough match. For a rare word the first is
+cheap, for a very common one the second; in between both grow with the channel's history.
+So the words are split by how many rows contain them, as ANALYZE estimated for the GIN index's
+expression (`pg_stats.most_common_elems`, kept fresh by autovacuum): a rare word's newest
+matches come from the GIN index (all of the channel's history: at most RARE_MATCHES rows in all
+channels are read), and the other words are looked for among the channel's newest RECENT_ROWS
+messages only (its btree, migration 0012), which is what bounds the cost. The price: a word
+in more than RARE_MATCHES messages of the database is not found in a channel's older history."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Double, Integer, String, text
+from sqlalchemy.sql.selectable import TextualSelect
+
+from bot.store.database import Session
+
+#: A word the statistics put in more rows than this (all channels) is a common word.
+RARE_MATCHES = 2_000
+#: Common words are looked for among the channel's newest this many messages.
+RECENT_ROWS = 400
+#: Seconds the statistics are reused (ANALYZE runs far less often).
+STATS_TTL = 600.0
+
+_COLUMNS = {
+    "w": Integer,
+    "id": Integer,
+    "author_name": String,
+    "content": String,
+    "created_at": Double,
+    "link": String,
+}
+# The most common lexemes and the share of rows that have each, as ANALYZE found for 0009's GIN
+# index's expression; `rows` the table's estimated row count.
+_STATS = text(
+    "SELECT s.most_common_elems::text::text[] AS words, s.most_common_elem_freqs AS freqs, "
+    "c.reltuples AS rows FROM pg_class c LEFT JOIN pg_stats s ON s.attname = 'to_tsvector' "
+    "AND s.tablename = 'ix_observed_messages_fts' "
+    "WHERE c.relname = 'observed_messages' AND c.relkind = 'r'"
+)
+_CHANNEL = "o.platform = :platform AND o.workspace = :workspace AND o.channel = :channel"
+_FIELDS = "o.id, o.author_name, o.content, o.created_at, o.link"
+
+
+@functools.cache
+def _rare_windows(count: int) -> TextualSelect:
+    """Per rare word, its newest `k` matches in the channel (the GIN index's bitmap of the
+    word's rows in all channels, narrowed to the channel, sorted).
+    Ordered by `id + 0`, which no index provides: else, for a word it thinks is in few rows,
+    the planner may walk the channel newest first hoping to meet `k` of them soon, and read
+    all of its history when the word is in none."""
+    one = (
+        f"SELECT {{i}} AS w, {_FIELDS} FROM observed_messages o WHERE {_CHANNEL} "
+        "AND to_tsvector('simple', o.content) @@ to_tsquery('simple', :m{i}) "
+        "ORDER BY o.id + 0 DESC LIMIT :k"
+    )
+    windows = " UNION ALL ".join(f"SELECT * FROM ({one.format(i=i)}) w{i}" for i in range(count))
+    return text(windows).columns(**_COLUMNS)
+
+
+# The channel's newest RECENT_ROWS messages (its btree, newest first) that have a common word.
+_RECENT = text(
+    f"SELECT -1 AS w, {_FIELDS} FROM (SELECT * FROM observed_messages o WHERE {_CHANNEL} "
+    "ORDER BY o.id DESC LIMIT :recent) o "
+    "WHERE to_tsvector('simple', o.content) @@ to_tsquery('simple', :common)"
+).columns(**_COLUMNS)
+
+
+@dataclass
+class _Stats:
+    matches: dict[str, float]  # estimated rows with the word, for the most common words
+    at_most: float  # rows with any other word, at most
+    read_at: float
+
+
+class ObservedSearch:
+    """Candidate rows (`w`: the rare word's window, -1 for the recent rows; see
+    `bot.store.memory.ranked`) for words in one channel."""
+
+    def __init__(self) -> None:
+        self._stats: _Stats | None = None
+
+    async def rows(
+        self, conn: Session, words: list[str], channel: dict[str, str], window: int
+    ) -> list[Any]:
+        stats = await self._statistics(conn)
+        rare = [w for w in words if stats.matches.get(w, stats.at_most) <= RARE_MATCHES]
+        common = [w for w in words if w not in rare]
+        found: list[Any] = []
+        if rare:
+            params: dict[str, Any] = {f"m{i}": word for i, word in enumerate(rare)}
+            params |= channel | {"k": window}
+            rows = (await conn.execute(_rare_windows(len(rare)), params)).all()
+            # (windows renumbered to the word's place among all the words)
+            found += [_renumbered(r, words.index(rare[r.w])) for r in rows]
+        if common:
+            params = channel | {"recent": RECENT_ROWS, "common": " | ".join(common)}
+            found += (await conn.execute(_RECENT, params)).all()
+        return found
+
+    async def _statistics(self, conn: Session) -> _Stats:
+        now = time.monotonic()
+        if self._stats is None or now - self._stats.read_at >= STATS_TTL:
+            row = (await conn.execute(_STATS)).one_or_none()
+            self._stats = _parsed(row, now)
+        return self._stats
+
+
+def _parsed(row: Any, now: float) -> _Stats:
+    """Never analyzed (or empty): every word counts as rare, which is right for a small table."""
+    if row is None or not row.words or not row.freqs or row.rows is None or row.rows <= 0:
+        return _Stats({}, 0.0, now)
+    rows = float(row.rows)
+    freqs = list(row.freqs)
+    # most_common_elem_freqs: one per lexeme, then the least and greatest of them, (and the
+    # fraction of empty values): any lexeme not listed is in fewer rows than the least.
+    matches = {word: freq * rows for word, freq in zip(row.words, freqs, strict=False)}
+    least = freqs[len(row.words)] if len(freqs) > len(row.words) else min(freqs)
+    return _Stats(matches, least * rows, now)
+
+
+@dataclass(frozen=True)
+class _Row:
+    w: int
+    id: int
+    author_name: str
+    content: str
+    created_at: float
+    link: str | None
+
+
+def _renumbered(row: Any, w: int) -> _Row:
+    return _Row(w, row.id, row.author_name, row.content, row.created_at, row.link)
