@@ -124,8 +124,10 @@ def _sqlite_turns(count: int) -> TextualSelect:
     ).columns(**_HIT_COLUMNS)
 
 
-# PostgreSQL: observed messages in `bot.store.memory_pg`; people's turns (far fewer) by the
-# planner's choice per word, as there.
+# PostgreSQL: observed messages in `bot.store.memory_pg`. People's turns (far fewer): per word,
+# its matches among all channels' people's turns from the GIN index (0009's, partial on
+# role = 'user'), narrowed to the channel, the newest kept; ordered by `id + 0` so that the
+# planner never walks all turns newest first hoping to meet a rare word soon.
 @functools.cache
 def _pg_turns(count: int) -> TextualSelect:
     one = (
@@ -133,13 +135,13 @@ def _pg_turns(count: int) -> TextualSelect:
         "FROM turns t JOIN conversations c ON c.id = t.conversation_id "
         "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
         "AND t.role = 'user' AND t.status = 'ok' AND to_tsvector('simple', t.content) @@ "
-        "to_tsquery('simple', :m{i}) ORDER BY t.id DESC LIMIT :k"
+        "to_tsquery('simple', :m{i}) ORDER BY t.id + 0 DESC LIMIT :k"
     )
     return text(_windows(count, one)).columns(**_HIT_COLUMNS)
 
 
-# Each window's word is a parameter: a plan made for one word must not serve another (a common
-# word wants the walk, a rare one the GIN index).
+# Each window's word is a parameter: a plan made for one word must not serve another (the
+# planner's row estimates, and so its joins, depend on the word).
 _CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
