@@ -161,23 +161,27 @@ def match_queries(words: list[str], dialect: str, scope: str) -> list[str]:
 
 
 def ranked(rows: list[Any], words: list[str], window: int, limit: int) -> list[Any]:
-    """The best `limit` of the windows' rows (`w` the word's window, -1 for none; `id`,
-    `content`): most of the question's words first, a word weighing more the fewer matches it
-    had in its window (a word that filled it is common), then newest first."""
+    """The best `limit` of the windows' rows (`w` the word's window, or -1 for rows found by any
+    of the words without one, PostgreSQL's common words; `id`, `content`): the more of the
+    question's words first, a word weighing more the fewer matches filled its window (a word
+    that filled it is common; one without a window weighs 1), then newest first. A row is in the
+    window of each word it has, unless it is older than that word's newest `window` matches."""
     hits = [0] * len(words)
-    seen: dict[int, Any] = {}
     for row in rows:
-        if 0 <= row.w < len(words):
+        if row.w >= 0:
             hits[row.w] += 1
-        seen[row.id] = row
-    # (A word without a window of its own, w -1, was common: weight 1.)
     weights = [1 + math.log(window / n) if n else 1.0 for n in hits]
-
-    def score(row: Any) -> float:
-        present = set(_WORD.findall(row.content.lower()))
-        return sum(weight for word, weight in zip(words, weights, strict=True) if word in present)
-
-    return sorted(seen.values(), key=lambda row: (-score(row), -row.id))[:limit]
+    unwindowed = {word for word, n in zip(words, hits, strict=True) if not n}
+    best: dict[int, Any] = {}
+    score: dict[int, float] = {}
+    for row in rows:
+        best[row.id] = row
+        if row.w >= 0:
+            gained = weights[row.w]
+        else:  # (a few hundred rows at most: which of those words it has, read from its text)
+            gained = float(len(unwindowed.intersection(_WORD.findall(row.content.lower()))))
+        score[row.id] = score.get(row.id, 0.0) + gained
+    return sorted(best.values(), key=lambda row: (-score[row.id], -row.id))[:limit]
 
 
 class MemoryStore:
