@@ -86,38 +86,40 @@ _HIT_COLUMNS = {"w": Integer, **_OBSERVED_COLUMNS}
 _WORD = re.compile(r"[^\W_]+")
 
 
-def _windows(count: int, one: str) -> str:
-    """`count` copies of the query `one` (with `{i}` its window's number), each in its own
-    parentheses, as one UNION ALL (each window keeps its own ORDER BY and LIMIT)."""
-    return " UNION ALL ".join(f"SELECT * FROM ({one.format(i=i)}) w{i}" for i in range(count))
+def _windows(count: int, window: int, one: str) -> str:
+    """`count` copies of the query `one` (with `{i}` its window's number, `{k}` its size),
+    each in its own parentheses, as one UNION ALL (each keeps its own ORDER BY and LIMIT)."""
+    return " UNION ALL ".join(
+        f"SELECT * FROM ({one.format(i=i, k=window)}) w{i}" for i in range(count)
+    )
 
 
 # SQLite: per window, FTS5 intersects the word's list with the channel's (the `scope` column
 # of migration 0012) and gives the newest matches first (rowid order: no sort, no bm25), then
 # the rows are read and the channel checked exactly.
 @functools.cache
-def _sqlite_observed(count: int) -> TextualSelect:
+def _sqlite_observed(count: int, window: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, rowid AS id FROM observed_fts WHERE observed_fts MATCH :m{i} "
-        "ORDER BY rowid DESC LIMIT :k"
+        "ORDER BY rowid DESC LIMIT {k}"
     )
     return text(
         "SELECT h.w, o.id, o.author_name, o.content, o.created_at, o.link "
-        f"FROM ({_windows(count, one)}) h JOIN observed_messages o ON o.id = h.id "
+        f"FROM ({_windows(count, window, one)}) h JOIN observed_messages o ON o.id = h.id "
         "WHERE o.platform = :platform AND o.workspace = :workspace AND o.channel = :channel"
     ).columns(**_HIT_COLUMNS)
 
 
 # People's turns only (the bot's answers would echo what it recalled).
 @functools.cache
-def _sqlite_turns(count: int) -> TextualSelect:
+def _sqlite_turns(count: int, window: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, rowid AS id FROM turns_fts WHERE turns_fts MATCH :m{i} "
-        "ORDER BY rowid DESC LIMIT :k"
+        "ORDER BY rowid DESC LIMIT {k}"
     )
     return text(
         "SELECT h.w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
-        f"FROM ({_windows(count, one)}) h JOIN turns t ON t.id = h.id "
+        f"FROM ({_windows(count, window, one)}) h JOIN turns t ON t.id = h.id "
         "JOIN conversations c ON c.id = t.conversation_id "
         "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
         "AND t.role = 'user' AND t.status = 'ok'"
@@ -129,20 +131,15 @@ def _sqlite_turns(count: int) -> TextualSelect:
 # role = 'user'), narrowed to the channel, the newest kept; ordered by `id + 0` so that the
 # planner never walks all turns newest first hoping to meet a rare word soon.
 @functools.cache
-def _pg_turns(count: int) -> TextualSelect:
+def _pg_turns(count: int, window: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
         "FROM turns t JOIN conversations c ON c.id = t.conversation_id "
         "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
         "AND t.role = 'user' AND t.status = 'ok' AND to_tsvector('simple', t.content) @@ "
-        "to_tsquery('simple', :m{i}) ORDER BY t.id + 0 DESC LIMIT :k"
+        "to_tsquery('simple', :m{i}) ORDER BY t.id + 0 DESC LIMIT {k}"
     )
-    return text(_windows(count, one)).columns(**_HIT_COLUMNS)
-
-
-# Each window's word is a parameter: a plan made for one word must not serve another (the
-# planner's row estimates, and so its joins, depend on the word).
-_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+    return text(_windows(count, window, one)).columns(**_HIT_COLUMNS)
 
 
 def scope_token(key: ConversationKey) -> str:
@@ -315,19 +312,18 @@ class MemoryStore:
             "channel": channel.channel,
         }
         params: dict[str, Any] = {f"m{i}": query for i, query in enumerate(queries)}
-        params |= channel_params | {"k": window}
+        params |= channel_params
         pg = self._dialect == "postgresql"
         found: list[Candidate] = []
         async with self._db.reading() as conn:
             if pg:
-                await conn.execute(_CUSTOM_PLANS)
-                observed = await self._pg_observed.rows(conn, words, channel_params, window)
+                observed = await self._pg_observed.statement(conn, words, channel_params, window)
+                turns = (_pg_turns(len(queries), window), params)
             else:
-                observed = (await conn.execute(_sqlite_observed(len(queries)), params)).all()
-            turns = (
-                await conn.execute((_pg_turns if pg else _sqlite_turns)(len(queries)), params)
-            ).all()
-        for source, rows in (("message", observed), ("turn", turns)):
+                observed = (_sqlite_observed(len(queries), window), params)
+                turns = (_sqlite_turns(len(queries), window), params)
+            observed_rows, turn_rows = await conn.execute_each([observed, turns])
+        for source, rows in (("message", observed_rows.all()), ("turn", turn_rows.all())):
             found += [
                 Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
                 for rank, r in enumerate(ranked(rows, words, window, limit))

@@ -47,31 +47,41 @@ _STATS = text(
     "WHERE c.relname = 'observed_messages' AND c.relkind = 'r'"
 )
 _CHANNEL = "o.platform = :platform AND o.workspace = :workspace AND o.channel = :channel"
+# The same, in terms no index serves (see `_observed`).
+_IN_CHANNEL = (
+    "o.platform || chr(31) || o.workspace || chr(31) || o.channel "
+    "= :platform || chr(31) || :workspace || chr(31) || :channel"
+)
 _FIELDS = "o.id, o.author_name, o.content, o.created_at, o.link"
 
 
+def _observed_for(rare: list[int], window: int, recent: int) -> TextualSelect:
+    return _observed(tuple(rare), window, recent)
+
+
 @functools.cache
-def _rare_windows(count: int) -> TextualSelect:
-    """Per rare word, its newest `k` matches in the channel (the GIN index's bitmap of the
-    word's rows in all channels, narrowed to the channel, sorted).
-    Ordered by `id + 0`, which no index provides: else, for a word it thinks is in few rows,
-    the planner may walk the channel newest first hoping to meet `k` of them soon, and read
-    all of its history when the word is in none."""
-    one = (
-        f"SELECT {{i}} AS w, {_FIELDS} FROM observed_messages o WHERE {_CHANNEL} "
-        "AND to_tsvector('simple', o.content) @@ to_tsquery('simple', :m{i}) "
-        "ORDER BY o.id + 0 DESC LIMIT :k"
-    )
-    windows = " UNION ALL ".join(f"SELECT * FROM ({one.format(i=i)}) w{i}" for i in range(count))
-    return text(windows).columns(**_COLUMNS)
-
-
-# The channel's newest RECENT_ROWS messages (its btree, newest first) that have a common word.
-_RECENT = text(
-    f"SELECT -1 AS w, {_FIELDS} FROM (SELECT * FROM observed_messages o WHERE {_CHANNEL} "
-    "ORDER BY o.id DESC LIMIT :recent) o "
-    "WHERE to_tsvector('simple', o.content) @@ to_tsquery('simple', :common)"
-).columns(**_COLUMNS)
+def _observed(rare: tuple[int, ...], window: int, recent: int) -> TextualSelect:
+    """One statement, whatever plan the server caches for it (the same for every word):
+    per rare word `:m<i>`, its newest `window` matches in the channel, from the GIN index's
+    bitmap of its rows in all channels (at most RARE_MATCHES), filtered by a channel test no
+    index serves and sorted by `id + 0`, which no index provides (else the planner may walk the
+    channel newest first hoping to meet a rare word soon, and read all its history when the word
+    is in none, or AND the bitmap with a busy channel's 10^6 index entries); then, if `recent`,
+    the channel's newest `recent` messages (its btree, newest first) that have a `:common`
+    word."""
+    parts = [
+        f"SELECT * FROM (SELECT {i} AS w, {_FIELDS} FROM observed_messages o "
+        f"WHERE to_tsvector('simple', o.content) @@ to_tsquery('simple', :m{i}) "
+        f"AND {_IN_CHANNEL} ORDER BY o.id + 0 DESC LIMIT {window}) w{i}"
+        for i in rare
+    ]
+    if recent:
+        parts.append(
+            f"SELECT -1 AS w, {_FIELDS} FROM (SELECT * FROM observed_messages o "
+            f"WHERE {_CHANNEL} ORDER BY o.id DESC LIMIT {recent}) o "
+            "WHERE to_tsvector('simple', o.content) @@ to_tsquery('simple', :common)"
+        )
+    return text(" UNION ALL ".join(parts)).columns(**_COLUMNS)
 
 
 @dataclass
@@ -88,23 +98,19 @@ class ObservedSearch:
     def __init__(self) -> None:
         self._stats: _Stats | None = None
 
-    async def rows(
+    async def statement(
         self, conn: Session, words: list[str], channel: dict[str, str], window: int
-    ) -> list[Any]:
+    ) -> tuple[TextualSelect, dict[str, Any]]:
+        """The statement and its parameters; its rows' `w` is the word's place in `words`."""
         stats = await self._statistics(conn)
         rare = [w for w in words if stats.matches.get(w, stats.at_most) <= RARE_MATCHES]
         common = [w for w in words if w not in rare]
-        found: list[Any] = []
-        if rare:
-            params: dict[str, Any] = {f"m{i}": word for i, word in enumerate(rare)}
-            params |= channel | {"k": window}
-            rows = (await conn.execute(_rare_windows(len(rare)), params)).all()
-            # (windows renumbered to the word's place among all the words)
-            found += [_renumbered(r, words.index(rare[r.w])) for r in rows]
-        if common:
-            params = channel | {"recent": RECENT_ROWS, "common": " | ".join(common)}
-            found += (await conn.execute(_RECENT, params)).all()
-        return found
+        # (rare words first, in the order of `words`: their windows' numbers are theirs)
+        order = {word: i for i, word in enumerate(words)}
+        params: dict[str, Any] = {f"m{order[word]}": word for word in rare}
+        params |= channel | {"common": " | ".join(common)}
+        stmt = _observed_for([order[word] for word in rare], window, RECENT_ROWS if common else 0)
+        return stmt, params
 
     async def _statistics(self, conn: Session) -> _Stats:
         now = time.monotonic()
@@ -125,17 +131,3 @@ def _parsed(row: Any, now: float) -> _Stats:
     matches = {word: freq * rows for word, freq in zip(row.words, freqs, strict=False)}
     least = freqs[len(row.words)] if len(freqs) > len(row.words) else min(freqs)
     return _Stats(matches, least * rows, now)
-
-
-@dataclass(frozen=True)
-class _Row:
-    w: int
-    id: int
-    author_name: str
-    content: str
-    created_at: float
-    link: str | None
-
-
-def _renumbered(row: Any, w: int) -> _Row:
-    return _Row(w, row.id, row.author_name, row.content, row.created_at, row.link)
