@@ -127,6 +127,32 @@ async def test_postgres_finds_common_words_among_the_newest_and_rare_ones_in_all
     ]
 
 
+async def test_sqlite_full_text_indexes_stay_consistent_through_edits_and_deletions(
+    store: Store,
+) -> None:
+    memory = store.memory
+    other = ConversationKey(KEY.platform, KEY.workspace, "elsewhere")
+    for n, key in enumerate((KEY, other, KEY)):
+        await memory.observe(observed(n, f"deploy window note {n}", key=key))
+    assert await memory.edit(KEY, "msg-0", "the deploy window moved")
+    assert await memory.delete(other, "msg-1")
+    thread = ConversationKey(KEY.platform, KEY.workspace, KEY.channel, "t1")
+    turn = await store.add_turn(
+        thread, role=TurnRole.USER, kind=TurnKind.TEXT, content="deploy at noon", author=ALICE
+    )
+    await store.update_turn(turn, content="deploy at one")
+    found = await memory.candidates(KEY, ["deploy"], limit=5)
+    assert sorted(c.content for c in found) == [
+        "deploy at one",
+        "deploy window note 2",
+        "the deploy window moved",
+    ]
+    if store.engine.dialect.name == "sqlite":  # FTS5 checks its index against the rows
+        async with store.engine.begin() as conn:
+            for fts in ("observed_fts", "turns_fts"):
+                await conn.execute(text(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')"))
+
+
 async def test_memory_switch_is_for_admins_and_off_stores_nothing(
     core: Core, replier: RecordingReplier
 ) -> None:

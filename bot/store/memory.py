@@ -61,28 +61,21 @@ class Candidate:
     rank: int
 
 
-_OBSERVED_COLUMNS = {
-    "id": Integer,
-    "author_name": String,
-    "content": String,
-    "created_at": Double,
-    "link": String,
-}
-_TURN_COLUMNS = {
-    "id": Integer,
-    "author_name": String,
-    "content": String,
-    "created_at": Double,
-    "link": String,
-}
-
 #: How many matches of the question's words are looked at in all, shared among its words (each
 #: gets its newest `RANKED_WINDOW // words` in the channel, `limit` at least): what a recall
 #: costs stays bounded however long the channel's history and however common the words, and a
 #: rare word's old match is not crowded out by a common word's new ones.
 RANKED_WINDOW = 200
 
-_HIT_COLUMNS = {"w": Integer, **_OBSERVED_COLUMNS}
+#: A window's row: its word's place in the question, and the message or turn.
+_HIT_COLUMNS = {
+    "w": Integer,
+    "id": Integer,
+    "author_name": String,
+    "content": String,
+    "created_at": Double,
+    "link": String,
+}
 _WORD = re.compile(r"[^\W_]+")
 
 

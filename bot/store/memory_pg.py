@@ -55,10 +55,6 @@ _IN_CHANNEL = (
 _FIELDS = "o.id, o.author_name, o.content, o.created_at, o.link"
 
 
-def _observed_for(rare: list[int], window: int, recent: int) -> TextualSelect:
-    return _observed(tuple(rare), window, recent)
-
-
 @functools.cache
 def _observed(rare: tuple[int, ...], window: int, recent: int) -> TextualSelect:
     """One statement, whatever plan the server caches for it (the same for every word):
@@ -92,8 +88,9 @@ class _Stats:
 
 
 class ObservedSearch:
-    """Candidate rows (`w`: the rare word's window, -1 for the recent rows; see
-    `bot.store.memory.ranked`) for words in one channel."""
+    """The statement that finds a channel's candidate rows for some words (`w`: the rare word's
+    window, -1 for the recent rows; see `bot.store.memory.ranked`), with the statistics it
+    needs (read at most every STATS_TTL seconds)."""
 
     def __init__(self) -> None:
         self._stats: _Stats | None = None
@@ -105,12 +102,11 @@ class ObservedSearch:
         stats = await self._statistics(conn)
         rare = [w for w in words if stats.matches.get(w, stats.at_most) <= RARE_MATCHES]
         common = [w for w in words if w not in rare]
-        # (rare words first, in the order of `words`: their windows' numbers are theirs)
-        order = {word: i for i, word in enumerate(words)}
-        params: dict[str, Any] = {f"m{order[word]}": word for word in rare}
+        # (each rare word's window numbered by its place in `words`)
+        places = tuple(i for i, word in enumerate(words) if word in rare)
+        params: dict[str, Any] = {f"m{i}": words[i] for i in places}
         params |= channel | {"common": " | ".join(common)}
-        stmt = _observed_for([order[word] for word in rare], window, RECENT_ROWS if common else 0)
-        return stmt, params
+        return _observed(places, window, RECENT_ROWS if common else 0), params
 
     async def _statistics(self, conn: Session) -> _Stats:
         now = time.monotonic()
