@@ -8,6 +8,7 @@ channel's history row by row, nor another channel's matches."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 import time
@@ -29,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.domain import ConversationKey
-from bot.store.database import Database
+from bot.store.database import Database, Session
 from bot.store.memory_pg import ObservedSearch
 from bot.store.models import MemoryChannelRow, ObservedMessageRow
 
@@ -88,19 +89,23 @@ def _windows(count: int, window: int, one: str) -> str:
 
 
 # SQLite: per window, FTS5 intersects the word's list with the channel's (the `scope` column
-# of migration 0012) and gives the newest matches first (rowid order: no sort, no bm25), then
-# the rows are read and the channel checked exactly.
+# of migration 0012) and gives the newest matches first (rowid order: no sort, no bm25). Only
+# their ids: they are ranked by which windows they are in, and only the best are read (with
+# the channel checked exactly), as reading a row costs more than finding it.
 @functools.cache
-def _sqlite_observed(count: int, window: int) -> TextualSelect:
+def _sqlite_observed_hits(count: int, window: int) -> TextualSelect:
     one = (
         "SELECT {i} AS w, rowid AS id FROM observed_fts WHERE observed_fts MATCH :m{i} "
         "ORDER BY rowid DESC LIMIT {k}"
     )
-    return text(
-        "SELECT h.w, o.id, o.author_name, o.content, o.created_at, o.link "
-        f"FROM ({_windows(count, window, one)}) h JOIN observed_messages o ON o.id = h.id "
-        "WHERE o.platform = :platform AND o.workspace = :workspace AND o.channel = :channel"
-    ).columns(**_HIT_COLUMNS)
+    return text(_windows(count, window, one)).columns(w=Integer, id=Integer)
+
+
+_SQLITE_OBSERVED_ROWS = text(
+    "SELECT o.id, o.author_name, o.content, o.created_at, o.link FROM observed_messages o "
+    "WHERE o.id IN (SELECT value FROM json_each(:ids)) AND o.platform = :platform "
+    "AND o.workspace = :workspace AND o.channel = :channel"
+).columns(id=Integer, author_name=String, content=String, created_at=Double, link=String)
 
 
 # People's turns only (the bot's answers would echo what it recalled).
@@ -307,21 +312,40 @@ class MemoryStore:
         params: dict[str, Any] = {f"m{i}": query for i, query in enumerate(queries)}
         params |= channel_params
         pg = self._dialect == "postgresql"
-        found: list[Candidate] = []
         async with self._db.reading() as conn:
             if pg:
                 observed = await self._pg_observed.statement(conn, words, channel_params, window)
                 turns = (_pg_turns(len(queries), window), params)
+                observed_rows, turn_rows = await conn.execute_each([observed, turns])
+                best = ranked(observed_rows.all(), words, window, limit)
             else:
-                observed = (_sqlite_observed(len(queries), window), params)
-                turns = (_sqlite_turns(len(queries), window), params)
-            observed_rows, turn_rows = await conn.execute_each([observed, turns])
-        for source, rows in (("message", observed_rows.all()), ("turn", turn_rows.all())):
+                hits, turn_rows = await conn.execute_each(
+                    [
+                        (_sqlite_observed_hits(len(queries), window), params),
+                        (_sqlite_turns(len(queries), window), params),
+                    ]
+                )
+                best = await _sqlite_rows(
+                    conn, ranked(hits.all(), words, window, limit), channel_params
+                )
+        found: list[Candidate] = []
+        for source, rows in (
+            ("message", best),
+            ("turn", ranked(turn_rows.all(), words, window, limit)),
+        ):
             found += [
                 Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
-                for rank, r in enumerate(ranked(rows, words, window, limit))
+                for rank, r in enumerate(rows)
             ]
         return found
+
+
+async def _sqlite_rows(conn: Session, hits: list[Any], channel: dict[str, str]) -> list[Any]:
+    """The observed messages of `hits` (ranked), in that order: only these are read."""
+    ids = [hit.id for hit in hits]
+    rows = (await conn.execute(_SQLITE_OBSERVED_ROWS, channel | {"ids": json.dumps(ids)})).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def _channel(key: ConversationKey) -> tuple[Any, ...]:
