@@ -31,7 +31,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.domain import ConversationKey
 from bot.store.database import Database, Session
-from bot.store.memory_pg import ObservedSearch
+from bot.store.memory_pg import RecallSearch
 from bot.store.models import MemoryChannelRow, ObservedMessageRow
 
 
@@ -124,20 +124,7 @@ def _sqlite_turns(count: int, window: int) -> TextualSelect:
     ).columns(**_HIT_COLUMNS)
 
 
-# PostgreSQL: observed messages in `bot.store.memory_pg`. People's turns (far fewer): per word,
-# its matches among all channels' people's turns from the GIN index (0009's, partial on
-# role = 'user'), narrowed to the channel, the newest kept; ordered by `id + 0` so that the
-# planner never walks all turns newest first hoping to meet a rare word soon.
-@functools.cache
-def _pg_turns(count: int, window: int) -> TextualSelect:
-    one = (
-        "SELECT {i} AS w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
-        "FROM turns t JOIN conversations c ON c.id = t.conversation_id "
-        "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
-        "AND t.role = 'user' AND t.status = 'ok' AND to_tsvector('simple', t.content) @@ "
-        "to_tsquery('simple', :m{i}) ORDER BY t.id + 0 DESC LIMIT {k}"
-    )
-    return text(_windows(count, window, one)).columns(**_HIT_COLUMNS)
+# PostgreSQL: in `bot.store.memory_pg`.
 
 
 def scope_token(key: ConversationKey) -> str:
@@ -145,13 +132,11 @@ def scope_token(key: ConversationKey) -> str:
     return f"{key.platform}\x1f{key.workspace}\x1f{key.channel}".encode().hex()
 
 
-def match_queries(words: list[str], dialect: str, scope: str) -> list[str]:
-    """One full-text query per word of `words` (letters and digits only, see
-    `bot.memory.query_words`), in the engine's syntax; on SQLite within the channel's `scope`.
-    (Not one for all the words together: where each is common and they never meet, the engine
-    would walk their lists to the end to find that out.)"""
-    if dialect == "postgresql":
-        return list(words)
+def match_queries(words: list[str], scope: str) -> list[str]:
+    """One FTS5 query per word of `words` (letters and digits only, see
+    `bot.memory.query_words`), within the channel's `scope`. (Not one for all the words
+    together: where each is common and they never meet, FTS5 would walk their lists to the end
+    to find that out.)"""
     return [f'scope : "{scope}" AND content : "{word}"' for word in words]
 
 
@@ -185,7 +170,7 @@ class MemoryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._dialect = db.dialect.name
-        self._pg_observed = ObservedSearch()
+        self._pg_search = RecallSearch()
 
     async def enabled_channels(self) -> set[ConversationKey]:
         """Every channel with memory on (a short list: admins turn it on channel by channel)."""
@@ -302,50 +287,47 @@ class MemoryStore:
         if not words or limit <= 0:
             return []
         channel = key.channel_key
-        queries = match_queries(words, self._dialect, scope_token(channel))
         window = max(limit, RANKED_WINDOW // len(words))
-        channel_params = {
+        where = {
             "platform": channel.platform,
             "workspace": channel.workspace,
             "channel": channel.channel,
         }
-        params: dict[str, Any] = {f"m{i}": query for i, query in enumerate(queries)}
-        params |= channel_params
-        pg = self._dialect == "postgresql"
         async with self._db.reading() as conn:
-            if pg:
-                observed = await self._pg_observed.statement(conn, words, channel_params, window)
-                turns = (_pg_turns(len(queries), window), params)
-                observed_rows, turn_rows = await conn.execute_each([observed, turns])
-                best = ranked(observed_rows.all(), words, window, limit)
+            if self._dialect == "postgresql":
+                stmt, params = await self._pg_search.statement(conn, words, where, window)
+                rows = (await conn.execute(stmt, params)).all()
+                messages = ranked([r for r in rows if not r.turn], words, window, limit)
+                turns = [r for r in rows if r.turn]
             else:
-                hits, turn_rows = await conn.execute_each(
-                    [
-                        (_sqlite_observed_hits(len(queries), window), params),
-                        (_sqlite_turns(len(queries), window), params),
-                    ]
-                )
-                best = await _sqlite_rows(
-                    conn, ranked(hits.all(), words, window, limit), channel_params
+                messages, turns = await _sqlite_hits(
+                    conn, words, scope_token(channel), where, window, limit
                 )
         found: list[Candidate] = []
-        for source, rows in (
-            ("message", best),
-            ("turn", ranked(turn_rows.all(), words, window, limit)),
-        ):
+        for source, best in (("message", messages), ("turn", ranked(turns, words, window, limit))):
             found += [
                 Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
-                for rank, r in enumerate(rows)
+                for rank, r in enumerate(best)
             ]
         return found
 
 
-async def _sqlite_rows(conn: Session, hits: list[Any], channel: dict[str, str]) -> list[Any]:
-    """The observed messages of `hits` (ranked), in that order: only these are read."""
-    ids = [hit.id for hit in hits]
-    rows = (await conn.execute(_SQLITE_OBSERVED_ROWS, channel | {"ids": json.dumps(ids)})).all()
+async def _sqlite_hits(
+    conn: Session, words: list[str], scope: str, where: dict[str, str], window: int, limit: int
+) -> tuple[list[Any], list[Any]]:
+    """The best `limit` observed messages (ranked) and the windows' people's turns (unranked)."""
+    params: dict[str, Any] = {f"m{i}": q for i, q in enumerate(match_queries(words, scope))}
+    params |= where
+    hits, turns = await conn.execute_each(
+        [
+            (_sqlite_observed_hits(len(words), window), params),
+            (_sqlite_turns(len(words), window), params),
+        ]
+    )
+    ids = [hit.id for hit in ranked(hits.all(), words, window, limit)]
+    rows = (await conn.execute(_SQLITE_OBSERVED_ROWS, where | {"ids": json.dumps(ids)})).all()
     by_id = {row.id: row for row in rows}
-    return [by_id[i] for i in ids if i in by_id]
+    return [by_id[i] for i in ids if i in by_id], turns.all()
 
 
 def _channel(key: ConversationKey) -> tuple[Any, ...]:

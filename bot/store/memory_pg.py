@@ -1,4 +1,4 @@
-"""PostgreSQL's candidates for a recall of observed messages, bounded by the index's statistics.
+"""PostgreSQL's candidates for a recall, bounded by the index's statistics.
 
 A GIN index gives a word's matches in no order, so "the newest matches of this word in the
 channel" costs as many row reads as the word has matches; walking the channel's rows newest
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Double, Integer, String, text
+from sqlalchemy import Boolean, Double, Integer, String, text
 from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.store.database import Session
@@ -31,6 +31,7 @@ RECENT_ROWS = 400
 STATS_TTL = 600.0
 
 _COLUMNS = {
+    "turn": Boolean,
     "w": Integer,
     "id": Integer,
     "author_name": String,
@@ -56,27 +57,38 @@ _FIELDS = "o.id, o.author_name, o.content, o.created_at, o.link"
 
 
 @functools.cache
-def _observed(rare: tuple[int, ...], window: int, recent: int) -> TextualSelect:
-    """One statement, whatever plan the server caches for it (the same for every word):
-    per rare word `:m<i>`, its newest `window` matches in the channel, from the GIN index's
-    bitmap of its rows in all channels (at most RARE_MATCHES), filtered by a channel test no
-    index serves and sorted by `id + 0`, which no index provides (else the planner may walk the
-    channel newest first hoping to meet a rare word soon, and read all its history when the word
-    is in none, or AND the bitmap with a busy channel's 10^6 index entries); then, if `recent`,
-    the channel's newest `recent` messages (its btree, newest first) that have a `:common`
-    word."""
+def _recall(rare: tuple[int, ...], window: int, recent: int, words: int) -> TextualSelect:
+    """One statement (one round trip), whatever plan the server caches for it (the same for
+    every word). Observed messages: per rare word `:m<i>`, its newest `window` matches in the
+    channel, from the GIN index's bitmap of its rows in all channels (at most RARE_MATCHES),
+    filtered by a channel test no index serves and sorted by `id + 0`, which no index provides
+    (else the planner may walk the channel newest first hoping to meet a rare word soon, and
+    read all its history when the word is in none, or AND the bitmap with a busy channel's
+    10^6 index entries); then, if `recent`, the channel's newest `recent` messages (its btree,
+    newest first) that have a `:common` word. People's turns (far fewer): per word, the newest
+    `window` of its matches among all channels' people's turns (0009's GIN index, partial on
+    role = 'user'), narrowed to the channel, likewise sorted by `id + 0`."""
     parts = [
-        f"SELECT * FROM (SELECT {i} AS w, {_FIELDS} FROM observed_messages o "
+        f"SELECT * FROM (SELECT false AS turn, {i} AS w, {_FIELDS} FROM observed_messages o "
         f"WHERE to_tsvector('simple', o.content) @@ to_tsquery('simple', :m{i}) "
         f"AND {_IN_CHANNEL} ORDER BY o.id + 0 DESC LIMIT {window}) w{i}"
         for i in rare
     ]
     if recent:
         parts.append(
-            f"SELECT -1 AS w, {_FIELDS} FROM (SELECT * FROM observed_messages o "
+            f"SELECT false AS turn, -1 AS w, {_FIELDS} FROM (SELECT * FROM observed_messages o "
             f"WHERE {_CHANNEL} ORDER BY o.id DESC LIMIT {recent}) o "
             "WHERE to_tsvector('simple', o.content) @@ to_tsquery('simple', :common)"
         )
+    parts += [
+        f"SELECT * FROM (SELECT true AS turn, {i} AS w, t.id, t.author_name, t.content, "
+        "t.created_at, NULL AS link FROM turns t JOIN conversations c "
+        "ON c.id = t.conversation_id WHERE c.platform = :platform "
+        "AND c.workspace = :workspace AND c.channel = :channel AND t.role = 'user' "
+        "AND t.status = 'ok' AND to_tsvector('simple', t.content) @@ "
+        f"to_tsquery('simple', :m{i}) ORDER BY t.id + 0 DESC LIMIT {window}) t{i}"
+        for i in range(words)
+    ]
     return text(" UNION ALL ".join(parts)).columns(**_COLUMNS)
 
 
@@ -87,10 +99,11 @@ class _Stats:
     read_at: float
 
 
-class ObservedSearch:
-    """The statement that finds a channel's candidate rows for some words (`w`: the rare word's
-    window, -1 for the recent rows; see `bot.store.memory.ranked`), with the statistics it
-    needs (read at most every STATS_TTL seconds)."""
+class RecallSearch:
+    """The statement that finds a channel's candidate rows for some words (`turn`: a person's
+    turn, else an observed message; `w`: the word's window, -1 for the recent rows; see
+    `bot.store.memory.ranked`), with the statistics it needs (read at most every STATS_TTL
+    seconds)."""
 
     def __init__(self) -> None:
         self._stats: _Stats | None = None
@@ -102,11 +115,12 @@ class ObservedSearch:
         stats = await self._statistics(conn)
         rare = [w for w in words if stats.matches.get(w, stats.at_most) <= RARE_MATCHES]
         common = [w for w in words if w not in rare]
-        # (each rare word's window numbered by its place in `words`)
+        # (each word's windows numbered by its place in `words`)
         places = tuple(i for i, word in enumerate(words) if word in rare)
-        params: dict[str, Any] = {f"m{i}": words[i] for i in places}
+        params: dict[str, Any] = {f"m{i}": word for i, word in enumerate(words)}
         params |= channel | {"common": " | ".join(common)}
-        return _observed(places, window, RECENT_ROWS if common else 0), params
+        recent = RECENT_ROWS if common else 0
+        return _recall(places, window, recent, len(words)), params
 
     async def _statistics(self, conn: Session) -> _Stats:
         now = time.monotonic()
