@@ -61,7 +61,7 @@ def plan(quick: bool) -> list[Runner]:
         lambda: adapter_figures.slack_ack_latency(rate=200, seconds=10),
         lambda: core_figures.first_visible_edit(runs=5),
         lambda: budget_figures.budget_check(records=10_000, runs=30),
-        lambda: memory_figures.recall(big=100_000, runs=30),
+        lambda: memory_figures.recall(big=1_000_000, runs=15),
         lambda: adapter_figures.slack_streaming_paths(runs=30),
         lambda: vision_figures.picture_overhead(runs=30),
         lambda: mention_figures.mention_overhead(runs=30),

@@ -7,13 +7,14 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 
 from bot.core import Core
 from bot.domain import BOT_AUTHOR, ConversationKey, TurnKind, TurnRole
 from bot.memory import query_words
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, memory_pg
 from bot.store.memory import ObservedMessage
 from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
@@ -73,6 +74,83 @@ async def test_store_edits_and_deletions_reach_the_index(store: Store) -> None:
     assert await memory.count(KEY) == 1
     assert await memory.forget(KEY) == 1 and await memory.count(KEY) == 0
     assert await memory.count(other) == 1  # another channel's are its own
+
+
+async def test_a_quiet_channels_recall_never_returns_a_busy_channels_many_matches(
+    store: Store,
+) -> None:
+    memory = store.memory
+    busy = ConversationKey(KEY.platform, KEY.workspace, "busy")
+    await memory.observe(observed(1, FACT))  # the quiet channel's, older than all of busy's
+    await memory.observe_many(
+        [observed(n, f"deploy window chatter {n}", key=busy) for n in range(2, 602)]
+    )
+    found = await memory.candidates(KEY, ["deploy", "window"], limit=5)
+    assert [c.content for c in found] == [FACT]
+    found = await memory.candidates(busy, ["deploy", "window"], limit=5)
+    assert len(found) == 5 and all(c.content.startswith("deploy window") for c in found)
+
+
+async def test_a_rare_words_old_match_is_not_crowded_out_by_a_common_words_new_ones(
+    store: Store,
+) -> None:
+    memory = store.memory
+    await memory.observe(observed(1, FACT))
+    await memory.observe_many([observed(n, f"deploy number {n} went fine") for n in range(2, 402)])
+    found = await memory.candidates(KEY, ["deploy", "window"], limit=3)
+    assert [c.content for c in found][0] == FACT  # both words, the rarer among them
+    assert [c.content for c in found][1:] == [
+        "deploy number 401 went fine",
+        "deploy number 400 went fine",
+    ]
+
+
+async def test_postgres_finds_common_words_among_the_newest_and_rare_ones_in_all_history(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (On SQLite, whose FTS5 lists are per channel, this holds without the split.)
+    monkeypatch.setattr(memory_pg, "RARE_MATCHES", 20)
+    monkeypatch.setattr(memory_pg, "RECENT_ROWS", 30)
+    memory = store.memory
+    await memory.observe(observed(1, FACT))
+    await memory.observe_many(
+        [observed(n, f"deploy number {n} went fine, see w{n % 37}") for n in range(2, 202)]
+    )
+    if store.engine.dialect.name == "postgresql":  # the statistics autovacuum would gather
+        async with store.engine.begin() as conn:
+            await conn.execute(text("ANALYZE observed_messages"))
+    found = [c.content for c in await memory.candidates(KEY, ["deploy", "window"], limit=3)]
+    assert found[0] == FACT  # "window" is rare: found in all of the channel's history
+    assert found[1:] == [  # "deploy" is common: the newest
+        "deploy number 201 went fine, see w16",
+        "deploy number 200 went fine, see w15",
+    ]
+
+
+async def test_sqlite_full_text_indexes_stay_consistent_through_edits_and_deletions(
+    store: Store,
+) -> None:
+    memory = store.memory
+    other = ConversationKey(KEY.platform, KEY.workspace, "elsewhere")
+    for n, key in enumerate((KEY, other, KEY)):
+        await memory.observe(observed(n, f"deploy window note {n}", key=key))
+    assert await memory.edit(KEY, "msg-0", "the deploy window moved")
+    assert await memory.delete(other, "msg-1")
+    thread = ConversationKey(KEY.platform, KEY.workspace, KEY.channel, "t1")
+    turn = await store.add_turn(
+        thread, role=TurnRole.USER, kind=TurnKind.TEXT, content="deploy at noon", author=ALICE
+    )
+    await store.update_turn(turn, content="deploy at one")
+    found = await memory.candidates(KEY, ["deploy"], limit=5)
+    assert sorted(c.content for c in found) == [
+        "deploy at one",
+        "deploy window note 2",
+        "the deploy window moved",
+    ]
+    if store.engine.dialect.name == "sqlite":  # FTS5 checks its index against the rows
+        async with store.engine.begin() as conn:
+            for fts in ("observed_fts", "turns_fts"):
+                await conn.execute(text(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')"))
 
 
 async def test_memory_switch_is_for_admins_and_off_stores_nothing(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.domain import Author, ConversationKey, TurnKind, TurnRole
 from bot.store import Store, head_revision
+from bot.store.memory import ObservedMessage
 from bot.store.migrate import alembic_config
 from bot.store.models import Base
 
@@ -201,3 +202,32 @@ async def test_voice_modes_are_allowed_and_others_refused_by_the_database(store:
         async with store.engine.begin() as conn:
             await conn.execute(insert, {"channel": "C-again", "mode": "answer"})
     await store.upgrade()
+
+
+async def test_messages_and_turns_stored_before_0012_are_recalled_after_it(store: Store) -> None:
+    """0012 rebuilds SQLite's full-text indexes with the channel in them: what was indexed
+    before is found after, per channel, and a deletion after reaches the rebuilt index."""
+
+    def downgrade(conn: Connection) -> None:
+        command.downgrade(alembic_config(conn), "0011")
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(downgrade)
+    other = ConversationKey(KEY.platform, KEY.workspace, "C2")
+    for n, key in enumerate((KEY, other)):
+        await store.memory.observe(
+            ObservedMessage(key, f"m{n}", "U1", "Bob", f"deploy window {n}", 1.0 + n)
+        )
+    await store.add_turn(
+        KEY,
+        role=TurnRole.USER,
+        kind=TurnKind.TEXT,
+        content="deploy on Tuesday",
+        author=Author("U1", "alice"),
+    )
+    await store.upgrade()
+    found = await store.memory.candidates(KEY, ["deploy"], limit=5)
+    assert sorted(c.content for c in found) == ["deploy on Tuesday", "deploy window 0"]
+    assert await store.memory.delete(KEY, "m0")
+    found = await store.memory.candidates(KEY, ["deploy"], limit=5)
+    assert [c.content for c in found] == ["deploy on Tuesday"]

@@ -1,20 +1,37 @@
 """Team memory's tables: which channels have it on, the messages observed there, and the
-full-text candidates for recall (migration 0009 made the indexes: SQLite FTS5, PostgreSQL GIN).
+full-text candidates for recall (migrations 0009 and 0012 made the indexes: SQLite FTS5,
+PostgreSQL GIN, each with the channel in it).
 
-Candidates always come from the engine's full-text index, then are narrowed to the channel:
-a recall never reads a channel's history row by row."""
+Candidates always come from the engine's full-text index, per channel: a recall never reads a
+channel's history row by row, nor another channel's matches."""
 
 from __future__ import annotations
 
+import functools
+import json
+import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Double, Integer, String, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Double,
+    Integer,
+    String,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.domain import ConversationKey
-from bot.store.database import Database
+from bot.store.database import Database, Session
+from bot.store.memory_pg import RecallSearch
 from bot.store.models import MemoryChannelRow, ObservedMessageRow
 
 
@@ -45,78 +62,106 @@ class Candidate:
     rank: int
 
 
-_OBSERVED_COLUMNS = {
-    "id": Integer,
-    "author_name": String,
-    "content": String,
-    "created_at": Double,
-    "link": String,
-}
-_TURN_COLUMNS = {
-    "id": Integer,
-    "author_name": String,
-    "content": String,
-    "created_at": Double,
-    "link": String,
-}
-
-#: How many of the newest matches in the channel are ranked (the best `limit` of them are
-#: the candidates): what a recall costs stays bounded however long the channel's history and
-#: however common the words, at the price of not ranking older matches beyond these.
+#: How many matches of the question's words are looked at in all, shared among its words (each
+#: gets its newest `RANKED_WINDOW // words` in the channel, `limit` at least): what a recall
+#: costs stays bounded however long the channel's history and however common the words, and a
+#: rare word's old match is not crowded out by a common word's new ones.
 RANKED_WINDOW = 200
 
-# SQLite: FTS5 gives the matches newest first (rowid order, no sort), the join keeps this
-# channel's, bm25 (`rank`) is computed for those kept, then the best are taken.
-_SQLITE_OBSERVED = text(
-    "SELECT id, author_name, content, created_at, link FROM ("
-    "SELECT o.id, o.author_name, o.content, o.created_at, o.link, observed_fts.rank AS r "
-    "FROM observed_fts JOIN observed_messages o ON o.id = observed_fts.rowid "
-    "WHERE observed_fts MATCH :query AND o.platform = :platform "
-    "AND o.workspace = :workspace AND o.channel = :channel "
-    "ORDER BY observed_fts.rowid DESC LIMIT :window) ORDER BY r, id DESC LIMIT :limit"
-).columns(**_OBSERVED_COLUMNS)
+#: A window's row: its word's place in the question, and the message or turn.
+_HIT_COLUMNS = {
+    "w": Integer,
+    "id": Integer,
+    "author_name": String,
+    "content": String,
+    "created_at": Double,
+    "link": String,
+}
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _windows(count: int, window: int, one: str) -> str:
+    """`count` copies of the query `one` (with `{i}` its window's number, `{k}` its size),
+    each in its own parentheses, as one UNION ALL (each keeps its own ORDER BY and LIMIT)."""
+    return " UNION ALL ".join(
+        f"SELECT * FROM ({one.format(i=i, k=window)}) w{i}" for i in range(count)
+    )
+
+
+# SQLite: per window, FTS5 intersects the word's list with the channel's (the `scope` column
+# of migration 0012) and gives the newest matches first (rowid order: no sort, no bm25). Only
+# their ids: they are ranked by which windows they are in, and only the best are read (with
+# the channel checked exactly), as reading a row costs more than finding it.
+@functools.cache
+def _sqlite_observed_hits(count: int, window: int) -> TextualSelect:
+    one = (
+        "SELECT {i} AS w, rowid AS id FROM observed_fts WHERE observed_fts MATCH :m{i} "
+        "ORDER BY rowid DESC LIMIT {k}"
+    )
+    return text(_windows(count, window, one)).columns(w=Integer, id=Integer)
+
+
+_SQLITE_OBSERVED_ROWS = text(
+    "SELECT o.id, o.author_name, o.content, o.created_at, o.link FROM observed_messages o "
+    "WHERE o.id IN (SELECT value FROM json_each(:ids)) AND o.platform = :platform "
+    "AND o.workspace = :workspace AND o.channel = :channel"
+).columns(id=Integer, author_name=String, content=String, created_at=Double, link=String)
+
+
 # People's turns only (the bot's answers would echo what it recalled).
-_SQLITE_TURNS = text(
-    "SELECT id, author_name, content, created_at, link FROM ("
-    "SELECT t.id, t.author_name, t.content, t.created_at, NULL AS link, turns_fts.rank AS r "
-    "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid "
-    "JOIN conversations c ON c.id = t.conversation_id "
-    "WHERE turns_fts MATCH :query AND c.platform = :platform "
-    "AND c.workspace = :workspace AND c.channel = :channel "
-    "AND t.role = 'user' AND t.status = 'ok' "
-    "ORDER BY turns_fts.rowid DESC LIMIT :window) ORDER BY r, id DESC LIMIT :limit"
-).columns(**_TURN_COLUMNS)
-# PostgreSQL: the GIN index's matches (MATERIALIZED: the planner cannot walk the channel's
-# rows by another index instead), this channel's newest, ranked by ts_rank.
-_PG_OBSERVED = text(
-    "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
-    "hits AS MATERIALIZED (SELECT o.* FROM observed_messages o, q "
-    "WHERE to_tsvector('simple', o.content) @@ q.q), "
-    "newest AS MATERIALIZED (SELECT * FROM hits h "
-    "WHERE h.platform = :platform AND h.workspace = :workspace AND h.channel = :channel "
-    "ORDER BY h.id DESC LIMIT :window) "
-    "SELECT h.id, h.author_name, h.content, h.created_at, h.link FROM newest h, q "
-    "ORDER BY ts_rank(to_tsvector('simple', h.content), q.q) DESC, h.id DESC LIMIT :limit"
-).columns(**_OBSERVED_COLUMNS)
-_PG_TURNS = text(
-    "WITH q AS (SELECT to_tsquery('simple', :query) AS q), "
-    "hits AS MATERIALIZED (SELECT t.* FROM turns t, q "
-    "WHERE to_tsvector('simple', t.content) @@ q.q AND t.role = 'user'), "
-    "newest AS MATERIALIZED (SELECT h.* FROM hits h "
-    "JOIN conversations c ON c.id = h.conversation_id "
-    "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
-    "AND h.status = 'ok' ORDER BY h.id DESC LIMIT :window) "
-    "SELECT h.id, h.author_name, h.content, h.created_at, NULL AS link FROM newest h, q "
-    "ORDER BY ts_rank(to_tsvector('simple', h.content), q.q) DESC, h.id DESC LIMIT :limit"
-).columns(**_TURN_COLUMNS)
+@functools.cache
+def _sqlite_turns(count: int, window: int) -> TextualSelect:
+    one = (
+        "SELECT {i} AS w, rowid AS id FROM turns_fts WHERE turns_fts MATCH :m{i} "
+        "ORDER BY rowid DESC LIMIT {k}"
+    )
+    return text(
+        "SELECT h.w, t.id, t.author_name, t.content, t.created_at, NULL AS link "
+        f"FROM ({_windows(count, window, one)}) h JOIN turns t ON t.id = h.id "
+        "JOIN conversations c ON c.id = t.conversation_id "
+        "WHERE c.platform = :platform AND c.workspace = :workspace AND c.channel = :channel "
+        "AND t.role = 'user' AND t.status = 'ok'"
+    ).columns(**_HIT_COLUMNS)
 
 
-def match_query(words: list[str], dialect: str) -> str:
-    """Any of `words` (letters and digits only, see `bot.memory.query_words`), in the
-    engine's full-text query syntax."""
-    if dialect == "postgresql":
-        return " | ".join(words)
-    return " OR ".join(f'"{word}"' for word in words)
+# PostgreSQL: in `bot.store.memory_pg`.
+
+
+def scope_token(key: ConversationKey) -> str:
+    """The channel's token in SQLite's full-text index (as migration 0012's triggers write it)."""
+    return f"{key.platform}\x1f{key.workspace}\x1f{key.channel}".encode().hex()
+
+
+def match_queries(words: list[str], scope: str) -> list[str]:
+    """One FTS5 query per word of `words` (letters and digits only, see
+    `bot.memory.query_words`), within the channel's `scope`. (Not one for all the words
+    together: where each is common and they never meet, FTS5 would walk their lists to the end
+    to find that out.)"""
+    return [f'scope : "{scope}" AND content : "{word}"' for word in words]
+
+
+def ranked(rows: list[Any], words: list[str], window: int, limit: int) -> list[Any]:
+    """The best `limit` of the windows' rows (`w` the word's window, or -1 for rows found by any
+    of the words without one, PostgreSQL's common words; `id`, `content`): the more of the
+    question's words first, a word weighing more the fewer matches filled its window (a word
+    that filled it is common; one without a window weighs 1), then newest first. A row is in the
+    window of each word it has, unless it is older than that word's newest `window` matches."""
+    hits = [0] * len(words)
+    for row in rows:
+        if row.w >= 0:
+            hits[row.w] += 1
+    weights = [1 + math.log(window / n) if n else 1.0 for n in hits]
+    unwindowed = {word for word, n in zip(words, hits, strict=True) if not n}
+    best: dict[int, Any] = {}
+    score: dict[int, float] = {}
+    for row in rows:
+        best[row.id] = row
+        if row.w >= 0:
+            gained = weights[row.w]
+        else:  # (a few hundred rows at most: which of those words it has, read from its text)
+            gained = float(len(unwindowed.intersection(_WORD.findall(row.content.lower()))))
+        score[row.id] = score.get(row.id, 0.0) + gained
+    return sorted(best.values(), key=lambda row: (-score[row.id], -row.id))[:limit]
 
 
 class MemoryStore:
@@ -125,6 +170,7 @@ class MemoryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._dialect = db.dialect.name
+        self._pg_search = RecallSearch()
 
     async def enabled_channels(self) -> set[ConversationKey]:
         """Every channel with memory on (a short list: admins turn it on channel by channel)."""
@@ -237,31 +283,51 @@ class MemoryStore:
         self, key: ConversationKey, words: list[str], *, limit: int
     ) -> list[Candidate]:
         """Up to `limit` observed messages and `limit` people's turns of the channel (its
-        threads included) that contain any of `words`, each list in the index's order."""
+        threads included) that contain any of `words`, each list best first (see `ranked`)."""
         if not words or limit <= 0:
             return []
         channel = key.channel_key
-        params = {
-            "query": match_query(words, self._dialect),
+        window = max(limit, RANKED_WINDOW // len(words))
+        where = {
             "platform": channel.platform,
             "workspace": channel.workspace,
             "channel": channel.channel,
-            "limit": limit,
-            "window": max(limit, RANKED_WINDOW),
         }
-        pg = self._dialect == "postgresql"
-        found: list[Candidate] = []
         async with self._db.reading() as conn:
-            for source, stmt in (
-                ("message", _PG_OBSERVED if pg else _SQLITE_OBSERVED),
-                ("turn", _PG_TURNS if pg else _SQLITE_TURNS),
-            ):
+            if self._dialect == "postgresql":
+                stmt, params = await self._pg_search.statement(conn, words, where, window)
                 rows = (await conn.execute(stmt, params)).all()
-                found += [
-                    Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
-                    for rank, r in enumerate(rows)
-                ]
+                messages = ranked([r for r in rows if not r.turn], words, window, limit)
+                turns = [r for r in rows if r.turn]
+            else:
+                messages, turns = await _sqlite_hits(
+                    conn, words, scope_token(channel), where, window, limit
+                )
+        found: list[Candidate] = []
+        for source, best in (("message", messages), ("turn", ranked(turns, words, window, limit))):
+            found += [
+                Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
+                for rank, r in enumerate(best)
+            ]
         return found
+
+
+async def _sqlite_hits(
+    conn: Session, words: list[str], scope: str, where: dict[str, str], window: int, limit: int
+) -> tuple[list[Any], list[Any]]:
+    """The best `limit` observed messages (ranked) and the windows' people's turns (unranked)."""
+    params: dict[str, Any] = {f"m{i}": q for i, q in enumerate(match_queries(words, scope))}
+    params |= where
+    hits, turns = await conn.execute_each(
+        [
+            (_sqlite_observed_hits(len(words), window), params),
+            (_sqlite_turns(len(words), window), params),
+        ]
+    )
+    ids = [hit.id for hit in ranked(hits.all(), words, window, limit)]
+    rows = (await conn.execute(_SQLITE_OBSERVED_ROWS, where | {"ids": json.dumps(ids)})).all()
+    by_id = {row.id: row for row in rows}
+    return [by_id[i] for i in ids if i in by_id], turns.all()
 
 
 def _channel(key: ConversationKey) -> tuple[Any, ...]:

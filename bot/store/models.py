@@ -70,6 +70,10 @@ class TurnRow(Base):
     __table_args__ = (
         # The context query: WHERE conversation_id = ? AND id > ? ORDER BY id DESC LIMIT n.
         Index("ix_turns_conversation_id_id", "conversation_id", "id"),
+        # /summarize's span: a channel's conversations' turns since a time (migration 0012).
+        Index("ix_turns_conversation_id_created_at", "conversation_id", "created_at"),
+        # The admin page's answers and feedback since a date, across channels.
+        Index("ix_turns_created_at", "created_at"),
         # Start-up recovery finds PENDING turns without scanning history; the index holds only them.
         Index(
             "ix_turns_pending",
@@ -387,11 +391,16 @@ class MemoryChannelRow(Base):
 class ObservedMessageRow(Base):
     """A channel message not addressed to the bot, kept while the channel has memory on: edits
     replace `content`, a deletion deletes the row. Its full-text index (SQLite FTS5
-    `observed_fts` kept by triggers; PostgreSQL a GIN index on to_tsvector('simple', content))
-    is made by migration 0009 alone: Alembic compares neither."""
+    `observed_fts` kept by triggers; PostgreSQL a GIN index on the channel and
+    to_tsvector('simple', content)) is made by migrations 0009 and 0012 alone: Alembic compares
+    neither."""
 
     __tablename__ = "observed_messages"
-    __table_args__ = (UniqueConstraint("platform", "workspace", "channel", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "workspace", "channel", "message_id"),
+        # A common word's newest matches: the channel's newest rows, walked (migration 0012).
+        Index("ix_observed_messages_channel_id", "platform", "workspace", "channel", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     platform: Mapped[str] = mapped_column(Name)
