@@ -24,7 +24,8 @@ async def budget_check(records: int, runs: int) -> list[Figure]:
                                           usage=usage)  # fmt: skip
         await timed_ask(core, "budgeted")
         await timed_ask(core, "free")
-        with_budget, without = [], []
+        with_budget: list[float] = []
+        without: list[float] = []
         cpu = {"budgeted": 0.0, "free": 0.0}  # this process's CPU: steadier on a busy machine
         for _ in range(runs):
             for channel, times in (("budgeted", with_budget), ("free", without)):

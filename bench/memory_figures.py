@@ -75,8 +75,8 @@ def _rows(key: ConversationKey, count: int) -> Iterator[tuple[object, ...]]:
         yield (key.platform, key.workspace, key.channel, "", message_id, "u1", "Bob", content)
 
 
-_COLUMNS = ("platform", "workspace", "channel", "thread", "message_id", "author_id")
-_COLUMNS += ("author_name", "content", "link", "created_at")
+_COLUMNS: tuple[str, ...] = ("platform", "workspace", "channel", "thread", "message_id")
+_COLUMNS += ("author_id", "author_name", "content", "link", "created_at")
 
 
 def _with_times(rows: Iterator[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
