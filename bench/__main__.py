@@ -42,6 +42,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: vision_figures.picture_overhead(runs=5),
             lambda: mention_figures.mention_overhead(runs=3),
             lambda: mention_figures.mention_burst(count=50),
+            lambda: mention_figures.first_visible_text(runs=2),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -58,6 +59,8 @@ def plan(quick: bool) -> list[Runner]:
         lambda: vision_figures.picture_overhead(runs=30),
         lambda: mention_figures.mention_overhead(runs=30),
         lambda: mention_figures.mention_burst(count=200),
+        lambda: mention_figures.mention_burst(count=1_000),
+        lambda: mention_figures.first_visible_text(runs=30),
     ]
 
 
