@@ -155,6 +155,10 @@ class SlackAdapter:
         return True
 
     async def _events(self, request: web.Request) -> web.Response:
+        with self.bot.intake.acking():
+            return await self._event(request)
+
+    async def _event(self, request: web.Request) -> web.Response:
         if self.bot.closing:
             # Slack retries: another replica, or this one after its restart, will answer.
             return web.Response(status=503, text="shutting down")
