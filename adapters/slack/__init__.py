@@ -55,7 +55,8 @@ class SlackAdapter:
             else ""
         )
         self.socket_mode = bool(self._app_token)
-        self._verifier = SignatureVerifier(secret)
+        # (Socket Mode needs no signing secret: nothing arrives over HTTP.)
+        self._verifier = SignatureVerifier(secret) if secret else None
         #: The bot's own user id (auth.test at start): its mentions are recognised before bolt.
         self._bot_user_id: str | None = None
         if not self.socket_mode:
@@ -168,7 +169,7 @@ class SlackAdapter:
         if problem is not None:
             log.warning("Slack: refused a malformed request (%s)", problem)
             return web.Response(status=400, text=problem)
-        if self._is_companion(data):
+        if self._verifier is not None and self._is_companion(data):
             # Half of all mention traffic: acknowledged here, without bolt's per-request
             # context, client and listener matching (~0.35 ms of CPU each), once it is signed.
             if not self._verifier.is_valid(
