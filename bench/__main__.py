@@ -50,6 +50,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: embedding_figures.throughput(messages=1_000),
             lambda: embedding_figures.answer_latency(queued=2_000, runs=5),
             lambda: workers_figures.workers_burst(count=30, rounds=1),
+            lambda: mention_figures.first_visible_text(runs=2),
         ]
     return [
         lambda: core_figures.overhead(runs=30),
@@ -71,6 +72,8 @@ def plan(quick: bool) -> list[Runner]:
         lambda: embedding_figures.throughput(messages=100_000),
         lambda: embedding_figures.answer_latency(queued=20_000, runs=30),
         lambda: workers_figures.workers_burst(count=200, rounds=2),
+        lambda: mention_figures.mention_burst(count=1_000),
+        lambda: mention_figures.first_visible_text(runs=30),
     ]
 
 

@@ -24,6 +24,11 @@ from bot.domain import Author, TurnKind, TurnRole
 from bot.store import Store
 
 QUESTION = "How do we deploy?"
+#: About 200 characters: the stand-in echoes it, a ~45-word answer streamed over ~1.3 s.
+LONG_QUESTION = (
+    "How do we deploy the service to production safely, step by step, with a rollback plan, "
+    "database migrations run first, health checks watched, and who to call when it fails?"
+)
 #: A stored answer about as long as the stand-in's (~45 words).
 ANSWER = (
     "Deploy from main with the release script: run the migrations first, roll out one replica, "
@@ -138,18 +143,24 @@ async def mention_burst(count: int) -> list[Figure]:
     ratio = answered / median(direct)
     ack_p50, ack_p99 = median(acks) * 1000, percentile(acks, 99) * 1000
     cpu_ms = cpu / count * 1000
+    # Issue 16's goals: for 200 at once, ÷ direct <= 2 and acks p50 <= 100 ms; for 1,000,
+    # acks within 1 s (Slack retries an event after 3 s without its ack).
+    small = count <= 200
+    ack_goal = 100 if small else 1000
+    late = sum(ack > 3 for ack in acks)
     return [
         Figure(
-            f"{count} Slack mentions at once ({count} channels, people): all answered ÷ direct",
+            f"{count:,} Slack mentions at once ({count:,} channels, people): all answered ÷ direct",
             f"{ratio:.2f} ({answered:.2f} s ÷ {median(direct):.2f} s; {result['failed']} failed)",
-            "<= 2",
-            ratio <= 2 and result["failed"] == 0,
+            "<= 2" if small else "-",
+            (ratio <= 2 and result["failed"] == 0) if small else None,
         ),
         Figure(
-            f"ack latency in that burst ({len(acks)} POSTs), p50",
-            f"{ack_p50:.0f} ms (p99 {ack_p99:.0f} ms)",
-            "<= 100 ms",
-            ack_p50 <= 100,
+            f"ack latency in that burst ({len(acks):,} POSTs), p50",
+            f"{ack_p50:.0f} ms (p99 {ack_p99:.0f} ms, max {max(acks) * 1000:.0f} ms; "
+            f"{late} after 3 s)",
+            f"<= {ack_goal:,} ms",
+            ack_p50 <= ack_goal and result["failed"] == 0,
         ),
         Figure(
             "bot CPU per Slack mention (both events, answered), in that burst",
@@ -158,6 +169,62 @@ async def mention_burst(count: int) -> list[Figure]:
             cpu_ms <= 5,
         ),
     ]
+
+
+async def first_visible_text(runs: int) -> list[Figure]:
+    """Issue 16's figure: TokModel's first token → the first text people see at Slack, a
+    mention (both events, new connections) answered with native streaming. The stand-in
+    streams a ~45-word answer (it echoes the 200-character question) in chunks 50 ms apart; its
+    first token leaves 200 ms (latency) + one chunk delay (the first event has no text) after
+    the request. Timed from sending the POSTs, so the bot's own work before it asks TokModel
+    counts against it."""
+    latency, chunk_delay = 0.2, 0.05
+    slack = FakeSlack()
+    slack.update_limit = slack.append_limit = None
+    slack.add_user("U0ALICE", "Alice")
+    await slack.start()
+    connector = aiohttp.TCPConnector(force_close=True)
+    try:
+        async with (
+            stand_in(chunk_delay=chunk_delay) as tokmodel,
+            slack_bot(tokmodel.url, slack.url, TOKBOT_SLACK_STREAMING="native") as (_, a, url),
+            aiohttp.ClientSession(connector=connector) as http,
+        ):
+            await tokmodel.set_latency(latency)
+            shown = [
+                await _first_text(http, slack, url, lambda: a.bot.busy, f"C0V{n:04d}")
+                for n in range(runs + 1)
+            ][1:]  # the first warms up
+    finally:
+        await slack.stop()
+    first = [s - latency - chunk_delay for s in shown]
+    p50, p99 = median(first), percentile(first, 99)
+    return [
+        Figure(
+            "Slack: TokModel's first token → first text people see (native stream), p50",
+            f"{p50 * 1000:.0f} ms (p99 {p99 * 1000:.0f} ms)",
+            "<= 0.3 s",
+            p99 <= 0.3,
+        )
+    ]
+
+
+async def _first_text(
+    http: aiohttp.ClientSession, slack: FakeSlack, url: str, busy: Any, channel: str
+) -> float:
+    """Seconds from sending a mention to the first call that shows its answer's text."""
+    seen = len(slack.calls)
+    events = mention_pair(slack, LONG_QUESTION, user="U0ALICE", channel=channel)
+    sent = time.monotonic()
+    acks = await asyncio.gather(*(post_signed(http, slack, url, e) for e in events))
+    assert all(acks), "a mention was not acknowledged"
+    await slack.wait_for(lambda: busy() == 0, timeout=30)
+    texts = [
+        c.time
+        for c in slack.calls[seen:]
+        if c.method in ("chat.startStream", "chat.postMessage") and c.args.get("channel") == channel
+    ]
+    return min(texts) - sent
 
 
 async def _direct_burst(core: Any, count: int) -> float:

@@ -171,6 +171,14 @@ class NativeStreamer(Protocol):
         and the caller posts and edits instead)."""
         ...
 
+    async def post_whole(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> str | None:
+        """Post a message that is complete before its stream would start, as that stream would
+        end (one call where a stream takes a start and a stop); its id, or None when that is not
+        available here (nothing was shown; the caller posts)."""
+        ...
+
 
 @dataclass(frozen=True)
 class EarlierMessage:

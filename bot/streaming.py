@@ -171,7 +171,7 @@ class StreamRenderer:
                 controls = last if index == len(pieces) - 1 else None
                 closing = final or index < len(pieces) - 1
                 if self._open is None:
-                    posted = await self._show_new(piece, controls, closing)
+                    posted = await self._show_new(piece, controls, closing, final)
                     self._open = (posted, piece, controls)
                 elif self._stream is not None:
                     await self._extend_stream(piece, controls, closing)
@@ -184,9 +184,17 @@ class StreamRenderer:
                     self._frozen.append(self._open[0])
                     self._open = None
 
-    async def _show_new(self, piece: str, controls: AnswerControls | None, closing: bool) -> str:
-        """Post `piece` as a new message (streamed when the replier can); return its id."""
-        if self._streamer is not None:
+    async def _show_new(
+        self, piece: str, controls: AnswerControls | None, closing: bool, final: bool
+    ) -> str:
+        """Post `piece` as a new message (streamed when the replier can); return its id. An
+        answer complete before its first message showed (TokModel answered at once) is posted
+        whole: one call where a stream takes two, each a round trip before the text is final."""
+        if self._streamer is not None and final:
+            whole = await self._streamer.post_whole(piece, controls=controls)
+            if whole is not None:
+                return whole
+        elif self._streamer is not None:
             stream = await self._streamer.start_stream(piece, controls=controls)
             if stream is None:
                 self._streamer = None  # not available: post and edit for the rest

@@ -138,11 +138,13 @@ class StreamingReplier(RecordingReplier):
     """A RecordingReplier that streams natively (`bot.domain.NativeStreamer`): every message's
     appends are kept, so a test can check nothing given was ever taken back."""
 
-    def __init__(self, *, available: bool = True, **fields: object) -> None:
+    def __init__(self, *, available: bool = True, whole: bool = False, **fields: object) -> None:
         super().__init__(**fields)  # type: ignore[arg-type]
         self.available = available
+        self.whole = whole  # offers post_whole
         self.appends: dict[str, list[str]] = {}
         self.stopped: set[str] = set()
+        self.posted_whole: list[str] = []
 
     async def start_stream(
         self, markdown: str, *, controls: AnswerControls | None = None
@@ -152,6 +154,15 @@ class StreamingReplier(RecordingReplier):
         message_id = await self.post(markdown, controls=controls)
         self.appends[message_id] = [markdown]
         return Stream(self, message_id)
+
+    async def post_whole(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> str | None:
+        if not self.whole:
+            return None  # (then the renderer posts)
+        message_id = await self.post(markdown, controls=controls)
+        self.posted_whole.append(message_id)
+        return message_id
 
 
 class Stream:
@@ -288,3 +299,21 @@ async def test_the_grace_never_delays_a_native_stream_behind_the_inbox_s_wrapper
 
 async def _nothing() -> None:
     pass
+
+
+async def test_an_answer_complete_before_its_first_message_is_posted_whole() -> None:
+    """No stream (a start and a stop) for an answer that arrived at once: one post_whole."""
+    controls = AnswerControls(turn_id=7, asker_id="U1", streaming=True)
+    for whole in (True, False):
+        replier = StreamingReplier(whole=whole)
+        renderer = StreamRenderer(replier, placeholder=None, interval=0, controls=controls)
+        await renderer.start()
+        renderer.feed("all of it ")
+        renderer.feed("at once")
+        await renderer.finish()
+        assert replier.texts == ["all of it at once"]
+        assert replier.appends == {} and replier.stopped == set()  # no stream was started
+        assert replier.posted_whole == (replier.order if whole else [])
+        [message_id] = replier.order
+        final = replier.controls[message_id]
+        assert final is not None and final.turn_id == 7 and not final.streaming

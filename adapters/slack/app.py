@@ -27,6 +27,7 @@ from adapters.slack.budget import (
     SLACK_UPDATES_PER_MINUTE,
     WorkspaceBudgets,
 )
+from adapters.slack.intake import AckFirst
 from adapters.slack.replier import SlackReplier
 from adapters.slack.streaming import Mode, StreamingPolicy
 from adapters.slack.thread import SlackThread
@@ -86,6 +87,8 @@ class SlackBot:
         self._append_budgets = WorkspaceBudgets(_share(appends, budget_share), edit_window)
         self.streaming = StreamingPolicy(streaming)
         self.pane = Pane(self.client)
+        #: Counts the HTTP requests being acknowledged; answers start after a crowd of them.
+        self.intake = AckFirst()
         self._file_hosts = _file_hosts(api_url)
         self._tasks: set[asyncio.Task[None]] = set()
         #: The workspace's URL, for links to remembered messages (auth.test, once).
@@ -332,6 +335,7 @@ class SlackBot:
         self, command: dict[str, Any], incoming: Incoming, ticket: Ticket
     ) -> None:
         with self._core.handing_over(ticket):  # cancelled (stopping): answered after a restart
+            await self.intake.turn()
             if incoming.command in translate.ADMIN_COMMANDS and incoming.text.strip():
                 author = await self.users.author(incoming.author.id, incoming.author.name)
                 incoming = dataclasses.replace(incoming, author=author)  # is_admin, from users.info
@@ -345,6 +349,7 @@ class SlackBot:
     ) -> None:
         status = False
         with self._core.handing_over(ticket):  # cancelled (stopping): answered after a restart
+            await self.intake.turn()
             if incoming.command == "ask" and translate.is_direct_message(event):
                 # In DMs (and the assistant pane, a DM thread) Slack shows "tokbot is thinking…"
                 # until the first reply; it stands in for the placeholder message.

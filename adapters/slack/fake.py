@@ -716,11 +716,23 @@ class FakeSlack:
             return _error("no_text")
         if len(text) > MAX_TEXT:
             return _error("msg_too_long")
+        blocks = _blocks(args.get("blocks"))
+        # `markdown` blocks: standard Markdown Slack renders, at most 12,000 characters in all
+        # (docs.slack.dev/reference/block-kit/blocks/markdown-block); then that is the text
+        # people see, and `text` only the notification's fallback.
+        markdown = "".join(
+            str(b.get("text") or "") for b in blocks or () if b.get("type") == "markdown"
+        )
+        if len(markdown) > MAX_MARKDOWN:
+            return _error("invalid_blocks")
         n = next(self._ids)
         ts = f"{1_700_000_000 + n}.{n:06d}"
         thread = args.get("thread_ts") or None
-        self.messages.append(Message(channel, ts, text, str(thread) if thread else None))
-        self.messages[-1].blocks = _blocks(args.get("blocks"))
+        self.messages.append(
+            Message(channel, ts, markdown or text, str(thread) if thread else None)
+        )
+        self.messages[-1].markdown = bool(markdown)
+        self.messages[-1].blocks = blocks
         self._replied(channel, thread)
         self._show("posted", self.messages[-1])
         message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts}

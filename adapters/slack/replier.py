@@ -13,10 +13,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.blocks import message_blocks, stop_blocks
+from adapters.slack.blocks import control_blocks, message_blocks, stop_blocks
 from adapters.slack.budget import EditBudget
 from adapters.slack.errors import describe, error_code
-from adapters.slack.streaming import SlackStream, StreamingPolicy
+from adapters.slack.streaming import SlackStream, StreamingPolicy, harmless
 from adapters.slack.thread import SlackThread
 from adapters.slack.translate import to_slack
 from bot.domain import AnswerControls, Attachment, EarlierMessage, OutgoingFile, PlatformHelp
@@ -203,6 +203,35 @@ class SlackReplier:
             if controls is not None and controls.streaming and self.user_id:
                 stream.alongside(self._offer_stop(controls.turn_id))
         return stream
+
+    async def post_whole(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> str | None:
+        """`bot.domain.NativeStreamer.post_whole`: where answers stream natively, one
+        chat.postMessage with the text in a `markdown` block (Slack renders standard Markdown
+        there as in a stream; docs.slack.dev/reference/block-kit/blocks/markdown-block) and the
+        buttons under it, the mrkdwn text as the notification's fallback. None when answers here
+        don't stream natively or Slack refused it (the caller then posts as usual)."""
+        policy = self._streaming
+        if not self._native or policy is None or not policy.native(self.workspace):
+            return None
+        blocks = [{"type": "markdown", "text": harmless(markdown, finished=True)}]
+        blocks += control_blocks(controls) if controls is not None else []
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                text=to_slack(markdown),
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            log.info("Slack: a whole answer in a markdown block was refused (%s); posting it",
+                     exc.response.get("error"))  # fmt: skip
+            return None
+        self.posted = True
+        return str(response["ts"])
 
     async def _offer_stop(self, turn_id: int) -> None:
         if turn_id in self._stop_offered:

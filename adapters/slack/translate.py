@@ -186,6 +186,23 @@ def observable(event: Mapping[str, Any], bot_user_id: str | None) -> bool:
     return not is_direct_message(event) and not mentions(event, bot_user_id)
 
 
+def is_mention_companion(event: Mapping[str, Any], bot_user_id: str | None) -> bool:
+    """The `message` event Slack sends beside every `app_mention` in a channel: a person's plain
+    message (no subtype, no files) that mentions the bot. Its app_mention answers it, and memory
+    keeps no message addressed to the bot, so nothing is done with it."""
+    return (
+        event.get("type") == "message"
+        and event.get("subtype") is None
+        and not event.get("files")
+        and not is_from_bot(event)
+        and isinstance(event.get("user"), str)
+        and isinstance(event.get("channel"), str)
+        and isinstance(event.get("text"), str)
+        and not is_direct_message(event)
+        and mentions(event, bot_user_id)
+    )
+
+
 def changed_message(event: Mapping[str, Any]) -> tuple[str, str] | None:
     """A message_changed event's (ts, new text), or None when it is not a person's edit."""
     message = event.get("message")

@@ -72,17 +72,32 @@ class Watched:
         start = getattr(self._inner, "start_stream", None)
         if start is None:
             return None
+        stream: NativeStream | None = await self._first_maybe(start(markdown, controls=controls))
+        return stream
+
+    async def post_whole(
+        self, markdown: str, *, controls: AnswerControls | None = None
+    ) -> str | None:
+        """`bot.domain.NativeStreamer.post_whole`, when the inner replier has it."""
+        post = getattr(self._inner, "post_whole", None)
+        if post is None:
+            return None
+        posted: str | None = await self._first_maybe(post(markdown, controls=controls))
+        return posted
+
+    async def _first_maybe(self, action: Awaitable[Any]) -> Any:
+        """Like `_first`, for an action that may show nothing (returns None): the next one is
+        first then."""
         if self._on_screen is None:
-            stream: NativeStream | None = await start(markdown, controls=controls)
-            return stream
+            return await action
         on_screen, self._on_screen = self._on_screen, None
         self._starting()
-        stream = await start(markdown, controls=controls)
-        if stream is None:
+        result = await action
+        if result is None:
             self._on_screen = on_screen
         else:
             await on_screen()
-        return stream
+        return result
 
     async def download(self, attachment: Attachment, max_bytes: int) -> bytes:
         return await self._inner.download(attachment, max_bytes)

@@ -43,7 +43,12 @@ async def test_forged_and_replayed_slack_requests_are_refused(
     slack = bot.slack
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     command = urlencode(slack.command_payload("/ask", "forged"))
-    event = json.dumps(slack.event_body(slack.message_event("forged", mention=True)))
+    mention = slack.message_event("forged", mention=True)
+    event = json.dumps(slack.event_body(mention))
+    # The `message` event beside every mention is acknowledged before bolt: checked there too.
+    companion = json.dumps(
+        slack.event_body({**mention, "type": "message", "channel_type": "channel"})
+    )
     as_json = {"Content-Type": "application/json"}
     stale = int(time.time()) - 6 * 60
     attempts: dict[str, tuple[str, dict[str, str]]] = {
@@ -73,6 +78,14 @@ async def test_forged_and_replayed_slack_requests_are_refused(
         ),
         "event with wrong secret": (event, as_json | slack.sign(event, secret="guess")),
         "event replayed 6 minutes later": (event, as_json | slack.sign(event, timestamp=stale)),
+        "mention's message event with wrong secret": (
+            companion,
+            as_json | slack.sign(companion, secret="guess"),
+        ),
+        "mention's message event replayed 6 minutes later": (
+            companion,
+            as_json | slack.sign(companion, timestamp=stale),
+        ),
     }
     statuses = {
         name: await post(bot.url, body, headers) for name, (body, headers) in attempts.items()

@@ -47,6 +47,26 @@ async def test_a_mention_is_answered_in_its_thread_and_the_thread_continues(bot:
     assert "I can see 0 earlier message(s)" in third
 
 
+async def test_a_mention_and_its_message_event_are_answered_once(
+    bot: Bot, fake: FakeTokModel
+) -> None:
+    """Slack sends a `message` event beside every app_mention (same ts and text); the bot
+    acknowledges it before bolt and stores nothing for it, in whichever order the two come."""
+    for companion_first in (True, False):
+        mention = bot.slack.message_event("deploy?", mention=True)
+        companion = {**mention, "type": "message", "channel_type": "channel"}
+        events = [companion, mention] if companion_first else [mention, companion]
+        for event in events:
+            assert (await bot.event(event))[0] == 200
+        await bot.replies(1, thread_ts=mention["ts"])
+    assert len(bot.slack.texts()) == 2
+    # Alone, it starts nothing (bolt's listeners, too, run before the response: nothing later).
+    alone = bot.slack.message_event("only the message event", mention=True)
+    assert (await bot.event({**alone, "type": "message", "channel_type": "channel"}))[0] == 200
+    assert bot.adapter.bot.busy == 0
+    assert len([r for r in fake.requests if r.path == "/v1/chat/completions"]) == 2
+
+
 async def test_channel_chatter_without_a_mention_is_ignored(bot: Bot) -> None:
     await bot.event(bot.slack.message_event("just people talking"))
     await asyncio.sleep(0.2)

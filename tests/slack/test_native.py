@@ -6,13 +6,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.assistant import GREETING, THINKING, title_of
 from adapters.slack.fake import FakeSlack
-from adapters.slack.streaming import MAX_MARKDOWN, SlackStream, harmless
+from adapters.slack.replier import SlackReplier
+from adapters.slack.streaming import (
+    MAX_MARKDOWN,
+    Mode,
+    SlackStream,
+    StreamingPolicy,
+    harmless,
+)
 from adapters.slack.translate import conversation_key
+from bot.domain import AnswerControls
 from bot.settings import Settings
 from bot.tokmodel.fake import FakeTokModel, Fault
 from tests.conftest import API_KEY
@@ -251,3 +260,29 @@ async def test_a_native_stream_can_never_ping_or_show_a_secret(
         assert not any(token in shown for token in ("<!", "<@", "<#")), shown
         assert API_KEY not in shown and API_KEY[:8] not in shown
     assert "[redacted]" in text and "channel" in text
+
+
+async def test_an_answer_complete_before_it_streams_is_one_markdown_post(slack: FakeSlack) -> None:
+    """TokModel answered at once: one chat.postMessage (a `markdown` block, as a stream would
+    render it, and the buttons), not chat.startStream + chat.stopStream."""
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, session=session)
+
+        def replier(mode: Mode) -> SlackReplier:
+            return SlackReplier(
+                client, session, token=slack.bot_token, channel=CHANNEL, thread_ts="1.000001",
+                user_id="U0ALICE", workspace=slack.team_id, streaming=StreamingPolicy(mode),
+            )  # fmt: skip
+
+        native = replier("native")
+        done = AnswerControls(turn_id=3, asker_id="U0ALICE", streaming=False)
+        ts = await native.post_whole("**Done** <!here>", controls=done)
+        assert await replier("update").post_whole("not here") is None  # that path posts
+    [message] = slack.messages
+    assert ts == message.ts and message.thread_ts == "1.000001" and native.posted
+    assert message.markdown and message.text == "**Done** " + harmless("<!here>", finished=True)
+    assert methods(slack) == ["chat.postMessage"]
+    assert message.blocks is not None
+    assert [b["type"] for b in message.blocks] == ["markdown", "context_actions"]
+    fallback = slack.calls_to("chat.postMessage")[0].args["text"]
+    assert "<!here>" not in fallback  # mrkdwn, escaped: the notification's text
