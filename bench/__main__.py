@@ -49,7 +49,7 @@ def plan(quick: bool) -> list[Runner]:
             lambda: discord_mention_figures.mention_burst(count=30),
             lambda: embedding_figures.throughput(messages=1_000),
             lambda: embedding_figures.answer_latency(queued=2_000, runs=5),
-            lambda: workers_figures.workers_burst(count=30, rounds=1),
+            lambda: workers_figures.workers_burst(count=20, workers=(2,), rounds=1),
             lambda: mention_figures.first_visible_text(runs=2),
         ]
     return [
