@@ -127,6 +127,9 @@ def bench_settings(url: str, database_url: str, **extra: str) -> Settings:
         "TOKBOT_RATE_LIMIT_PER_MINUTE": "0",
         "TOKBOT_STREAM_EDIT_INTERVAL": "1.0",
         "TOKBOT_LOG_LEVEL": "WARNING",
+        # Each figure measures one thing: the background embedder (on in production) has its
+        # own, bench/embedding_figures.py's answer latency while it runs vs idle.
+        "TOKBOT_EMBEDDINGS": "off",
     }
     env.update(extra)
     return load_settings(env)
