@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,19 @@ from bot.settings import Settings, load_settings
 from bot.tokmodel.fake import FakeTokModel
 from tests.db import database_url, store  # noqa: F401  (fixtures used by name)
 from tests.platform import RecordingReplier
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_kept() -> Iterator[None]:
+    """A test that runs the CLI in-process gets its log handler on pytest's captured stderr,
+    which is closed after the test: put the root logger back, or a later test's DEBUG record
+    (e.g. from aiosqlite's thread) prints "--- Logging error ---" into the run's output."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
 
 API_KEY = "sk-test-0123456789abcdef"
 
