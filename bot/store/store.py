@@ -407,8 +407,7 @@ class Store(ActivityQueries, LoginQueries):
     async def save_shown(self, turn_id: int, content: str) -> bool:
         """Keep what a streaming answer shows so far; False when its asker asked to stop it
         (`request_stop`, maybe through another replica): then it is left as it is."""
-        params = {"turn_id": turn_id, "new_content": content}
-        result = await self._db.write_together(_SAVE_SHOWN, params)  # (see set_inbox_state)
+        result = await self._db.write(_SAVE_SHOWN, {"turn_id": turn_id, "new_content": content})
         return result.rowcount == 1
 
     async def request_stop(self, turn_id: int) -> bool:
@@ -800,8 +799,7 @@ class Store(ActivityQueries, LoginQueries):
     async def set_inbox_state(self, inbox_id: int, state: str, *, owner: str) -> bool:
         """Move a row of ours to `state`; False when it is no longer ours (taken over)."""
         params = {"inbox_id": inbox_id, "me": owner, "new_state": state}
-        # (marks made together, as a burst's answers start showing, share one commit)
-        return (await self._db.write_together(inbox.SET_STATE, params)).rowcount == 1
+        return (await self._db.write(inbox.SET_STATE, params)).rowcount == 1
 
     async def finish_inbox(self, inbox_ids: Sequence[int], *, owner: str) -> int:
         """Mark rows of `owner` done, in one statement; return how many."""
