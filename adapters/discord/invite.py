@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import aiohttp
+from adapters.discord.rest import get_json
+from bot.settings import Settings
 
-from bot.settings import Settings, SettingsError
-
-DEFAULT_API_BASE = "https://discord.com/api/v10"
 SCOPES = ("bot", "applications.commands")
 #: View Channels, Send Messages, Attach Files, Read Message History, Send Messages in Threads.
 PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15) | (1 << 16) | (1 << 38)
@@ -23,22 +21,12 @@ def invite_url(client_id: int | str) -> str:
 
 async def fetch_client_id(settings: Settings) -> str:
     """The application id, from GET oauth2/applications/@me with DISCORD_TOKEN."""
-    from adapters.discord import api_base
-
-    if settings.discord_token is None or not settings.discord_token.get_secret_value():
-        raise SettingsError("give --client-id, or set DISCORD_TOKEN so I can look it up")
-    base = api_base(settings.discord_api_base or DEFAULT_API_BASE)
-    headers = {"Authorization": "Bot " + settings.discord_token.get_secret_value()}
-    timeout = aiohttp.ClientTimeout(total=15)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        try:
-            async with session.get(base + "/oauth2/applications/@me", headers=headers) as resp:
-                if resp.status == 401:
-                    raise SettingsError("DISCORD_TOKEN was rejected by Discord (401)")
-                resp.raise_for_status()
-                data = await resp.json(content_type=None)
-        except aiohttp.ClientError as exc:
-            raise SettingsError(f"could not ask Discord for the application id: {exc}") from None
+    data = await get_json(
+        settings,
+        "/oauth2/applications/@me",
+        no_token="give --client-id, or set DISCORD_TOKEN so I can look it up",
+        asking="for the application id",
+    )
     return str(data["id"])
 
 
