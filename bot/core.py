@@ -99,7 +99,9 @@ class Core:
             rerank_model=settings.rerank_model,
             candidates=settings.memory_candidates,
             scrub=self.scrub,
-            vectors=VectorRecall(store.vectors, self.embedder) if self.embedder else None,
+            vectors=(
+                VectorRecall(store.vectors, self.embedder, store.memory) if self.embedder else None
+            ),
             record_usage=store.record_usage,
         )
 

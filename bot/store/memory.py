@@ -19,6 +19,7 @@ from sqlalchemy import (
     Double,
     Integer,
     String,
+    bindparam,
     delete,
     func,
     insert,
@@ -26,13 +27,16 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import (
+    null as sqlalchemy_null,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.selectable import TextualSelect
 
 from bot.domain import ConversationKey
 from bot.store.database import Database, Session
 from bot.store.memory_pg import RecallSearch
-from bot.store.models import MemoryChannelRow, ObservedMessageRow
+from bot.store.models import ConversationRow, MemoryChannelRow, ObservedMessageRow, TurnRow
 
 
 @dataclass(frozen=True)
@@ -311,6 +315,27 @@ class MemoryStore:
             ]
         return found
 
+    async def candidates_by_id(
+        self, key: ConversationKey, refs: list[tuple[str, int]], *, rank: int
+    ) -> list[Candidate]:
+        """The observed messages and people's turns `refs` names ((source, id), e.g. found by
+        a vector index), read by primary key, in that order; any no longer there, or not in
+        `key`'s channel, left out. Each gets `rank` (they have no place in the full-text
+        order)."""
+        where = _channel_params(key.channel_key)
+        rows: dict[tuple[str, int], Any] = {}
+        async with self._db.reading() as conn:
+            for source, stmt in (("message", _OBSERVED_BY_ID), ("turn", _TURNS_BY_ID)):
+                ids = [i for s, i in refs if s == source]
+                if ids:
+                    found = (await conn.execute(stmt, where | {"ids": ids})).all()
+                    rows.update({(source, r.id): r for r in found})
+        return [
+            Candidate(source, r.id, r.author_name, r.content, r.created_at, r.link, rank)
+            for source, i in refs
+            if (r := rows.get((source, i))) is not None
+        ]
+
 
 async def _sqlite_hits(
     conn: Session, words: list[str], scope: str, where: dict[str, str], window: int, limit: int
@@ -328,6 +353,42 @@ async def _sqlite_hits(
     rows = (await conn.execute(_SQLITE_OBSERVED_ROWS, where | {"ids": json.dumps(ids)})).all()
     by_id = {row.id: row for row in rows}
     return [by_id[i] for i in ids if i in by_id], turns.all()
+
+
+def _channel_params(key: ConversationKey) -> dict[str, str]:
+    return {"platform": key.platform, "workspace": key.workspace, "channel": key.channel}
+
+
+_OBSERVED_BY_ID = select(
+    ObservedMessageRow.id,
+    ObservedMessageRow.author_name,
+    ObservedMessageRow.content,
+    ObservedMessageRow.created_at,
+    ObservedMessageRow.link,
+).where(
+    ObservedMessageRow.id.in_(bindparam("ids", expanding=True)),
+    ObservedMessageRow.platform == bindparam("platform"),
+    ObservedMessageRow.workspace == bindparam("workspace"),
+    ObservedMessageRow.channel == bindparam("channel"),
+)
+_TURNS_BY_ID = (
+    select(
+        TurnRow.id,
+        TurnRow.author_name,
+        TurnRow.content,
+        TurnRow.created_at,
+        sqlalchemy_null().label("link"),
+    )
+    .join(ConversationRow, ConversationRow.id == TurnRow.conversation_id)
+    .where(
+        TurnRow.id.in_(bindparam("ids", expanding=True)),
+        ConversationRow.platform == bindparam("platform"),
+        ConversationRow.workspace == bindparam("workspace"),
+        ConversationRow.channel == bindparam("channel"),
+        TurnRow.role == "user",
+        TurnRow.status == "ok",
+    )
+)
 
 
 def _channel(key: ConversationKey) -> tuple[Any, ...]:

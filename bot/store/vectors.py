@@ -7,19 +7,21 @@ reads a channel's history."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import operator
-import sqlite3
 import sys
 import time
 from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, text, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain import ConversationKey
+from bot.store import vector_index
 from bot.store.database import Database
 from bot.store.models import (
     ConversationRow,
@@ -29,6 +31,8 @@ from bot.store.models import (
     TurnRow,
     UsageRecordRow,
 )
+
+log = logging.getLogger(__name__)
 
 #: The `usage_records` commands of team memory's own TokModel requests (shown in /usage).
 MEMORY_COMMANDS = ("embed", "rerank")
@@ -163,6 +167,24 @@ class VectorStore:
         self._dialect = db.dialect.name
         self._claim = _claim(self._dialect)
         self._upsert = _upsert(self._dialect)
+        self._index: vector_index.VectorIndex | None = None
+        self._index_detected = False
+        self._detecting = asyncio.Lock()
+
+    async def index(self) -> vector_index.VectorIndex | None:
+        """The engine's vector index (`bot.store.vector_index`), detected on the first call
+        (at start, see `describe_index`); None where there is none, or detecting it failed
+        (logged: recall then goes on without one)."""
+        if self._index_detected:
+            return self._index
+        async with self._detecting:
+            if not self._index_detected:
+                try:
+                    self._index = await vector_index.detect(self._db)
+                except Exception:  # (recall works without an index: say so, don't stop)
+                    log.exception("team memory: detecting a vector index failed; none is used")
+                self._index_detected = True
+        return self._index
 
     async def pending(self, limit: int) -> list[PendingText]:
         """Claim the oldest `limit` queue entries no other embedder holds (for CLAIM_SECONDS,
@@ -196,6 +218,7 @@ class VectorStore:
         if not done:
             return 0
         now = time.time()
+        index = await self.index()
         async with self._db.writing() as conn:
             taken = (await conn.execute(_TAKE_QUEUED, {"ids": [p.queue_id for p, _ in done]})).all()
             still = {row.id for row in taken}
@@ -215,6 +238,8 @@ class VectorStore:
                 await conn.execute(self._upsert, rows)  # (executemany)
             elif rows:  # (one trip to SQLite's thread for them all)
                 await conn.execute_each([(self._upsert, row) for row in rows])
+            if rows and index is not None:
+                await index.add(conn, _indexed(done, still, model))
         return len(rows)
 
     async def release(self, pending: list[PendingText]) -> None:
@@ -235,20 +260,16 @@ class VectorStore:
         return {row.row_id: unpack_vector(row.vector) for row in rows}
 
     async def describe_index(self) -> str:
-        """Which vector index recall could use on this database, in one line (logged once at
-        start). Neither is used yet (README, Team memory): recall orders the full-text
-        candidates by their vectors, read by primary key."""
-        hybrid = "recall re-orders full-text candidates by their stored vectors (hybrid)"
-        if self._dialect == "postgresql":
-            found = text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
-            async with self._db.reading() as conn:
-                available = bool((await conn.execute(found)).all())
-            if available:
-                return f"pgvector is available on this server but not used yet; {hybrid}"
-            return f"no vector index (this PostgreSQL server has no pgvector); {hybrid}"
-        if hasattr(sqlite3.Connection, "enable_load_extension"):
-            return f"no vector index (sqlite-vec is not used yet); {hybrid}"
-        return f"no vector index (this Python's sqlite3 cannot load sqlite-vec); {hybrid}"
+        """Which vector index recall uses on this database, in one line (logged once at
+        start, shown by `tokbot doctor`)."""
+        index = await self.index()
+        if index is not None:
+            return index.describe()
+        why = vector_index.why_none(self._dialect)
+        return (
+            f"no vector index ({why}); recall re-orders full-text candidates by their stored "
+            "vectors (hybrid)"
+        )
 
     async def queued(self) -> int:
         """How many rows wait for a vector (`tokbot doctor`, benchmarks: counts the queue)."""
@@ -268,3 +289,16 @@ class VectorStore:
         async with self._db.reading() as conn:
             row = (await conn.execute(stmt)).one()
         return int(row[0]), int(row[1])
+
+
+def _indexed(
+    done: list[tuple[PendingText, list[float] | None]], still: set[int], model: str
+) -> list[vector_index.IndexedVector]:
+    """The vectors `store` wrote, for the vector index (unit length, as stored)."""
+    return [
+        vector_index.IndexedVector(
+            pending.source, pending.row_id, model, pending.channel.channel_key, unit(vector)
+        )
+        for pending, vector in done
+        if vector is not None and pending.queue_id in still and pending.channel is not None
+    ]
