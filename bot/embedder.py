@@ -16,11 +16,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.conversation import estimate_tokens
 from bot.domain import BOT_AUTHOR, ConversationKey
 from bot.store import Store
 from bot.store.vectors import PendingText
 from bot.tokmodel.client import TokModelClient
-from bot.tokmodel.errors import BadRequest, TokModelError
+from bot.tokmodel.errors import BadRequest, Timeout, TokModelError
 from bot.tokmodel.types import Usage
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Embedder:
         self._query_failure_logged = False
         #: Rows embedded by this process (benchmarks, tests).
         self.embedded = 0
+        #: Recalls' query requests in flight (finished after their recall stopped waiting).
+        self._queries: set[asyncio.Task[list[float] | None]] = set()
 
     # -- the background task --------------------------------------------------------------
 
@@ -78,12 +81,13 @@ class Embedder:
             self._task = asyncio.create_task(self._run(), name="embedder")
 
     async def stop(self) -> None:
-        """Stop at once: a batch in flight is dropped (its rows stay queued for next time)."""
+        """Stop at once: a batch in flight is dropped (its rows stay queued for next time), and
+        so are recalls' query requests."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = [t for t in (task, *self._queries) if t is not None]
+        for each in tasks:
+            each.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -199,17 +203,27 @@ class Embedder:
     ) -> list[float] | None:
         """The vector of a recall's query (one request, QUERY_TIMEOUT at most), its usage
         recorded for `user_id`; None when TokModel fails (logged once): recall goes on with
-        the full-text order."""
+        the full-text order. Once asked, the request finishes and is counted even if recall
+        stops waiting for it (cancels this: nothing matched), as TokModel charges it."""
+        request = asyncio.create_task(self._ask_query(key, query, user_id))
+        self._queries.add(request)
+        request.add_done_callback(self._queries.discard)
+        return await asyncio.shield(request)
+
+    async def _ask_query(
+        self, key: ConversationKey, query: str, user_id: str
+    ) -> list[float] | None:
+        text = query[:MAX_EMBED_CHARS]
         try:
             result = await asyncio.wait_for(
                 self._tokmodel.embed(
-                    [query[:MAX_EMBED_CHARS]],
-                    model=self.config.model,
-                    dimensions=self.config.dimensions,
+                    [text], model=self.config.model, dimensions=self.config.dimensions
                 ),
                 QUERY_TIMEOUT,
             )
         except Exception as exc:  # (any failure: recall goes on without vectors)
+            if isinstance(exc, TimeoutError | Timeout):  # it went out: TokModel may charge it
+                await self._count_query(key, user_id, estimate_tokens(text))
             if not self._query_failure_logged:
                 self._query_failure_logged = True
                 log.warning(
@@ -217,7 +231,11 @@ class Embedder:
                     type(exc).__name__,
                 )
             return None
-        tokens = (result.usage.total_tokens if result.usage else 0) or len(query) // 4 + 1
+        tokens = (result.usage.total_tokens if result.usage else 0) or estimate_tokens(text)
+        await self._count_query(key, user_id, tokens)
+        return result.vectors[0] if result.vectors else None
+
+    async def _count_query(self, key: ConversationKey, user_id: str, tokens: int) -> None:
         try:
             await self._store.record_usage(
                 key.channel_key,
@@ -228,4 +246,3 @@ class Embedder:
             )
         except Exception:  # counting must not cost the recall
             log.warning("could not record the usage of a recall's embedding", exc_info=True)
-        return result.vectors[0] if result.vectors else None

@@ -256,6 +256,26 @@ async def test_usage_shows_team_memorys_embeddings_and_rerank(
     assert summary.user_requests == 2  # the query's vector and the rerank are Alice's
 
 
+async def test_a_query_vector_recall_stopped_waiting_for_is_still_counted(
+    core: Core, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """Nothing in the channel matches: recall stops waiting for its query's vector (cancels
+    it), but the request, once asked, still finishes and is recorded for /usage as the
+    asker's: TokModel charges it."""
+    await core.memory.switch(KEY, True, by="u-admin")
+    fake.fail(Fault(delay=1.0, times=1, path=EMBEDDINGS))  # answered after recall is done
+    await core.handle(message("recall", "zebra crossing"), replier)
+    assert "zebra crossing" in replier.last  # (nothing found: said so)
+    await until(lambda: _alices_requests(core, 1))
+    assert embedded_inputs(fake) == [["zebra crossing"]]
+    requests, tokens = await core.store.vectors.memory_usage(KEY)
+    assert requests == 1 and tokens > 0
+
+
+async def _alices_requests(core: Core, count: int) -> bool:
+    return (await core.store.usage_summary(KEY, ALICE.id)).user_requests == count
+
+
 async def test_stored_vectors_are_float32_bytes(store: Store) -> None:
     await store.memory.set_enabled(KEY, True, by="u-admin")
     await store.memory.observe(observed(1, "x"))
