@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -27,6 +28,7 @@ from adapters.discord.fake import FakeDiscord
 from adapters.slack.app import _share
 from adapters.slack.fake import FakeSlack
 from adapters.workers import WorkerSlot, available_cpus, default_workers
+from bot.metrics import MULTIPROCESS_DIR
 from bot.settings import Settings, load_settings
 from bot.tokmodel.fake import FakeTokModel
 from tests.reliability.conftest import Figures
@@ -101,8 +103,18 @@ async def run_workers(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Supe
 async def supervisor(
     slack: FakeSlack, fake: FakeTokModel, database_url: str, tmp_path: Path
 ) -> AsyncIterator[Supervisor]:
+    # Metrics files kept where the test can read each worker's own (the supervisor removes
+    # only a directory it made).
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
     env = bot_env(
-        slack, fake, database_url, tmp_path, free_port(), TOKBOT_STALE_ANSWER_SECONDS="60"
+        slack,
+        fake,
+        database_url,
+        tmp_path,
+        free_port(),
+        TOKBOT_STALE_ANSWER_SECONDS="60",
+        **{MULTIPROCESS_DIR: str(metrics)},
     )
     async with run_workers(env, tmp_path) as running:
         yield running
@@ -127,6 +139,17 @@ def _alive(pid: int) -> bool:
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _received(env_dir: Path, pid: int) -> float:
+    """The Slack events worker `pid` counted itself: its own file of prometheus_client's
+    multiprocess mode (counter_<pid>.db, which stays after it exits)."""
+    files = [str(env_dir / f"counter_{pid}.db")]
+    for metric in MultiProcessCollector.merge(files):  # type: ignore[no-untyped-call]
+        for sample in metric.samples:
+            if sample.name == "tokbot_platform_events_total":
+                return float(sample.value)
+    return 0.0
+
+
 async def _inbox(database_url: str) -> list[tuple[str, str]]:
     engine = create_async_engine(database_url)
     try:
@@ -142,6 +165,7 @@ async def test_two_workers_share_the_events_and_answer_each_once(
     slack: FakeSlack,
     fake: FakeTokModel,
     database_url: str,
+    tmp_path: Path,
     reliability: Figures,
 ) -> None:
     pids = {index: started[0] for index, started in supervisor.workers().items()}
@@ -174,18 +198,27 @@ async def test_two_workers_share_the_events_and_answer_each_once(
     inbox = await _inbox(database_url)
     assert len(inbox) == CHANNELS and {state for _, state in inbox} == {"done"}
     owners = {owner.split("-")[-2] for owner, _ in inbox}  # host-pid-token: the pids
+    received = {pid: _received(tmp_path / "metrics", pid) for pid in pids.values()}
     answered = [len(slack.texts(c, thread_ts=ts)) for c, ts in threads]
     reliability.record(
         "workers",
         f"`tokbot run --workers 2` (Slack HTTP, one port): {CHANNELS} mentions, each POSTed "
         "twice at once (a retry), every POST on a new connection",
-        f"{sum(n == 1 for n in answered)}/{CHANNELS} answered exactly once; taken by "
-        f"{len(owners)} of 2 workers; /metrics the same from either",
+        f"{sum(n == 1 for n in answered)}/{CHANNELS} answered exactly once; the POSTs "
+        f"received {'/'.join(str(int(n)) for n in received.values())} by the 2 workers, the "
+        f"events claimed by {len(owners)} of them; /metrics the same from either",
         events=CHANNELS,
         answered_once=sum(n == 1 for n in answered),
-        workers_used=len(owners),
+        workers_used=sum(n > 0 for n in received.values()),
     )
-    assert owners == {str(pid) for pid in pids.values()}, "one worker took every event"
+    # Both workers received POSTs (the kernel spread the connections), as each counted itself.
+    # Not that both claimed events (own inbox rows): of an event both got a copy of, the one
+    # that stores it first claims it, and on SQLite the worker holding the write lock stores
+    # its whole batch (a group commit) while the other's busy handler sleeps. Measured under
+    # load: a worker that received 13 of the 24 POSTs claimed 2 of the 12 events; one worker
+    # claiming all 12 is then a few percent likely, and no fault.
+    assert sum(received.values()) == 2 * CHANNELS, received
+    assert all(received.values()), f"one worker received every POST: {received}"
     assert "Traceback" not in supervisor.logs()
 
 
