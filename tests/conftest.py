@@ -29,6 +29,10 @@ def _root_logging_kept() -> Iterator[None]:
 
 
 API_KEY = "sk-test-0123456789abcdef"
+#: Longest a test waits for a process it started (`tokbot run`, a fake) to say it is up: a
+#: deadline for a line that must come, not a pause. Importing everything takes ~1 s alone,
+#: but 10-18 s on this 2-CPU machine at a load average of 10 (measured, several suites at once).
+STARTUP_SECONDS = 90.0
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from adapters.discord import DiscordAdapter
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.tokmodel.fake import FakeTokModel
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, STARTUP_SECONDS
 from tests.discord.conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,8 @@ async def test_lines_typed_into_the_fake_discord_reach_the_bot(
     )  # fmt: skip
     terminal = Terminal(process)
     try:
-        url = (await terminal.until(r"^Fake Discord at ")).split()[-1].rstrip(".")
+        started = await terminal.until(r"^Fake Discord at ", STARTUP_SECONDS)
+        url = started.split()[-1].rstrip(".")
         settings = make_settings(
             DISCORD_TOKEN=TOKEN,
             DISCORD_API_BASE=url + "/api/v10",

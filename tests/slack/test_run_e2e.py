@@ -15,7 +15,7 @@ import pytest
 
 from adapters.slack.fake import FakeSlack
 from bot.tokmodel.fake import FakeTokModel, Fault
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, STARTUP_SECONDS
 
 
 def free_port() -> int:
@@ -34,19 +34,19 @@ async def send(slack: FakeSlack, events_url: str, mode: str, payload: dict[str, 
         assert status == 200
 
 
-async def wait_healthy(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            if process.returncode is not None:
-                raise AssertionError(f"tokbot exited with {process.returncode}")
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("tokbot never became healthy")
+async def wait_running(process: asyncio.subprocess.Process) -> list[bytes]:
+    """Wait for the line `tokbot run` prints once it serves (it must come, or the process
+    exits); the lines it printed until then."""
+    assert process.stdout is not None
+    printed: list[bytes] = []
+    async with asyncio.timeout(STARTUP_SECONDS):
+        while b"tokbot is running" not in (printed[-1] if printed else b""):
+            line = await process.stdout.readline()
+            if not line:
+                await process.wait()
+                raise AssertionError(f"tokbot exited with {process.returncode}: {printed}")
+            printed.append(line)
+    return printed
 
 
 @pytest.mark.parametrize("mode", ["http", "socket"])
@@ -82,8 +82,12 @@ async def test_tokbot_run_answers_slash_commands(
         env=env,
     )
     events = f"http://127.0.0.1:{port}/slack/events"
+    printed: list[bytes] = []
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        printed = await wait_running(process)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                assert health.status == 200
         await send(slack, events, mode, slack.command_payload("/ask", "from afar"))
         await slack.wait_for(lambda: any("from afar" in t for t in slack.texts()))
         fake.fail(Fault(status=403, path="/v1/chat/completions"))
@@ -94,6 +98,6 @@ async def test_tokbot_run_answers_slash_commands(
             process.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 0, err.decode()
-    logs = out.decode() + err.decode()
+    logs = b"".join(printed).decode() + out.decode() + err.decode()
     assert slack.bot_token not in logs and slack.signing_secret not in logs
     assert API_KEY not in logs and "Traceback" not in logs
