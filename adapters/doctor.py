@@ -169,7 +169,12 @@ async def _team_memory(settings: Settings, store: Store) -> Finding:
     """Which recall is in use: embeddings on or off, the vector index, the embedder's queue."""
     queued = await store.vectors.queued()
     if settings.embeddings == "off":
-        detail = f"embeddings off (TOKBOT_EMBEDDINGS): recall is full-text only; {queued:,} queued"
+        # The database queues every kept row even so (migration 0011's triggers): kept for
+        # when embeddings are turned on, one small entry per message or turn, dropped with it.
+        detail = (
+            f"embeddings off (TOKBOT_EMBEDDINGS): recall is full-text only; {queued:,} row(s) "
+            "queued meanwhile, embedded once it is turned on"
+        )
     else:
         index = await store.vectors.describe_index()
         detail = f"embeddings by {settings.embedding_model}; {index}; {queued:,} waiting"

@@ -34,6 +34,7 @@ async def test_all_good(make_settings: Callable[..., Settings]) -> None:
     assert "✓ TokModel: key accepted" in report and "all good" in report
     # (The tests' settings turn embeddings off; on, the line names the model and the index.)
     assert "✓ team memory: embeddings off (TOKBOT_EMBEDDINGS)" in report
+    assert "0 row(s) queued meanwhile, embedded once it is turned on" in report
     settings = make_settings(TOKBOT_EMBEDDINGS="on")
     code, report = await doctor(settings)
     assert "✓ team memory: embeddings by openai/text-embedding-3-small; no vector index" in report

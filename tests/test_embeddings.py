@@ -256,6 +256,24 @@ async def test_usage_shows_team_memorys_embeddings_and_rerank(
     assert summary.user_requests == 2  # the query's vector and the rerank are Alice's
 
 
+async def test_rows_kept_while_embeddings_are_off_are_embedded_once_turned_on(
+    make_settings: Callable[..., Settings], fake: FakeTokModel
+) -> None:
+    """Off, the database still queues what memory keeps (migration 0011's triggers): that
+    backlog, one entry per row, is embedded once embeddings are turned on."""
+    endpoint = TokModelEndpoint(fake.url, API_KEY)
+    async with open_core(make_settings(TOKBOT_EMBEDDINGS="off"), endpoint) as core:
+        assert core.embedder is None
+        await _facts_and_fillers(core)
+        assert await core.store.vectors.queued() == 1 + len(FILLERS)
+    assert embedded_inputs(fake) == []
+    async with open_core(make_settings(TOKBOT_EMBEDDINGS="on"), endpoint) as core:
+        assert core.embedder is not None
+        core.embedder.wake()
+        await until(lambda: _queue_empty(core.store))
+    assert sorted(sum(embedded_inputs(fake), [])) == sorted([FACT, *FILLERS])
+
+
 async def test_a_query_vector_recall_stopped_waiting_for_is_still_counted(
     core: Core, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
