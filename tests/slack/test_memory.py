@@ -19,6 +19,9 @@ async def test_channel_messages_are_remembered_recalled_with_links_and_forgotten
 ) -> None:
     slack = bot.slack
     await bot.event(slack.message_event("said before memory was on", user=BOB))
+    # Observing runs after the ack: looked at only once /memory on was handled, this message
+    # would be kept (the process's first database read, while /memory on writes).
+    await settled(bot, slack)
     await bot.command("/memory", "on", user_id=ADA, user_name="ada")
     assert "Team memory is on here" in (await bot.replies(1))[-1]
 
