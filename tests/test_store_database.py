@@ -12,6 +12,7 @@ import pytest
 from bot.domain import Author, ConversationKey, TurnKind, TurnRole
 from bot.store import Store
 from bot.store.database import EngineDatabase, SqliteDatabase
+from bot.store.store import POOL_OVERFLOW, POOL_SIZE, URGENT_CONNECTIONS
 
 KEY = ConversationKey("console", "local", "general")
 ALICE = Author("u1", "Alice")
@@ -153,3 +154,38 @@ async def test_execute_each_gives_each_statements_rows_in_order(tmp_path: Path) 
     finally:
         await on_disk.close()
         await in_memory.close()
+
+
+async def test_an_acknowledgement_finds_a_connection_while_answers_hold_theirs(
+    database_url: str,
+) -> None:
+    """PostgreSQL: reads and writes that are not urgent hold at most the pool's connections less
+    URGENT_CONNECTIONS, so the INSERT an acknowledgement waits on (the inbox's) finds one free.
+    Under a burst, answers' work had held all 15 and an acknowledgement waited out the pool's
+    30 s (Slack got a 500)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite: writers queue in the process, urgent ones first")
+    store = await open_store(database_url)
+    ordinary = POOL_SIZE + POOL_OVERFLOW - URGENT_CONNECTIONS
+    release = asyncio.Event()
+    holding = 0
+
+    async def answer_work() -> None:
+        nonlocal holding
+        async with store.database.reading():
+            holding += 1
+            await release.wait()
+
+    answers = [asyncio.create_task(answer_work()) for _ in range(POOL_SIZE + POOL_OVERFLOW)]
+    try:
+        async with asyncio.timeout(30):
+            while holding < ordinary:
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # (the pool alone would have made it wait 30 s)
+            claimed = await store.enqueue(KEY, "Ev1", owner="me", payload="{}", line=1)
+        assert claimed is not None
+        assert holding == ordinary  # the other answers wait for a place
+    finally:
+        release.set()
+        await asyncio.gather(*answers)
+        await store.close()

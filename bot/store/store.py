@@ -75,6 +75,11 @@ from bot.tokmodel.types import Usage
 
 #: How many conversation ids `add_turn` remembers (least recently used are dropped).
 CONVERSATION_CACHE_SIZE = 4096
+#: PostgreSQL connections of one process: SQLAlchemy's defaults (5 kept, 10 more at a peak),
+#: named here because URGENT_CONNECTIONS of them are kept for the writes an acknowledgement
+#: waits on (`EngineDatabase`).
+POOL_SIZE, POOL_OVERFLOW = 5, 10
+URGENT_CONNECTIONS = 3
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -212,7 +217,11 @@ class Store(ActivityQueries, LoginQueries):
         (no driver, or a sync one) are mapped to the async drivers."""
         parsed = make_url(async_database_url(url))
         if parsed.get_backend_name() != "sqlite":
-            return cls(create_async_engine(parsed, pool_pre_ping=True))
+            engine = create_async_engine(
+                parsed, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+            )
+            ordinary = POOL_SIZE + POOL_OVERFLOW - URGENT_CONNECTIONS
+            return cls(engine, EngineDatabase(engine, ordinary=ordinary))
         engine = create_async_engine(parsed)
         path = _prepare_sqlite(engine, parsed)
         if path is None:  # in memory: every connection would be another database
