@@ -518,11 +518,17 @@ async def test_secrets_never_reach_a_reply(
 async def test_user_turns_are_stored_before_tokmodel_answers(
     core: Core, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
-    fake.fail(Fault(delay=0.5, path=CHAT))
+    fake.fail(Fault(delay=2.0, path=CHAT))
     task = asyncio.create_task(core.handle(message("ask", "slow one"), replier))
-    await asyncio.sleep(0.25)
-    history = await core.store.history(KEY)
-    assert [t.status for t in history] == [TurnStatus.OK, TurnStatus.PENDING]
+    # Both turns show while TokModel is still to answer (a look after a fixed 0.25 s had come
+    # too early on a loaded machine).
+    async with asyncio.timeout(30):
+        while [t.status for t in await core.store.history(KEY)] != [
+            TurnStatus.OK,
+            TurnStatus.PENDING,
+        ]:
+            assert not task.done(), "answered before both turns were stored"
+            await asyncio.sleep(0.01)
     await task
     assert ALICE.name in (await core.store.history(KEY))[0].author_name
 

@@ -49,8 +49,10 @@ async def test_a_thousand_messages_across_a_hundred_channels(
         started = time.monotonic()
         await asyncio.wait_for(asyncio.gather(*(channel(c) for c in range(CHANNELS))), 60)
         total = CHANNELS * PER_CHANNEL
+        # (A deadline, not a pause: 8.9 s on this machine alone; at a load average of 17, with
+        # other suites running, each answer took 100 s and every one came.)
         await slack.wait_for(
-            lambda: sum("You said" in m.text for m in slack.messages) >= total, timeout=90
+            lambda: sum("You said" in m.text for m in slack.messages) >= total, timeout=300
         )
         elapsed = time.monotonic() - started
     assert await bot.stop() == 0  # lets the last answers finish
