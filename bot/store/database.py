@@ -129,7 +129,7 @@ class EngineDatabase:
     """Statements through SQLAlchemy's async engine. With `ordinary` set (PostgreSQL), reads and
     writes that are not `urgent` hold at most that many of the pool's connections at once, so
     an urgent write (an event being acknowledged) never waits for a connection behind answers'
-    work: under a burst they had taken all 15, and an acknowledgement waited out the pool's
+    work: under a burst they had taken all of the pool's, and an acknowledgement waited out its
     30 s (Slack got a 500)."""
 
     def __init__(self, engine: AsyncEngine, *, ordinary: int | None = None) -> None:
