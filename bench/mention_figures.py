@@ -123,14 +123,15 @@ async def mention_overhead(runs: int, thread_turns: int = 130) -> list[Figure]:
     ]
 
 
-async def mention_burst(count: int) -> list[Figure]:
+async def mention_burst(count: int, **settings: str) -> list[Figure]:
     """`count` mentions at once (both events each) in `count` channels by `count` people, sent
     by another process to the bot, the fake Slack in a third: acks, all answered ÷ the same
-    calls made directly, and the bot's CPU per mention (this process: the bot alone)."""
+    calls made directly, and the bot's CPU per mention (this process: the bot alone).
+    `settings`: the bot's, over the bench's (e.g. DATABASE_URL)."""
     async with (
         stand_in() as tokmodel,
         slack_process(people=count) as slack_url,
-        slack_bot(tokmodel.url, slack_url) as (core, adapter, url),
+        slack_bot(tokmodel.url, slack_url, **settings) as (core, adapter, url),
     ):
         await tokmodel.set_latency(0.2)
         await _burst(url, 1, "C0W", adapter)  # warm-up

@@ -131,10 +131,19 @@ class EngineDatabase:
         self.engine = engine
         self.dialect = engine.dialect
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # PostgreSQL reads without a transaction: each statement sees what was committed when
+        # it started (as `reading` promises; READ COMMITTED inside a transaction is no more),
+        # and the asyncpg adapter's BEGIN and ROLLBACK around them, two round trips per read,
+        # are gone (issue 16). The same pool; the level is reset when a connection returns.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Session]:
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             yield _EngineSession(conn)
 
     @asynccontextmanager

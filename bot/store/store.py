@@ -53,6 +53,7 @@ from bot.store.database import (
     Session,
     SqliteDatabase,
 )
+from bot.store.liveness import ping_when_idle
 from bot.store.logins import LoginQueries
 from bot.store.memory import MemoryStore
 from bot.store.migrate import upgrade_to_head
@@ -212,7 +213,9 @@ class Store(ActivityQueries, LoginQueries):
         (no driver, or a sync one) are mapped to the async drivers."""
         parsed = make_url(async_database_url(url))
         if parsed.get_backend_name() != "sqlite":
-            return cls(create_async_engine(parsed, pool_pre_ping=True))
+            pg = create_async_engine(parsed, pool_use_lifo=True)
+            ping_when_idle(pg)  # instead of pool_pre_ping's three round trips at every checkout
+            return cls(pg)
         engine = create_async_engine(parsed)
         path = _prepare_sqlite(engine, parsed)
         if path is None:  # in memory: every connection would be another database
