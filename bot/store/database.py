@@ -131,19 +131,20 @@ class EngineDatabase:
         self.engine = engine
         self.dialect = engine.dialect
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        # PostgreSQL reads without a transaction: each statement sees what was committed when
-        # it started (as `reading` promises; READ COMMITTED inside a transaction is no more),
-        # and the asyncpg adapter's BEGIN and ROLLBACK around them, two round trips per read,
-        # are gone (issue 16). The same pool; the level is reset when a connection returns.
-        self._reader = (
+        # PostgreSQL runs reads, and single-statement writes, without BEGIN and COMMIT (or
+        # ROLLBACK) around them: two round trips fewer each (issue 16). A statement outside a
+        # transaction is one of its own, atomic; a read sees what was committed when it
+        # started (as `reading` promises; READ COMMITTED inside a transaction gives no more).
+        # The same pool; a connection's level is reset when it returns.
+        self._autocommit = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
             if engine.dialect.name == "postgresql"
-            else engine
+            else None
         )
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Session]:
-        async with self._reader.connect() as conn:
+        async with (self._autocommit or self.engine).connect() as conn:
             yield _EngineSession(conn)
 
     @asynccontextmanager
@@ -158,7 +159,10 @@ class EngineDatabase:
     async def write(
         self, stmt: ClauseElement, params: Params | None = None, *, urgent: bool = False
     ) -> Rows:
-        async with self.writing() as session:  # (PostgreSQL has no single writer to queue for)
+        if self._autocommit is not None:  # (PostgreSQL has no single writer to queue for)
+            async with self._autocommit.connect() as conn:
+                return await _EngineSession(conn).execute(stmt, params)
+        async with self.writing() as session:
             return await session.execute(stmt, params)
 
     async def write_together(
