@@ -195,9 +195,7 @@ class Inbox:
             # Marked beside the answer rather than before its next call to the platform (issue
             # 16: a database write between a stream's first and last call); the row's end
             # waits for it, so `done` is never overtaken by `answering`.
-            self._answering[ticket.inbox_id] = asyncio.create_task(
-                self._mark(ticket, ANSWERING)
-            )
+            self._answering[ticket.inbox_id] = asyncio.create_task(self._mark(ticket, ANSWERING))
 
     async def _finish(self, ticket: Ticket) -> None:
         """The row is done: at once when other replicas may wait for it; alone, with the
@@ -259,6 +257,9 @@ class Inbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
+        # Answering marks still being written finish (a write each) before the store closes.
+        await asyncio.gather(*self._answering.values(), return_exceptions=True)
+        self._answering.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
