@@ -5,6 +5,7 @@ and the figure type the report prints."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import itertools
 import os
@@ -17,13 +18,18 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
+from asyncpg.prepared_stmt import PreparedStatement  # type: ignore[import-untyped]
+from sqlalchemy import text
 
 from bot.core import Core
 from bot.domain import AnswerControls, Attachment, OutgoingFile, PlatformHelp
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings, load_settings
+from bot.store import Store
 
 BENCH_KEY = "bench-key"
 
@@ -201,3 +207,61 @@ def rss_mb() -> tuple[float, float]:
             if name in ("VmRSS", "VmHWM"):
                 fields[name] = int(value.split()[0]) / 1024
     return fields["VmRSS"], fields["VmHWM"]
+
+
+async def reset_postgres(url: str) -> None:
+    """An empty schema in the bench's PostgreSQL database (earlier runs' rows would pile up)."""
+    store = await Store.open(url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await store.close()
+
+
+class AsyncpgTrips:
+    """Counts, while entered, the asyncpg calls that each make a round trip to PostgreSQL (a
+    statement run, prepared, or a BEGIN/COMMIT/ROLLBACK) and the connections opened: what a
+    database path costs, whatever the machine's load (issue 16)."""
+
+    _CALLS = (
+        (asyncpg.connection.Connection, ("execute", "prepare", "fetch", "fetchrow", "fetchval")),
+        (PreparedStatement, ("fetch", "fetchrow", "fetchval", "executemany")),
+    )
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    @property
+    def total(self) -> int:
+        return sum(n for what, n in self.counts.items() if what != "connect")
+
+    def summary(self, per: int) -> str:
+        return ", ".join(f"{what} {n / per:.1f}" for what, n in self.counts.most_common())
+
+    def __enter__(self) -> AsyncpgTrips:
+        for owner, names in self._CALLS:
+            for name in names:
+                self._wrap(owner, name)
+        self._wrap(asyncpg, "connect")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+    def _wrap(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+        counts = self.counts
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            query = next((a for a in args if isinstance(a, str)), "")
+            word = query.split(None, 1)[0].rstrip(";") if name == "execute" and query else ""
+            counts[word or ("connect" if owner is asyncpg else name)] += 1
+            return await original(*args, **kwargs)
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, counted)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from adapters.slack import translate
 from adapters.slack.fake import FakeSlack
 from bench.adapter_figures import SLACK_DEFAULTS, slack_bot, slack_process
 from bench.core_figures import direct_call
-from bench.harness import Figure, median, percentile, stand_in
+from bench.harness import AsyncpgTrips, Figure, median, percentile, reset_postgres, stand_in
 from bench.mention_load import mention_pair, post_signed
 from bot.domain import Author, TurnKind, TurnRole
 from bot.store import Store
@@ -123,20 +124,27 @@ async def mention_overhead(runs: int, thread_turns: int = 130) -> list[Figure]:
     ]
 
 
-async def mention_burst(count: int) -> list[Figure]:
+async def mention_burst(count: int, database_url: str | None = None) -> list[Figure]:
     """`count` mentions at once (both events each) in `count` channels by `count` people, sent
     by another process to the bot, the fake Slack in a third: acks, all answered ÷ the same
-    calls made directly, and the bot's CPU per mention (this process: the bot alone)."""
+    calls made directly, and the bot's CPU per mention (this process: the bot alone). On the
+    bench's SQLite file, or on `database_url` (its tables replaced), where the round trips to
+    the database per mention are counted too."""
+    settings = {"DATABASE_URL": database_url} if database_url else {}
+    engine = " (PostgreSQL)" if database_url else ""
+    if database_url:
+        await reset_postgres(database_url)
     async with (
         stand_in() as tokmodel,
         slack_process(people=count) as slack_url,
-        slack_bot(tokmodel.url, slack_url) as (core, adapter, url),
+        slack_bot(tokmodel.url, slack_url, **settings) as (core, adapter, url),
     ):
         await tokmodel.set_latency(0.2)
         await _burst(url, 1, "C0W", adapter)  # warm-up
         direct = [await _direct_burst(core, count)]
         cpu = time.process_time()
-        result, answered = await _burst(url, count, "C0B", adapter)
+        with AsyncpgTrips() as trips:
+            result, answered = await _burst(url, count, "C0B", adapter)
         cpu = time.process_time() - cpu
         direct.append(await _direct_burst(core, count))
     acks = [ms / 1000 for ms in result["latencies_ms"]]
@@ -148,9 +156,10 @@ async def mention_burst(count: int) -> list[Figure]:
     small = count <= 200
     ack_goal = 100 if small else 1000
     late = sum(ack > 3 for ack in acks)
-    return [
+    figures = [
         Figure(
-            f"{count:,} Slack mentions at once ({count:,} channels, people): all answered ÷ direct",
+            f"{count:,} Slack mentions at once ({count:,} channels, people){engine}: "
+            "all answered ÷ direct",
             f"{ratio:.2f} ({answered:.2f} s ÷ {median(direct):.2f} s; {result['failed']} failed)",
             "<= 2" if small else "-",
             (ratio <= 2 and result["failed"] == 0) if small else None,
@@ -163,12 +172,29 @@ async def mention_burst(count: int) -> list[Figure]:
             ack_p50 <= ack_goal and result["failed"] == 0,
         ),
         Figure(
-            "bot CPU per Slack mention (both events, answered), in that burst",
+            f"bot CPU per Slack mention (both events, answered), in that burst{engine}",
             f"{cpu_ms:.1f} ms",
             "<= 5 ms",
             cpu_ms <= 5,
         ),
     ]
+    if database_url:
+        figures.append(
+            Figure(
+                "PostgreSQL round trips per Slack mention (asyncpg calls), in that burst",
+                f"{trips.total / count:.1f} ({trips.summary(count)})",
+                "-",
+                None,
+            )
+        )
+    return figures
+
+
+async def mention_burst_postgres(count: int) -> list[Figure]:
+    """`mention_burst` on the PostgreSQL database TOKBOT_BENCH_POSTGRES_URL names (its tables
+    are replaced); nothing when it names none."""
+    url = os.environ.get("TOKBOT_BENCH_POSTGRES_URL")
+    return await mention_burst(count, database_url=url) if url else []
 
 
 async def first_visible_text(runs: int) -> list[Figure]:

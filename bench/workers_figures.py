@@ -25,15 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from adapters.slack.blocks import FEEDBACK_ACTION
 from adapters.slack.fake import FakeSlack, person_id
 from bench.adapter_figures import SLACK_DEFAULTS
 from bench.core_figures import direct_call
-from bench.harness import BENCH_KEY, Figure, bench_core, free_port, median, percentile, stand_in
+from bench.harness import (
+    BENCH_KEY,
+    Figure,
+    bench_core,
+    free_port,
+    median,
+    percentile,
+    reset_postgres,
+    stand_in,
+)
 from bot.core import Core
-from bot.store import Store
 
 WORKER_PID = re.compile(rb"tokbot worker \d+/\d+ is running .*, pid (\d+)")
 FINAL_METHODS = ("chat.stopStream", "chat.update", "chat.postMessage")
@@ -58,17 +64,6 @@ class _Series:
         return median([r.answered / r.direct for r in self.runs])
 
 
-async def _reset_postgres(url: str) -> None:
-    """An empty schema for the workers' database (their runs' rows would otherwise pile up)."""
-    store = await Store.open(url)
-    try:
-        async with store.engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await store.close()
-
-
 async def workers_burst(
     count: int, workers: Sequence[int] = (1, 2), rounds: int = 2
 ) -> list[Figure]:
@@ -78,7 +73,7 @@ async def workers_burst(
         databases = [("SQLite", f"sqlite+aiosqlite:///{Path(folder) / 'workers.db'}")]
         postgres = os.environ.get("TOKBOT_BENCH_POSTGRES_URL")
         if postgres:
-            await _reset_postgres(postgres)
+            await reset_postgres(postgres)
             databases.append(("PostgreSQL", postgres))
         for engine, database_url in databases:
             series = await _measure(count, workers, rounds, database_url)

@@ -19,9 +19,10 @@ follows it (an append can't be taken back).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
@@ -107,12 +108,25 @@ class SlackStream:
         self._sent = ""  # what Slack was sent: harmless(given) less a held-back `<`
         self._broken = False
         self._alongside: list[asyncio.Future[None]] = []
+        self._stopping = asyncio.Event()
 
-    def alongside(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` (the asker's Stop offer) beside the stream rather than before its next
-        call; `stop` waits for it, so the answer is done only when it is (issue 16: it delayed
-        the second text, or the final one, by a Web API call)."""
-        self._alongside.append(asyncio.ensure_future(work))
+    def alongside(self, work: Callable[[], Coroutine[Any, Any, None]], *, after: float = 0) -> None:
+        """Run `work()` (the asker's Stop offer) beside the stream rather than before its next
+        call (issue 16: it delayed the second text, or the final one, by a Web API call), once
+        the stream has gone on for `after` seconds: a stream stopped sooner never runs it (a
+        Stop button for an answer already finished is one Web API call for nothing). `stop`
+        waits for work begun, so the answer is done only when it is."""
+        self._alongside.append(asyncio.ensure_future(self._unless_stopped(work, after)))
+
+    async def _unless_stopped(
+        self, work: Callable[[], Coroutine[Any, Any, None]], after: float
+    ) -> None:
+        if after > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), after)
+            if self._stopping.is_set():
+                return
+        await work()
 
     @classmethod
     async def start(
@@ -152,6 +166,7 @@ class SlackStream:
     async def stop(self, markdown: str = "", *, controls: AnswerControls | None = None) -> None:
         """The rest of the text and the final buttons (chat.stopStream's `blocks`, "rendered at
         the bottom of the finalized message")."""
+        self._stopping.set()  # work beside the stream not begun by now is not needed
         try:
             await self._stop(markdown, controls)
         finally:

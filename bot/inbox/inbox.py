@@ -87,6 +87,8 @@ class Inbox:
         self._done: list[int] = []  # rows finished, not yet marked done (alone: batched)
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Answering marks under way, per row: the row's end waits for its mark.
+        self._answering: dict[int, asyncio.Task[None]] = {}
 
     # -- accepting and ordering -----------------------------------------------------------
 
@@ -190,13 +192,19 @@ class Inbox:
     async def _started(self, ticket: Ticket) -> None:
         self._lines.show(ticket.key, ticket.ordinal)
         if ticket.inbox_id is not None:
-            await self._mark(ticket, ANSWERING)
+            # Marked beside the answer rather than before its next call to the platform (issue
+            # 16: a database write between a stream's first and last call); the row's end
+            # waits for it, so `done` is never overtaken by `answering`.
+            self._answering[ticket.inbox_id] = asyncio.create_task(self._mark(ticket, ANSWERING))
 
     async def _finish(self, ticket: Ticket) -> None:
         """The row is done: at once when other replicas may wait for it; alone, with the
         rows that finish within DONE_FLUSH_SECONDS in one statement (a crash meanwhile leaves
         them answering or waiting, and the restart closes or answers them)."""
         assert ticket.inbox_id is not None
+        marking = self._answering.pop(ticket.inbox_id, None)
+        if marking is not None:
+            await marking
         if not self.alone:
             await self._mark(ticket, DONE)
             return
@@ -249,6 +257,9 @@ class Inbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
+        # Answering marks still being written finish (a write each) before the store closes.
+        await asyncio.gather(*self._answering.values(), return_exceptions=True)
+        self._answering.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

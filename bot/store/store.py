@@ -53,6 +53,7 @@ from bot.store.database import (
     Session,
     SqliteDatabase,
 )
+from bot.store.liveness import ping_when_idle
 from bot.store.logins import LoginQueries
 from bot.store.memory import MemoryStore
 from bot.store.migrate import upgrade_to_head
@@ -219,8 +220,9 @@ class Store(ActivityQueries, LoginQueries):
         parsed = make_url(async_database_url(url))
         if parsed.get_backend_name() != "sqlite":
             engine = create_async_engine(
-                parsed, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+                parsed, pool_use_lifo=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
             )
+            ping_when_idle(engine)  # instead of pool_pre_ping's three round trips at every checkout
             ordinary = POOL_SIZE + POOL_OVERFLOW - URGENT_CONNECTIONS
             return cls(engine, EngineDatabase(engine, ordinary=ordinary))
         engine = create_async_engine(parsed)

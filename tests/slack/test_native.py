@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack import replier
 from adapters.slack.assistant import GREETING, THINKING, title_of
 from adapters.slack.fake import FakeSlack
 from adapters.slack.replier import SlackReplier
@@ -39,8 +40,9 @@ def methods(slack: FakeSlack) -> list[str]:
 
 
 async def test_a_mention_streams_natively_with_the_exact_markdown(
-    bot: Bot, fake: FakeTokModel
+    bot: Bot, fake: FakeTokModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(replier, "STOP_OFFER_AFTER", 0)  # offered at once, however short
     fake.set_reply(ANSWER)
     fake.chunk_delay = 0.01  # a few appends
     event = bot.slack.message_event("plan it", mention=True)
@@ -69,9 +71,12 @@ async def test_a_mention_streams_natively_with_the_exact_markdown(
     assert stop["value"] == str(stored.id)
 
 
-async def test_the_stop_offer_does_not_hold_up_the_stream(bot: Bot, fake: FakeTokModel) -> None:
+async def test_the_stop_offer_does_not_hold_up_the_stream(
+    bot: Bot, fake: FakeTokModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Issue 16: the offer (an ephemeral message) used to come between the stream's first call
     # and its next, which then waited a Web API round trip.
+    monkeypatch.setattr(replier, "STOP_OFFER_AFTER", 0)
     fake.set_reply(ANSWER)
     fake.chunk_delay = 0.01
     bot.slack.delay("chat.postEphemeral", 0.5)
@@ -83,6 +88,22 @@ async def test_the_stop_offer_does_not_hold_up_the_stream(bot: Bot, fake: FakeTo
     [stopped] = bot.slack.calls_to("chat.stopStream")
     assert stopped.time - offered.time < 0.5  # sent while the offer was still on its way
     assert len(bot.slack.ephemeral) == 1  # and the answer was done only once it was shown
+
+
+async def test_an_answer_done_within_a_moment_is_not_offered_a_stop_button(
+    bot: Bot, fake: FakeTokModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 16: nobody can click Stop on an answer that finishes as it appears; not offering
+    # it saves a chat.postEphemeral per short answer. (test_buttons: a long one is offered it.)
+    monkeypatch.setattr(replier, "STOP_OFFER_AFTER", 30.0)  # the moment outlasts the stream
+    fake.set_reply(ANSWER)
+    fake.chunk_delay = 0.01  # streamed: a few appends
+    event = bot.slack.message_event("plan it", mention=True)
+    await bot.event(event)
+    [text] = await bot.replies(1, thread_ts=event["ts"])
+    assert text == ANSWER
+    assert "chat.appendStream" in methods(bot.slack)  # it did stream
+    assert not bot.slack.calls_to("chat.postEphemeral") and not bot.slack.ephemeral
 
 
 async def test_a_dm_shows_the_thinking_status_until_the_stream_starts(bot: Bot) -> None:
@@ -231,8 +252,9 @@ async def test_a_stream_slack_expired_is_finished_with_chat_update(slack: FakeSl
 
 
 async def test_a_long_answer_continues_in_a_second_stream_with_one_stop_offer(
-    bot: Bot, fake: FakeTokModel
+    bot: Bot, fake: FakeTokModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(replier, "STOP_OFFER_AFTER", 0)  # offered at once, in the first stream
     fake.set_reply(" ".join(f"w{n}" for n in range(1200)))  # ~6,000 characters
     fake.chunk_chars = 400
     event = bot.slack.message_event("go on", mention=True)

@@ -78,5 +78,5 @@ async def test_a_feedback_click_over_the_socket_is_acked_and_thanked(socket_bot:
     )
     envelope = await slack.send_envelope("interactive", click)
     await slack.wait_for(lambda: envelope in slack.acks)
-    *_, thanks = await socket_bot.private_replies(2)  # after the asker's Stop offer
+    [thanks] = await socket_bot.private_replies(1)  # (an answer this short gets no Stop offer)
     assert "wasn't good enough" in thanks
