@@ -133,8 +133,8 @@ class Inbox:
         `read_ahead`: the handler's first read, started beside the INSERT when nothing can
         change what it reads before the handler runs (`ReadAhead`)."""
         key = incoming.key
-        early = None
-        if read_ahead is not None and ordered and self._quiet(key):
+        early = None  # (only beside an INSERT: without an event id there is none to wait on)
+        if read_ahead and ordered and incoming.event_id is not None and self._quiet(key):
             early = ReadAhead(asyncio.ensure_future(read_ahead()))
         if ordered:
             self._accepting[key] = self._accepting.get(key, 0) + 1
