@@ -172,6 +172,9 @@ async def test_a_read_ahead_begins_only_in_a_quiet_conversation_and_is_dropped_b
 
     first = await inbox.accept(incoming(1), {}, read_ahead=reader(1))
     second = await inbox.accept(incoming(2), {}, read_ahead=reader(2))  # behind the first
+    if store.engine.dialect.name != "sqlite":  # it would hold a second pooled connection
+        assert first is not None and first.read_ahead is None and started == []
+        return
     assert first is not None and first.read_ahead is not None
     assert second is not None and second.read_ahead is None
     early = first.read_ahead.take()

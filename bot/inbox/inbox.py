@@ -108,6 +108,11 @@ class Inbox:
         self._memory = memory_seconds
         self._lines = Lines()
         self._accepting: dict[ConversationKey, int] = {}  # ordered events being stored
+        # Reads ahead only where reading takes no connection from writing (SQLite: one reader
+        # and one writer connection of the store's own). On PostgreSQL a read ahead holds a
+        # second pooled connection beside the INSERT, and in a burst the acknowledgements'
+        # INSERTs waited for the pool until they timed out (tests/reliability/test_load.py).
+        self._reads_ahead = store.engine.dialect.name == "sqlite"
         self._local = 1 << 62  # ordinals of events kept only in memory, after any row id
         #: No other process is known: this one's lines are the whole order (no database look).
         self.alone = False
@@ -158,8 +163,14 @@ class Inbox:
         return Ticket(key, ordinal, inbox_id, ordered, early)
 
     def _quiet(self, key: ConversationKey) -> bool:
-        """No other process, and nothing of the conversation in line or being accepted here."""
-        return self.alone and key not in self._lines and key not in self._accepting
+        """A read ahead may begin: no other process, nothing of the conversation in line or
+        being accepted here, and a database where it takes no connection from the INSERT."""
+        return (
+            self._reads_ahead
+            and self.alone
+            and key not in self._lines
+            and key not in self._accepting
+        )
 
     async def _claim(
         self, incoming: Incoming, route: Route, ordered: bool
