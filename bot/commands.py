@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.domain import Author, ConversationKey, Incoming, Replier
 from bot.errors import UserError
@@ -39,6 +40,9 @@ class Invocation:
     #: Where the budgets stood when the handler checked them (None: not known here), so the
     #: alert check after the answer needs no second read.
     budget_seen: Sequence[BudgetStatus] | None = None
+    #: The handler's first read, begun when the event was accepted (`CommandSpec.read_ahead`);
+    #: the handler takes it (and may find it unusable) or reads afresh.
+    read_ahead: asyncio.Future[Any] | None = None
 
     @property
     def key(self) -> ConversationKey:
@@ -107,6 +111,10 @@ class CommandSpec:
     #: one trip instead of two before TokModel is asked, when the message has no files (their
     #: download comes first, and is not done for a request past its budget).
     budget_in_handler: bool = False
+    #: The handler's first database read, which the core may start beside the event's INSERT
+    #: when it is accepted (`bot.inbox.ReadAhead` says when); the handler finds its result in
+    #: `Invocation.read_ahead`.
+    read_ahead: Callable[[Core, Incoming], Awaitable[Any]] | None = None
     aliases: tuple[str, ...] = field(default=())
 
 

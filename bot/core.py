@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from bot.alerts import Alerts
 from bot.budgets import Budgets, media_tokens, request_estimate
@@ -206,7 +208,10 @@ class Core:
         spec = self.registry.get(routed.command)
         # Commands that neither read nor write the history (and refusals) never wait in line.
         ordered = spec is not None and spec.reads_history
-        ticket = await self.inbox.accept(routed, route, ordered=ordered)
+        read_ahead = None
+        if spec is not None and spec.read_ahead is not None and not routed.author.is_bot:
+            read_ahead = functools.partial(spec.read_ahead, self, routed)
+        ticket = await self.inbox.accept(routed, route, ordered=ordered, read_ahead=read_ahead)
         if ticket is None:
             self._count(incoming, "duplicate", started)
         return ticket
@@ -278,7 +283,8 @@ class Core:
         # The place in line was taken when the event was accepted, before any network call,
         # so a conversation's commands run (and are answered) in the order they arrived.
         async with self.inbox.turn(ticket, replier, announce) as watched:
-            outcome = await self._dispatch(incoming, watched, reference, queued)
+            early = ticket.read_ahead.take() if ticket.read_ahead is not None else None
+            outcome = await self._dispatch(incoming, watched, reference, queued, early)
         self._count(incoming, outcome, started)
 
     def _count(self, incoming: Incoming, outcome: str, started: float) -> None:
@@ -300,14 +306,18 @@ class Core:
         replier: Replier,
         reference: str,
         queued: list[tuple[str, str]] | None = None,
+        early: asyncio.Future[Any] | None = None,
     ) -> str:
         """Run the command; return its outcome for the metrics. `queued`: the notice posted
-        while it waited its turn, if any (the first thing it shows replaces it)."""
+        while it waited its turn, if any (the first thing it shows replaces it); `early`: the
+        handler's first read, started when the event was accepted (`CommandSpec.read_ahead`)."""
         if incoming.author.is_bot:
             return "ignored"
         invocation: Invocation | None = None
         try:
             invocation = await self._prepare(incoming, replier)
+            if invocation is not None:
+                invocation.read_ahead = early
             if invocation is None:
                 if queued:
                     await replier.edit(queued.pop()[0], "✔️ Done.")

@@ -180,6 +180,20 @@ class NativeStreamer(Protocol):
         ...
 
 
+def streams_natively(replier: object) -> bool:
+    """`isinstance(replier, NativeStreamer)`, decided once per class: a runtime Protocol's
+    isinstance looks up each of its methods every time (15–45 µs on Python 3.11, twice per
+    answer), and a replier's methods are its class's."""
+    cls = type(replier)
+    native = _NATIVE_CLASSES.get(cls)
+    if native is None:
+        native = _NATIVE_CLASSES[cls] = issubclass(cls, NativeStreamer)
+    return native
+
+
+_NATIVE_CLASSES: dict[type, bool] = {}
+
+
 @dataclass(frozen=True)
 class EarlierMessage:
     """A message that came before the bot was first addressed in a thread."""

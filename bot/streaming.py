@@ -9,8 +9,15 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
-from bot.domain import AnswerControls, NativeStream, NativeStreamer, Replier
+from bot.domain import (
+    AnswerControls,
+    NativeStream,
+    NativeStreamer,
+    Replier,
+    streams_natively,
+)
 from bot.logs import SecretRedactor
 from bot.text import split_message
 
@@ -77,7 +84,7 @@ class StreamRenderer:
         self._lock = asyncio.Lock()
         # Native streaming: the replier that offers it (None: post and edit), the open stream,
         # and what it was given (scrubbed; only ever extended).
-        streamer = replier if isinstance(replier, NativeStreamer) else None
+        streamer = cast(NativeStreamer, replier) if streams_natively(replier) else None
         # (a wrapper offers `start_stream` whatever it wraps: `bot.inbox.repliers.Watched`)
         self._streamer = streamer if getattr(replier, "streams_natively", True) else None
         self._stream: NativeStream | None = None

@@ -9,13 +9,13 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select, update
 
 from bot.core import Core
 from bot.domain import Author, ConversationKey, Incoming
-from bot.inbox import Inbox, decode, encode
+from bot.inbox import Inbox, Lines, decode, encode
 from bot.inbox.inbox import _died_on_this_host
 from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
@@ -154,3 +154,74 @@ async def test_a_process_of_this_host_whose_pid_is_gone_is_dead_at_once(store: S
         assert not _died_on_this_host(living) and not _died_on_this_host("other-host-1-abc123")
     finally:
         await inbox.stop()
+
+
+async def test_a_read_ahead_begins_only_in_a_quiet_conversation_and_is_dropped_by_a_duplicate(
+    store: Store,
+) -> None:
+    inbox = Inbox(store)
+    inbox.alone = True  # (as `start` finds it with no other process)
+    started: list[int] = []
+
+    def reader(n: int) -> Callable[[], Awaitable[int]]:
+        async def read() -> int:
+            started.append(n)
+            return n
+
+        return read
+
+    first = await inbox.accept(incoming(1), {}, read_ahead=reader(1))
+    second = await inbox.accept(incoming(2), {}, read_ahead=reader(2))  # behind the first
+    if store.engine.dialect.name != "sqlite":  # it would hold a second pooled connection
+        assert first is not None and first.read_ahead is None and started == []
+        return
+    assert first is not None and first.read_ahead is not None
+    assert second is not None and second.read_ahead is None
+    early = first.read_ahead.take()
+    assert early is not None and await early == 1 and started == [1]
+    again = await inbox.accept(incoming(1), {}, read_ahead=reader(3))  # a redelivery
+    assert again is None
+    inbox.alone = False  # another process may hold an earlier event of any conversation
+    other = ConversationKey("slack", "T1", "C2", "1.0")
+    elsewhere = Incoming(other, Author("U1", "alice"), "ask", "q", event_id="E9")
+    assert (await inbox.accept(elsewhere, {}, read_ahead=reader(4))) is not None
+    assert 4 not in started
+
+
+async def test_an_entry_is_first_only_in_a_line_it_made_and_nothing_ran_before_it() -> None:
+    lines = Lines()
+
+    async def turn(ordinal: int) -> bool:
+        first = await lines.wait(KEY, ordinal, _nobody_elsewhere)
+        lines.leave(KEY, ordinal)
+        return first
+
+    assert lines.join(KEY, 5)
+    # An earlier event joins after it (PostgreSQL may give a later INSERT the smaller id).
+    assert not lines.join(KEY, 3)
+    assert not await turn(3)  # (it did not make the line)
+    assert not await turn(5)  # something ran before it
+    assert lines.join(KEY, 7) and await turn(7)
+
+
+async def _nobody_elsewhere() -> str | None:
+    return None
+
+
+async def test_two_events_of_a_conversation_at_once_each_see_the_one_before(
+    core: Core, fake: FakeTokModel
+) -> None:
+    # The first one's context is read beside its INSERT; the second's, after the first answer
+    # (on PostgreSQL either may be stored first: whichever runs second sees the other).
+    replier = RecordingReplier()
+    await asyncio.gather(
+        core.handle(Incoming(KEY, Author("U1", "alice"), "ask", "one", event_id="E1"), replier),
+        core.handle(Incoming(KEY, Author("U1", "alice"), "ask", "two", event_id="E2"), replier),
+    )
+    asked = [
+        [m["content"] for m in (r.json or {})["messages"] if m["role"] == "user"]
+        for r in fake.requests
+        if r.path.endswith("/chat/completions")
+    ]
+    assert len(asked) == 2 and len(asked[0]) == 1
+    assert asked[1] == [asked[0][0], *({"alice: one", "alice: two"} - {asked[0][0]})], asked

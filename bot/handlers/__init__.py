@@ -15,6 +15,7 @@ def default_commands() -> list[CommandSpec]:
             chat.ask,
             uses_tokmodel=True,
             budget_in_handler=True,
+            read_ahead=chat.read_ahead,
         ),
         CommandSpec(
             "imagine",

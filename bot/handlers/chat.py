@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands import Invocation
 from bot.conversation import (
@@ -22,6 +22,8 @@ from bot.conversation import (
 from bot.domain import (
     BOT_AUTHOR,
     AnswerControls,
+    ConversationKey,
+    Incoming,
     ThreadReader,
     Turn,
     TurnKind,
@@ -41,6 +43,9 @@ from bot.text import clean_text
 from bot.tokmodel.errors import BadRequest, NotFound, TokModelError
 from bot.tokmodel.types import ChatDelta, ChatMessage, Usage
 from bot.wording import CUT_OFF_MARK, describe_tokmodel_error
+
+if TYPE_CHECKING:
+    from bot.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +144,9 @@ async def answer(
     recalled = await _recall(inv, prompt, turns, messages)
     if recalled:  # (after the persona: the question stays last)
         messages.insert(1, ChatMessage("system", context_note(recalled)))
+    # TokModel is asked first: its request is what people wait on; the INSERT is not.
+    asked = _ask(inv, messages, model)
+    first = asyncio.ensure_future(anext(asked.stream, None))
     stored = asyncio.ensure_future(
         store.add_exchange(
             inv.key,
@@ -149,8 +157,6 @@ async def answer(
             kind=kind,
         )
     )
-    asked = _ask(inv, messages, model)
-    first = asyncio.ensure_future(anext(asked.stream, None))  # TokModel is asked now
     try:
         user_turn, answer_turn = await stored
         await pictures.picture_store(inv).add(user_turn, taken)
@@ -229,27 +235,76 @@ async def answer(
     return text
 
 
+@dataclass(frozen=True)
+class _ContextRead:
+    """What `answer` reads first, in one trip (`_read_context`)."""
+
+    key: ConversationKey
+    user_id: str
+    now: float
+    channel: ChannelSettings
+    older: list[Turn]
+    summary: list[Any]
+    standing: list[Any] | None  # the budgets' rows, when the budget check was due
+
+
+async def _read_context(
+    core: Core, key: ConversationKey, user_id: str, *, with_budget: bool
+) -> _ContextRead:
+    """In one read: the channel's settings, the newest turns (`Store.answer_context`), the
+    conversation's running summary (a folded conversation's: `bot.folding`); and, with
+    `with_budget`, where the budgets stand."""
+    now = time.time()
+    also = [core.store.summaries.latest_query(key)]
+    if with_budget:
+        also.append(core.budgets.standing_query(key, user_id, now=now))
+    channel, older, (summary, *standing) = await core.store.answer_context_and(
+        key, limit=FIRST_PAGE - 1, also=also
+    )
+    return _ContextRead(
+        key, user_id, now, channel, older, summary, standing[0] if with_budget else None
+    )
+
+
+async def read_ahead(core: Core, incoming: Incoming) -> _ContextRead:
+    """`/ask`'s first read, begun when the event is accepted (`CommandSpec.read_ahead`): the
+    budgets are read with it unless the question has files (`Core._prepare`)."""
+    with_budget = not incoming.attachments
+    return await _read_context(core, incoming.key, incoming.author.id, with_budget=with_budget)
+
+
 async def _context_within_budget(
     inv: Invocation,
 ) -> tuple[ChannelSettings, list[Turn], StoredSummary | None]:
-    """In one read: the channel's settings, the newest turns (`Store.answer_context`), the
-    conversation's running summary (a folded conversation's: `bot.folding`); and, when the
-    budget check is still due (`Invocation.budget_due`), the budgets, raising BudgetExceeded
-    past one before anything is stored or asked."""
+    """`_read_context` (begun when the event was accepted, if it could be: `read_ahead`) and,
+    when the budget check is still due (`Invocation.budget_due`), that check, raising
+    BudgetExceeded past a budget before anything is stored or asked."""
     core, due, inv.budget_due = inv.core, inv.budget_due, None
-    now = time.time()
-    also = [core.store.summaries.latest_query(inv.key)]
+    read = await _taken_ahead(inv)
+    if read is None or (read.standing is None) != (due is None):
+        read = await _read_context(core, inv.key, inv.author.id, with_budget=due is not None)
     if due is not None:
-        also.append(core.budgets.standing_query(inv.key, inv.author.id, now=now))
-    channel, older, (summary, *standing) = await core.store.answer_context_and(
-        inv.key, limit=FIRST_PAGE - 1, also=also
-    )
-    if due is not None:
+        assert read.standing is not None
         inv.budget_seen = core.budgets.check_found(
-            inv.key, inv.author.id, standing[0], estimate=due, now=now
+            inv.key, inv.author.id, read.standing, estimate=due, now=read.now
         )
         inv.budgeted = bool(inv.budget_seen)
-    return channel, older, latest_found(summary)
+    return read.channel, read.older, latest_found(read.summary)
+
+
+async def _taken_ahead(inv: Invocation) -> _ContextRead | None:
+    """The read begun ahead for this invocation, if any, it succeeded, and it is for it."""
+    early, inv.read_ahead = inv.read_ahead, None
+    if early is None:
+        return None
+    try:
+        read = await early
+    except Exception:  # (the read afresh reports a lasting failure)
+        log.debug("the read ahead failed; reading again", exc_info=True)
+        return None
+    if not isinstance(read, _ContextRead) or (read.key, read.user_id) != (inv.key, inv.author.id):
+        return None
+    return read
 
 
 @dataclass

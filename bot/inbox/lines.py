@@ -25,7 +25,9 @@ STUCK_SECONDS = 900.0
 
 @dataclass
 class _Line:
+    founder: int  # the entry whose joining made the line
     members: list[int] = field(default_factory=list)  # ordinals, sorted
+    started: int = 0  # turns begun since the line was made
     running: int | None = None
     visible: set[int] = field(default_factory=set)  # members that showed something
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -39,8 +41,17 @@ class Lines:
     def __init__(self) -> None:
         self._lines: dict[ConversationKey, _Line] = {}
 
-    def join(self, key: ConversationKey, ordinal: int) -> None:
-        bisect.insort(self._lines.setdefault(key, _Line()).members, ordinal)
+    def join(self, key: ConversationKey, ordinal: int) -> bool:
+        """Take a place; True when the line was empty (this entry made it)."""
+        line = self._lines.get(key)
+        made = line is None
+        if line is None:
+            line = self._lines[key] = _Line(ordinal)
+        bisect.insort(line.members, ordinal)
+        return made
+
+    def __contains__(self, key: ConversationKey) -> bool:
+        return key in self._lines
 
     async def wait(
         self,
@@ -49,12 +60,14 @@ class Lines:
         blocked: Callable[[], Awaitable[str | None]],
         on_wait: Callable[[], Awaitable[None]] | None = None,
         ahead_shows: Callable[[], Awaitable[bool]] | None = None,
-    ) -> None:
+    ) -> bool:
         """Until it is this entry's turn and `blocked` (asked at that moment) names no earlier
         open row elsewhere (it returns that row's state). `on_wait` is awaited once, when the
         entry must wait and the one just ahead of it shows something (so what `on_wait` posts
         lands below it; `ahead_shows` confirms it when other processes may hold rows in
-        between, and is asked again every POLL_SECONDS until it does)."""
+        between, and is asked again every POLL_SECONDS until it does). Returns whether this
+        entry made its line and is the first of it to run (nothing of the conversation ran in
+        this process since it joined)."""
         line = self._lines[key]
         since = time.monotonic()
         while True:
@@ -75,16 +88,22 @@ class Lines:
                 self._release(line)
                 raise
             if ahead is None:
-                return
+                return self._begin(line, ordinal)
             if time.monotonic() - since > STUCK_SECONDS:
                 # Better an answer out of order than a conversation stuck for good.
                 log.warning("gave up waiting for an earlier event of the conversation (%s)", ahead)
-                return
+                return self._begin(line, ordinal)
             self._release(line)
             if on_wait is not None and ahead in VISIBLE:
                 told, on_wait = on_wait, None
                 await told()
             await asyncio.sleep(POLL_SECONDS)
+
+    @staticmethod
+    def _begin(line: _Line, ordinal: int) -> bool:
+        first = line.started == 0 and line.founder == ordinal
+        line.started += 1
+        return first
 
     def show(self, key: ConversationKey, ordinal: int) -> None:
         """The entry has something on screen (its answer, or its notice)."""

@@ -10,10 +10,10 @@ from bot.domain import (
     AnswerControls,
     Attachment,
     NativeStream,
-    NativeStreamer,
     OutgoingFile,
     PlatformHelp,
     Replier,
+    streams_natively,
 )
 
 
@@ -36,7 +36,7 @@ class Watched:
         self.edit_interval = inner.edit_interval
         self.stream_placeholder = inner.stream_placeholder
         #: Whether `start_stream` may stream (the renderer's first post waits otherwise).
-        self.streams_natively = isinstance(inner, NativeStreamer)
+        self.streams_natively = streams_natively(inner)
 
     def __getattr__(self, name: str) -> Any:  # ThreadReader and adapter extras
         return getattr(self._inner, name)
