@@ -264,14 +264,17 @@ async def test_a_tokbot_without_sqlite_vec_drops_the_triggers_and_the_index_is_r
         without_sqlite_vec(without)
         async with opened(database_url) as store:
             assert await store.vectors.index() is None
-            # It can delete (no trigger needs vec0), but the index is not told.
+            # It can delete (no trigger needs vec0), but the index is not told; nor of a
+            # vector it stores.
             assert await store.memory.delete(KEY, f"msg-{KEY.channel}-1")
+            await store.memory.observe(observed(3, "message 3"))
+            await embed(store, {"message 3": direction(3)})
     async with opened(database_url) as store:
         index = await store.vectors.index()
         assert isinstance(index, vis.SqliteVecIndex) and index.backfill is not None
         await index.backfill
-        assert await indexed(store) == {4}  # rebuilt from `embeddings`: the deleted one gone
-        assert await index.nearest(KEY, direction(1), model=MODEL, limit=5) == [("message", 2)]
+        assert await indexed(store) == {4, 6}  # rebuilt from `embeddings`: the deleted one gone
+        assert await index.nearest(KEY, direction(3), model=MODEL, limit=1) == [("message", 3)]
 
 
 class opened:

@@ -192,6 +192,9 @@ _TRIGGERS = text(
     "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'vec\\_bits\\_%' "
     "ESCAPE '\\'"
 ).columns(name=String)
+_HAS_BACKFILL = text(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'vec_backfill'"
+).columns(name=String)
 _RESTART_BACKFILL = text(
     "INSERT INTO vec_backfill (id, until, after_source, after_row_id, done) "
     "VALUES (1, :now, '', 0, 0) ON CONFLICT (id) DO UPDATE SET until = :now, "
@@ -229,6 +232,9 @@ _BACKFILL_MOVE = text(
     "UPDATE vec_backfill SET after_source = :source, after_row_id = :row_id, done = :done "
     "WHERE id = 1"
 )
+_ANY_AFTER = text(
+    "SELECT 1 AS one FROM embeddings WHERE (source, row_id) > (:source, :row_id) LIMIT 1"
+).columns(one=Integer)
 _NEXT_SEQ = text(
     "INSERT INTO vec_scopes (model, dims, platform, workspace, channel, next_seq) "
     "VALUES (:model, :dims, :platform, :workspace, :channel, 1) "
@@ -239,6 +245,15 @@ _SCOPE = (
     "model = :model AND dims = :dims AND platform = :platform AND workspace = :workspace "
     "AND channel = :channel"
 )
+
+
+def _position(state: Any) -> dict[str, Any]:
+    return {"source": state.after_source, "row_id": state.after_row_id}
+
+
+async def _anything_after(conn: Session, state: Any) -> bool:
+    """Whether `embeddings` has rows past the copy's position (none: nothing to copy)."""
+    return bool((await conn.execute(_ANY_AFTER, _position(state))).all())
 
 
 def _table(dims: int) -> str:
@@ -316,20 +331,26 @@ class SqliteVecIndex:
                 await conn.execute(text(statement))
             tables = {r.name for r in (await conn.execute(_TABLES)).all()}
             triggers = {r.name for r in (await conn.execute(_TRIGGERS)).all()}
-            rebuilt = False
+            kept = (await conn.execute(_BACKFILL_STATE)).one_or_none() is not None
+            wanted = {f"{t}_{event}" for t in tables for event in ("delete", "update")}
+            # A tokbot without sqlite-vec ran (it dropped the triggers and the copy's position):
+            # deletions and vectors since are not in the index. Build it again.
+            rebuilt = bool(tables) and not (kept and wanted <= triggers)
             for table in sorted(tables):
-                if not {f"{table}_delete", f"{table}_update"} <= triggers:
-                    # A tokbot without sqlite-vec dropped them: deletions since are not in it.
+                if rebuilt:
                     await conn.execute(text(f"DROP TABLE {table}"))
-                    rebuilt = True
                 else:
                     self._tables.add(int(table.removeprefix("vec_bits_")))
             now = {"now": time.time()}
             await conn.execute(_RESTART_BACKFILL if rebuilt else _START_BACKFILL, now)
             state = (await conn.execute(_BACKFILL_STATE)).one()
+            done = bool(state.done)
+            if not done and not await _anything_after(conn, state):
+                await conn.execute(_BACKFILL_MOVE, _position(state) | {"done": 1})
+                done = True
         if rebuilt:
             log.warning("team memory: the vector index missed deletions; rebuilding it")
-        if not state.done:
+        if not done:
             self.backfill = asyncio.create_task(self._backfill(), name="vector index backfill")
 
     async def add(self, conn: Session, vectors: list[IndexedVector]) -> None:
@@ -457,10 +478,8 @@ class SqliteVecIndex:
             await self.add(conn, vectors)
             self.copied += len(vectors)
             done = len(rows) < BACKFILL_BATCH
-            last = rows[-1] if rows else state
-            where = {"source": last.source if rows else state.after_source}
-            where["row_id"] = last.row_id if rows else state.after_row_id
-            await conn.execute(_BACKFILL_MOVE, where | {"done": int(done)})
+            where = {"source": rows[-1].source, "row_id": rows[-1].row_id} if rows else None
+            await conn.execute(_BACKFILL_MOVE, (where or _position(state)) | {"done": int(done)})
         return done
 
     async def close(self) -> None:
@@ -484,10 +503,13 @@ async def detect(db: Database, *, window: int = DEFAULT_WINDOW) -> VectorIndex |
 
 
 async def _drop_triggers(db: Database) -> None:
+    """Triggers dropped, and the copy's position (so a tokbot with sqlite-vec rebuilds)."""
     async with db.writing() as conn:
         triggers = [r.name for r in (await conn.execute(_TRIGGERS)).all()]
         for name in triggers:
             await conn.execute(text(f'DROP TRIGGER IF EXISTS "{name}"'))
+        if (await conn.execute(_HAS_BACKFILL)).all():
+            await conn.execute(text("DELETE FROM vec_backfill"))
     if triggers:
         log.warning(
             "team memory: vector index triggers dropped (sqlite-vec missing); a tokbot with "
