@@ -66,7 +66,7 @@ BUCKET = 1024
 #: Newest vectors of a channel a search covers unless `TOKBOT_VECTOR_WINDOW` says otherwise.
 DEFAULT_WINDOW = 16_384
 #: Coarse (binary) hits read per hit returned, to be ordered by exact cosine.
-RESCORE = 4
+RESCORE = 2
 #: `embeddings` rows copied into the index per background transaction.
 BACKFILL_BATCH = 256
 #: The library `_sqlite3` links on Linux (the auto_extension route).
@@ -273,7 +273,7 @@ def _create(dims: int) -> list[str]:
     forget = f"BEGIN DELETE FROM {table} WHERE rowid = {rowid}; END"
     return [
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0(scope INTEGER PARTITION KEY, "
-        f"bucket INTEGER PARTITION KEY, bits BIT[{dims}], chunk_size=256)",
+        f"bucket INTEGER PARTITION KEY, bits BIT[{dims}], chunk_size={BUCKET})",
         f"CREATE TRIGGER IF NOT EXISTS {table}_delete AFTER DELETE ON embeddings "
         f"WHEN old.dims = {dims} {forget}",
         f"CREATE TRIGGER IF NOT EXISTS {table}_update AFTER UPDATE ON embeddings "
