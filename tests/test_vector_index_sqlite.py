@@ -143,6 +143,27 @@ async def test_the_index_finds_what_full_text_cannot_and_the_answer_cites_it(
     assert ("https://x/1)" in replier.last or "https://x/1>" in replier.last) is found
 
 
+async def test_a_question_full_text_has_no_word_of_is_answered_from_the_index(
+    settings: Settings, fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    """Recall's full text searches no common word ("to", "be", "or", "not": bot/memory.py's
+    stop words), so this question gives it nothing to look for; the index is still asked.
+    (`/recall` itself refuses such a question, saying why.)"""
+    quote = "Hamlet asked: to be or not to be"
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        await core.memory.switch(KEY, True, by="u-admin")
+        assert await core.memory.observe(observed(1, quote))
+        assert await core.memory.candidates(KEY, "to be or not to be?", limit=5) == []
+        assert core.embedder is not None
+        core.embedder.wake()
+        await until(lambda: _queue_empty(core.store))
+        await core.handle(message("ask", "to be or not to be?"), replier)
+    sent = [r.json["messages"] for r in fake.requests if r.path == CHAT and r.json][-1]
+    notes = "\n".join(m["content"] for m in sent if m["role"] == "system")
+    assert quote in notes
+    assert "https://x/1" in replier.last
+
+
 async def _queue_empty(store: Store) -> bool:
     return await store.vectors.queued() == 0
 
