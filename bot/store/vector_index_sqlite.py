@@ -319,6 +319,7 @@ class SqliteVecIndex:
         self.window = window
         self._tables: set[int] = set()
         self._unindexable: set[int] = set()
+        self._creating: dict[int, list[Any]] = {}
         self._nearest: dict[int, Any] = {}
         self._writes: dict[int, tuple[Any, Any]] = {}
         self.backfill: asyncio.Task[None] | None = None
@@ -385,7 +386,9 @@ class SqliteVecIndex:
 
     async def _ensure_table(self, conn: Session, dims: int) -> bool:
         """Whether vectors of `dims` floats can be indexed, their table made if need be (in the
-        writing transaction `conn`)."""
+        writing transaction `conn`). A table is known made only once read back committed
+        (`prepare`, `_table_exists`): this transaction may yet roll back, so until then each
+        call says again to make it if it does not exist (a no-op)."""
         if dims in self._tables:
             return True
         if dims % 8 or dims in self._unindexable:
@@ -393,9 +396,11 @@ class SqliteVecIndex:
                 self._unindexable.add(dims)
                 log.warning("team memory: %d-float vectors are not indexed (not whole bytes)", dims)
             return False
-        for statement in _create(dims):
-            await conn.execute(text(statement))
-        self._tables.add(dims)
+        made = self._creating.get(dims)
+        if made is None:
+            made = self._creating[dims] = [text(statement) for statement in _create(dims)]
+        for statement in made:
+            await conn.execute(statement)
         return True
 
     async def nearest(
