@@ -69,7 +69,7 @@ DEFAULT_WINDOW = 16_384
 RESCORE = 2
 #: `embeddings` rows copied into the index per background transaction.
 BACKFILL_BATCH = 256
-#: The library `_sqlite3` links on Linux (the auto_extension route).
+#: The library `_sqlite3` links on Linux (the auto_extension route; elsewhere it fails: no index).
 LIBSQLITE = "libsqlite3.so.0"
 
 
@@ -143,12 +143,6 @@ def _load(conn: Any) -> None:
 
 def unavailable_reason() -> str:
     return _loading.why or "it was not registered before the store opened"
-
-
-def forget_registration() -> None:
-    """Forget how sqlite-vec was loaded (tests; an auto_extension stays registered in SQLite)."""
-    global _loading
-    _loading = _Loading()
 
 
 def hook_engine(engine: AsyncEngine) -> None:
