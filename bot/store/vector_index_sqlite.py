@@ -67,8 +67,9 @@ BUCKET = 1024
 DEFAULT_WINDOW = 16_384
 #: Coarse (binary) hits read per hit returned, to be ordered by exact cosine.
 RESCORE = 2
-#: `embeddings` rows copied into the index per background transaction.
-BACKFILL_BATCH = 256
+#: `embeddings` rows copied into the index per background transaction: an answer's writes wait
+#: for one at most (at the 3,494 vectors/s measured under load, 18 ms).
+BACKFILL_BATCH = 64
 #: The library `_sqlite3` links on Linux (the auto_extension route; elsewhere it fails: no index).
 LIBSQLITE = "libsqlite3.so.0"
 
@@ -318,6 +319,7 @@ class SqliteVecIndex:
         self._writes: dict[int, tuple[Any, Any]] = {}
         self.backfill: asyncio.Task[None] | None = None
         self.copied = 0
+        self._copy_failed = False
 
     async def prepare(self) -> None:
         """Tables made, tables left without their triggers rebuilt, backfill started."""
@@ -432,6 +434,8 @@ class SqliteVecIndex:
 
     def describe(self) -> str:
         state = "copying vectors stored before it" if self.backfill else "up to date"
+        if self._copy_failed:
+            state = "copying older vectors failed (logged; it resumes at the next start)"
         return (
             f"vector index {self.name} ({_loading.route}): per channel and model, the newest "
             f"{self.window:,} vectors (binary-quantized search, reordered by exact cosine); "
@@ -447,6 +451,7 @@ class SqliteVecIndex:
         except asyncio.CancelledError:
             raise
         except Exception:  # (recall still works, the index covers less: say so)
+            self._copy_failed = True
             log.exception("team memory: copying vectors into the vector index failed")
         finally:
             self.backfill = None
