@@ -131,7 +131,7 @@ async def check_database(settings: Settings) -> list[Finding]:
             )
         ]
     try:
-        store = await Store.open(url)
+        store = await Store.open(url, vector_window=settings.vector_window)
     except Exception as exc:
         return [Finding(False, "database", f"cannot open {shown}: {exc}", "check DATABASE_URL")]
     memory: list[Finding] = []

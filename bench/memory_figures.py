@@ -7,10 +7,20 @@ frequencies fall off as in real text (Zipf: the k-th commonest word is 1/k as fr
 first), so a common word of the questions ("deploy") is in about 13 % of the messages and a
 rare one ("failover") in a few hundred of 10^6. SQLite always; PostgreSQL in a database of its
 own on the server at TOKBOT_BENCH_POSTGRES_SERVER (default the local one), created and dropped
-here; skipped, saying why, when that server cannot be reached."""
+here; skipped, saying why, when that server cannot be reached.
+
+Where the store has a vector index (sqlite-vec on SQLite: `bot.store.vector_index_sqlite`),
+every message also gets a vector and the recall step is recall's whole database path: the
+full-text candidates (three times as many, as `Memory.recall` asks), the index's nearest to the
+question's vector, those read by primary key, the candidates' stored vectors and the fused
+order (`VectorRecall.order`; the question's vector is given, not asked of TokModel). Embedding
+10^6 messages by the stand-in would take long, so the vectors are synthetic: `_VECTOR_POOL`
+random unit vectors, cycled (the index's brute-force cost does not depend on their values), put
+in `embeddings` directly and copied into the index by its own background copy (timed)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -26,9 +36,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.harness import Figure, median
 from bot.domain import ConversationKey
+from bot.embedder import Embedder, EmbeddingConfig
 from bot.memory import Recalled, context_note, query_words
 from bot.store import Store
 from bot.store.memory import MemoryStore
+from bot.store.vectors import pack_vector
+from bot.tokmodel.client import TokModelClient
+from bot.vector_recall import POOL_FACTOR, VectorRecall
 
 #: Questions mixing common words (thousands to 10^5 matches at 10^6) and rare ones.
 QUESTIONS = (
@@ -128,28 +142,90 @@ async def _fill_postgres(store: Store, channels: list[tuple[ConversationKey, int
         await conn.execute(text("VACUUM ANALYZE observed_messages"))
 
 
-async def _recall_step(memory: MemoryStore, key: ConversationKey, question: str) -> float:
-    started = time.perf_counter()
-    found = await memory.candidates(key, query_words(question), limit=30)
-    recalled = [Recalled(c.author_name, c.created_at, c.content, c.link) for c in found[:5]]
-    context_note(recalled)
-    return time.perf_counter() - started
+#: Distinct synthetic vectors (cycled over the messages), their length and model.
+_VECTOR_POOL = 4_096
+_DIMS = 256
+_MODEL = "bench/embedding"
+_CANDIDATES = 30
 
 
-async def _measure(store: Store, big: int, runs: int, engine: str) -> list[Figure]:
+def _pool() -> list[list[float]]:
+    rng = random.Random(_DIMS)
+    pool = []
+    for _ in range(_VECTOR_POOL):
+        vector = [rng.gauss(0.0, 1.0) for _ in range(_DIMS)]
+        norm = sum(x * x for x in vector) ** 0.5
+        pool.append([x / norm for x in vector])
+    return pool
+
+
+def _fill_sqlite_vectors(path: Path, pool: list[list[float]]) -> int:
+    """A vector for every kept message, as the background embedder would store it (queue
+    entries taken, `embeddings` rows written), in one transaction; how many."""
+    packed = [pack_vector(v) for v in pool]
+    with sqlite3.connect(path) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM observed_messages ORDER BY id")]
+        conn.executemany(
+            "INSERT INTO embeddings (source, row_id, model, dims, vector, created_at) "
+            "VALUES ('message', ?, ?, ?, ?, ?)",
+            ((i, _MODEL, _DIMS, packed[i % len(packed)], 1.7e9) for i in ids),
+        )
+        conn.execute("DELETE FROM embedding_queue")
+    return len(ids)
+
+
+class _Step:
+    """Recall's database path for a question (see the module's doc)."""
+
+    def __init__(self, store: Store, vectors: VectorRecall | None, pool: list[list[float]]) -> None:
+        self._memory: MemoryStore = store.memory
+        self._vectors = vectors
+        self._pool = pool
+
+    async def __call__(self, key: ConversationKey, question: str) -> float:
+        asked: asyncio.Future[list[float] | None] = asyncio.get_running_loop().create_future()
+        asked.set_result(self._pool[len(question) % len(self._pool)] if self._pool else None)
+        started = time.perf_counter()
+        pool = _CANDIDATES * (POOL_FACTOR if self._vectors else 1)
+        found = await self._memory.candidates(key, query_words(question), limit=pool)
+        if self._vectors is not None:
+            found = await self._vectors.order(key, found, asked, keep=_CANDIDATES)
+        recalled = [Recalled(c.author_name, c.created_at, c.content, c.link) for c in found[:5]]
+        context_note(recalled)
+        return time.perf_counter() - started
+
+
+async def _vector_recall(store: Store) -> VectorRecall | None:
+    """Recall's vector ordering where the store has an index (None: full text only). Its
+    TokModel client is never called: the step is given the question's vector."""
+    if await store.vectors.index() is None:
+        return None
+    client = TokModelClient("http://127.0.0.1:9", "unused")
+    embedder = Embedder(store, client, EmbeddingConfig(_MODEL, _DIMS, 64))
+    return VectorRecall(store.vectors, embedder, store.memory)
+
+
+async def _measure(
+    store: Store, big: int, runs: int, engine: str, pool: list[list[float]] | None = None
+) -> list[Figure]:
     big_key = ConversationKey("bench", "w", "big")
     small_key = ConversationKey("bench", "w", "small")
+    vectors = await _vector_recall(store) if pool else None
+    step = _Step(store, vectors, pool or [])
     for key in (big_key, small_key):  # warm the caches and the compiled statements
         for question in QUESTIONS:
-            await _recall_step(store.memory, key, question)
+            await step(key, question)
     large: list[float] = []
     small: list[float] = []
     for _ in range(runs):  # interleaved, so a noisy moment hits both
         for question in QUESTIONS:
-            large.append(await _recall_step(store.memory, big_key, question))
-            small.append(await _recall_step(store.memory, small_key, question))
+            large.append(await step(big_key, question))
+            small.append(await step(small_key, question))
     p50, p50_small = median(large), median(small)
     ratio = p50 / p50_small
+    index = await store.vectors.index() if vectors is not None else None
+    if index is not None:
+        engine += f" + {index.name}"
     return [
         Figure(
             f"recall step, {engine}, {big:,} kept messages in the channel, p50",
@@ -195,10 +271,36 @@ async def recall(big: int, runs: int) -> list[Figure]:
             started = time.perf_counter()
             _fill_sqlite(path, _channels(big))
             _stored("SQLite", big, started)
-            figures = await _measure(store, big, runs, "SQLite")
+            pool = _pool()
+            figures = await _index_sqlite(store, path, pool)
+            figures += await _measure(store, big, runs, "SQLite", pool if figures else None)
         finally:
             await store.close()
     return figures + await _recall_postgres(big, runs)
+
+
+async def _index_sqlite(store: Store, path: Path, pool: list[list[float]]) -> list[Figure]:
+    """Vectors for every message, copied into sqlite-vec's index (timed); no figures where
+    sqlite-vec cannot be loaded (said)."""
+    count = _fill_sqlite_vectors(path, pool)
+    started = time.perf_counter()
+    index = await store.vectors.index()  # (detected now: its copy of older vectors starts)
+    if index is None:
+        print(f"  (SQLite: {await store.vectors.describe_index()})", flush=True)
+        return []
+    copying = getattr(index, "backfill", None)
+    if copying is not None:
+        await copying
+    seconds = time.perf_counter() - started
+    print(f"  (SQLite: {count:,} vectors copied into {index.name} in {seconds:.0f} s)")
+    return [
+        Figure(
+            f"vector index: {count:,} stored vectors copied in ({index.name}, background)",
+            f"{count / seconds:,.0f} vectors/s",
+            "informational",
+            None,
+        )
+    ]
 
 
 async def _recall_postgres(big: int, runs: int) -> list[Figure]:

@@ -65,7 +65,7 @@ async def _open_database(settings: Settings, *, migrate: bool = True) -> Store:
     url = settings.database_url
     store: Store | None = None
     try:
-        store = await Store.open(url)
+        store = await Store.open(url, vector_window=settings.vector_window)
         await wait_until_reachable(store.ping, url, settings.database_wait_seconds)
         if migrate:
             await store.upgrade()

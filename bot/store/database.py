@@ -15,7 +15,7 @@ import asyncio
 import collections
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NamedTuple, Protocol
 
@@ -378,10 +378,18 @@ class SqliteDatabase:
     """Statements on a SQLite file through aiosqlite: one connection reads, one writes (WAL
     lets them run side by side). SQLAlchemy compiles each statement once."""
 
-    def __init__(self, engine: AsyncEngine, path: str, pragmas: Sequence[str]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        path: str,
+        pragmas: Sequence[str],
+        *,
+        on_connect: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
+    ) -> None:
         self.dialect = engine.dialect
         self._path = path
         self._pragmas = pragmas
+        self._on_connect = on_connect  # (e.g. loads sqlite-vec: bot.store.vector_index_sqlite)
         self._compiled: dict[tuple[int, frozenset[str] | None], _Compiled] = {}
         self._statements: dict[int, ClauseElement] = {}  # keeps cached statements' ids valid
         self._reader: aiosqlite.Connection | None = None
@@ -423,6 +431,8 @@ class SqliteDatabase:
                 conn = await aiosqlite.connect(self._path, isolation_level=None)
                 for pragma in self._pragmas:
                     await conn.execute(pragma)
+                if self._on_connect is not None:
+                    await self._on_connect(conn)
                 if which == "reader":
                     self._reader = conn
                 else:

@@ -42,7 +42,7 @@ from bot.domain import (
     TurnRole,
     TurnStatus,
 )
-from bot.store import inbox
+from bot.store import inbox, vector_index_sqlite
 from bot.store.activity import ActivityQueries
 from bot.store.budgets import BudgetStore, count_daily, daily_count
 from bot.store.database import (
@@ -189,7 +189,13 @@ class Store(ActivityQueries, LoginQueries):
     """tokbot's database. Build with `await Store.open(url)`, then `await store.upgrade()` once at
     start-up; `await store.close()` at shutdown."""
 
-    def __init__(self, engine: AsyncEngine, database: Database | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        database: Database | None = None,
+        *,
+        vector_window: int | None = None,
+    ) -> None:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"tokbot supports SQLite and PostgreSQL, not {engine.dialect.name}")
         self.engine = engine
@@ -204,7 +210,7 @@ class Store(ActivityQueries, LoginQueries):
         #: Team memory: channels with it on, observed messages, recall candidates.
         self.memory = MemoryStore(self._db)
         #: Embeddings of kept messages and people's turns, and the rows waiting for one.
-        self.vectors = VectorStore(self._db)
+        self.vectors = VectorStore(self._db, index_window=vector_window)
 
     @property
     def database(self) -> Database:
@@ -213,10 +219,11 @@ class Store(ActivityQueries, LoginQueries):
         return self._db
 
     @classmethod
-    async def open(cls, url: str) -> Store:
+    async def open(cls, url: str, *, vector_window: int | None = None) -> Store:
         """An engine for `url` (`sqlite+aiosqlite:///path.db` or `postgresql+asyncpg://...`).
         Connects lazily; a missing SQLite folder is created. `sqlite://` and `postgresql://`
-        (no driver, or a sync one) are mapped to the async drivers."""
+        (no driver, or a sync one) are mapped to the async drivers. `vector_window`: SQLite's
+        vector index searches a channel's newest that many vectors (`TOKBOT_VECTOR_WINDOW`)."""
         parsed = make_url(async_database_url(url))
         if parsed.get_backend_name() != "sqlite":
             engine = create_async_engine(
@@ -225,13 +232,19 @@ class Store(ActivityQueries, LoginQueries):
             ping_when_idle(engine)  # instead of pool_pre_ping's three round trips at every checkout
             ordinary = POOL_SIZE + POOL_OVERFLOW - URGENT_CONNECTIONS
             return cls(engine, EngineDatabase(engine, ordinary=ordinary))
+        # sqlite-vec, before any connection opens (an auto_extension reaches only later ones).
+        vector_index_sqlite.register()
         engine = create_async_engine(parsed)
         path = _prepare_sqlite(engine, parsed)
+        vector_index_sqlite.hook_engine(engine)
         if path is None:  # in memory: every connection would be another database
-            return cls(engine)
-        return cls(engine, SqliteDatabase(engine, path, _SQLITE_PRAGMAS))
+            return cls(engine, vector_window=vector_window)
+        hook = vector_index_sqlite.connection_hook()
+        database = SqliteDatabase(engine, path, _SQLITE_PRAGMAS, on_connect=hook)
+        return cls(engine, database, vector_window=vector_window)
 
     async def close(self) -> None:
+        await self.vectors.close()
         await self._db.close()
         await self.engine.dispose()
 

@@ -49,16 +49,19 @@ class VectorIndex(Protocol):
         """One line for the start log and `tokbot doctor`: what is used and what it covers."""
 
 
-async def detect(db: Database) -> VectorIndex | None:
+async def detect(db: Database, *, window: int | None = None) -> VectorIndex | None:
     """The vector index this database can use, made ready (tables created, vectors stored before
-    it existed being copied in); None where there is none (see the module's doc)."""
+    it existed being copied in); None where there is none (see the module's doc). `window`:
+    how many of a channel's newest vectors SQLite's index searches (None: its default)."""
     if db.dialect.name == "postgresql":
         from bot.store import vector_index_pg
 
         return await vector_index_pg.detect(db)
     from bot.store import vector_index_sqlite
 
-    return await vector_index_sqlite.detect(db)
+    if window is None:
+        return await vector_index_sqlite.detect(db)
+    return await vector_index_sqlite.detect(db, window=window)
 
 
 def why_none(dialect: str) -> str:

@@ -162,8 +162,9 @@ _VECTORS = select(EmbeddingRow.row_id, EmbeddingRow.vector).where(
 class VectorStore:
     """Embeddings' rows. `Store.vectors` is one."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, index_window: int | None = None) -> None:
         self._db = db
+        self._index_window = index_window
         self._dialect = db.dialect.name
         self._claim = _claim(self._dialect)
         self._upsert = _upsert(self._dialect)
@@ -180,11 +181,17 @@ class VectorStore:
         async with self._detecting:
             if not self._index_detected:
                 try:
-                    self._index = await vector_index.detect(self._db)
+                    self._index = await vector_index.detect(self._db, window=self._index_window)
                 except Exception:  # (recall works without an index: say so, don't stop)
                     log.exception("team memory: detecting a vector index failed; none is used")
                 self._index_detected = True
         return self._index
+
+    async def close(self) -> None:
+        """Stop the index's background work (its copying of older vectors resumes next start)."""
+        close = getattr(self._index, "close", None)
+        if close is not None:
+            await close()
 
     async def pending(self, limit: int) -> list[PendingText]:
         """Claim the oldest `limit` queue entries no other embedder holds (for CLAIM_SECONDS,
