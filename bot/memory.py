@@ -190,8 +190,8 @@ class Memory:
         try:
             found = await self.candidates(key, query, limit=pool)
             found = [c for c in found if c.content not in skip]
-            if vectors is not None and wanted is not None and found:
-                found = await vectors.order(key, found, wanted, keep=self._candidates)
+            if vectors is not None and wanted is not None:  # (the vector index may find
+                found = await vectors.order(key, found, wanted, keep=self._candidates)  # more)
         finally:
             if wanted is not None and not wanted.done():
                 wanted.cancel()  # (nothing to order, or a failure)
