@@ -190,8 +190,10 @@ class Memory:
         try:
             found = await self.candidates(key, query, limit=pool)
             found = [c for c in found if c.content not in skip]
-            if vectors is not None and wanted is not None:  # (the vector index may find
-                found = await vectors.order(key, found, wanted, keep=self._candidates)  # more)
+            # (even with no full-text candidate: the vector index may find some)
+            if vectors is not None and wanted is not None:
+                found = await vectors.order(key, found, wanted, keep=self._candidates)
+                found = [c for c in found if c.content not in skip]
         finally:
             if wanted is not None and not wanted.done():
                 wanted.cancel()  # (nothing to order, or a failure)

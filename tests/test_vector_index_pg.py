@@ -248,9 +248,11 @@ async def test_without_the_right_to_create_the_extension_recall_still_works(
     """A role that may not CREATE EXTENSION (pgvector is not a trusted extension): no index,
     one log line saying what an admin should run, and recall from full text and vectors."""
     role = "tokbot_no_vector"
-    exists = await _sql(database_url, "SELECT 1 FROM pg_roles WHERE rolname = :r", {"r": role})
-    if not exists:
-        await _sql(database_url, f"CREATE ROLE {role} LOGIN")
+    await _sql(  # (a role is the server's: another session may be creating it too)
+        database_url,
+        f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
+        "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
     await _sql(database_url, f"GRANT ALL ON SCHEMA public TO {role}")
     url = make_url(database_url).set(username=role).render_as_string(hide_password=False)
     settings = make_settings(DATABASE_URL=url, TOKBOT_EMBEDDINGS="on")

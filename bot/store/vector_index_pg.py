@@ -396,6 +396,22 @@ async def detect(db: Database) -> PgVectorIndex | None:
             str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__,
         )
         return None
+    if _older_than_08(str(installed)):
+        log.warning(
+            "team memory: pgvector %s is older than 0.8 (no iterative index scans, which a "
+            "channel's search needs); an admin can run `ALTER EXTENSION vector UPDATE;` after "
+            "installing a newer pgvector. Recall goes on without it.",
+            installed,
+        )
+        return None
     index = PgVectorIndex(db, str(installed))
     index._start()
     return index
+
+
+def _older_than_08(version: str) -> bool:
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False  # (a build of its own naming: let the search say whether it works)
+    return (major, minor) < (0, 8)
