@@ -7,6 +7,7 @@ orthogonal, so "near" below always means "shares words")."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -267,3 +268,23 @@ async def test_without_the_right_to_create_the_extension_recall_still_works(
             assert (await core.store.vectors.describe_index()).startswith("no vector index")
     assert "CREATE EXTENSION vector" in caplog.text
     assert not await _sql(database_url, "SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+
+
+async def test_replicas_detecting_at_once_make_one_extension_and_one_table(
+    database_url: str,
+) -> None:
+    """Several processes starting together (each its own engine): the advisory lock has them
+    take turns, where `CREATE ... IF NOT EXISTS` alone can fail on pg_type's unique index."""
+    stores = [await Store.open(database_url) for _ in range(4)]
+    try:
+        await stores[0].upgrade()
+        indexes = await asyncio.gather(*(vector_index_pg.detect(s.database) for s in stores))
+        await asyncio.gather(*(i.prepare(256) for i in indexes if i is not None))
+        assert all(isinstance(i, PgVectorIndex) for i in indexes)
+        tables = await _sql(
+            database_url, "SELECT relname FROM pg_class WHERE relname = :t", {"t": TABLE}
+        )
+        assert len(tables) == 1
+    finally:
+        for s in stores:
+            await s.close()

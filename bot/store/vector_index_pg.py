@@ -70,12 +70,18 @@ _PROGRESS_TABLE = text(
     "source varchar(8) NOT NULL DEFAULT '', row_id bigint NOT NULL DEFAULT 0, "
     "done boolean NOT NULL DEFAULT false)"
 )
-_PROGRESS_ROW = text("INSERT INTO tokbot_vector_backfill (id) VALUES (1) ON CONFLICT DO NOTHING")
+# (first start: nothing to copy if nothing is stored yet)
+_PROGRESS_ROW = text(
+    "INSERT INTO tokbot_vector_backfill (id, done) "
+    "VALUES (1, NOT EXISTS (SELECT 1 FROM embeddings)) ON CONFLICT DO NOTHING"
+)
+_PROGRESS_DONE = text("SELECT done FROM tokbot_vector_backfill WHERE id = 1")
 # (a new table: every stored vector is walked again, the others' copies skipped)
 _PROGRESS_RESTART = text(
     "UPDATE tokbot_vector_backfill SET source = '', row_id = 0, done = false WHERE id = 1"
 )
-_PROGRESS = text("SELECT source, row_id, done FROM tokbot_vector_backfill WHERE id = 1 FOR UPDATE")
+_PROGRESS_NOW = text("SELECT source, row_id, done FROM tokbot_vector_backfill WHERE id = 1")
+_PROGRESS = text(_PROGRESS_NOW.text + " FOR UPDATE")
 _PROGRESS_SAVE = text(
     "UPDATE tokbot_vector_backfill SET source = :source, row_id = :row_id, done = :done "
     "WHERE id = 1"
@@ -247,8 +253,9 @@ class PgVectorIndex:
         for dims, rows in by_dims.items():
             if dims in self._tables:
                 await conn.execute(_upsert(dims), rows)
+            keys = [{"source": row["source"], "row_id": row["row_id"]} for row in rows]
             for other in self._tables - {dims}:
-                await conn.execute(_forget(other), rows)
+                await conn.execute(_forget(other), keys)
         if new:  # (made after this transaction; the backfill then copies these in)
             self._start(new)
 
@@ -328,9 +335,7 @@ class PgVectorIndex:
         """Copy the next BACKFILL_BATCH stored vectors (creating tables for lengths not seen
         yet first); how many were read, None when there were none left."""
         async with self._db.reading() as conn:
-            progress = (
-                await conn.execute(text("SELECT source, row_id, done FROM tokbot_vector_backfill"))
-            ).one()
+            progress = (await conn.execute(_PROGRESS_NOW)).one()
             if progress.done:
                 return None
             ahead = {"source": progress.source, "row_id": progress.row_id, "batch": BACKFILL_BATCH}
@@ -387,6 +392,7 @@ async def detect(db: Database) -> PgVectorIndex | None:
                 installed = (await conn.execute(_INSTALLED)).scalar_one()
             await conn.execute(_PROGRESS_TABLE)
             await conn.execute(_PROGRESS_ROW)
+            copied = bool((await conn.execute(_PROGRESS_DONE)).scalar_one())
     except DBAPIError as exc:
         log.warning(
             "team memory: pgvector %s is on this server but tokbot may not set it up (%s); "
@@ -405,7 +411,8 @@ async def detect(db: Database) -> PgVectorIndex | None:
         )
         return None
     index = PgVectorIndex(db, str(installed))
-    index._start()
+    if not copied:
+        index._start()
     return index
 
 
