@@ -1,28 +1,30 @@
 """pgvector as team memory's vector index on PostgreSQL (see `bot.store.vector_index`).
 
 Detected at start: the `vector` extension installed in the database is used; one the server
-offers but the database lacks is created (`CREATE EXTENSION`, which needs a superuser or the
-database owner with the extension trusted: on failure the log says what an admin should run,
-and recall goes on without an index). Nothing here is an Alembic migration, because whether
-the server has pgvector is known only when tokbot connects: the tables are made here, under an
-advisory lock (replicas starting together would otherwise race on `CREATE ... IF NOT EXISTS`).
+offers but the database lacks is created (`CREATE EXTENSION`: pgvector is not a trusted
+extension, so this needs a superuser; on failure the log says what an admin should run, and
+recall goes on without an index). pgvector older than 0.8 (no iterative scans) is not used.
+Nothing here is an Alembic migration, because whether the server has pgvector is known only when
+tokbot connects: the tables are made here, under an advisory lock (replicas starting together
+would otherwise race on `CREATE ... IF NOT EXISTS`).
 
 One table per vector length, `tokbot_vectors_<dims>` (HNSW indexes a fixed length): the
 `embeddings` row it copies (`source`, `row_id`, a foreign key ON DELETE CASCADE, so migration
 0011's triggers, deleting a message's vector, delete its copy in the same transaction), the
-channel (`scope`: platform, workspace and channel joined by US), the model, the vector; an
-HNSW index with cosine distance, and a btree on (scope, model).
+channel (`scope`: platform, workspace and channel joined by US), the model, the vector; an HNSW
+index with cosine distance, and a btree on (scope, model).
 
 The search, one statement: a channel with fewer than EXACT_ROWS vectors of the model is read
-through the btree and sorted by exact distance (a few ms; HNSW filters *after* walking the graph,
-so a small channel among millions of vectors would get few or no hits from it); a bigger one is
-searched through HNSW with iterative scans (pgvector 0.8: the graph is walked further until
-`limit` of the channel's vectors are found, up to hnsw.max_scan_tuples). The choice is made by
-counting at most EXACT_ROWS of the channel's btree entries, and each branch is written so only
-its index can serve it (`+ 0` on the distance, `|| ''` on the filter), so the plan the server
-caches for the statement cannot pick the wrong one for a channel. The limit of this: a channel
-with more than EXACT_ROWS vectors but under about limit / 20 000 of all the table's (e.g. 5 000
-of 10^8) may get fewer than `limit` hits; the full-text candidates still come.
+through the btree and sorted by exact distance (under 1 ms for 10^3; HNSW filters *after*
+walking the graph, so a small channel among millions of vectors would get few or no hits from
+it); a bigger one is searched through HNSW with iterative scans (pgvector 0.8: the graph is
+walked further until `limit` of the channel's vectors are found, up to hnsw.max_scan_tuples).
+The choice is made by counting at most EXACT_ROWS of the channel's btree entries, and each
+branch is written so only its index can serve it (`+ 0` on the distance, `|| ''` on the filter),
+so the plan the server caches for the statement cannot pick the wrong one for a channel (and no
+sequential scan, which the planner prefers for a small table). The limit of this: a channel with
+more than EXACT_ROWS vectors but under about limit / 20 000 of all the table's (e.g. 5 000 of
+10^7) may get fewer than `limit` hits; the full-text candidates still come.
 
 Vectors stored before a table existed are copied in by a background task, in batches of
 BACKFILL_BATCH embeddings rows (their primary key order), each in a transaction of its own that
@@ -179,11 +181,18 @@ def _nearest(dims: int) -> Any:
 # For the reading transaction only (`is_local`). Relaxed order: recall re-orders the hits by
 # their stored vectors anyway, and pgvector's README says it finds more. No sequential scan:
 # the big-channel branch is for channels of EXACT_ROWS vectors or more, where reading the table
-# costs more than the graph, whatever the planner estimates for a small table.
+# costs more than the graph, whatever the planner estimates for a small table. No parallel
+# workers: the plan cached for a busy channel's estimate sorts the exact branch in parallel,
+# and launching the workers (before the branch's one-time filter stops it) cost 20-30 ms here.
+# A custom plan each time (planning: about 1 ms): in the generic plan asyncpg's prepared
+# statement gets after five runs, the query's text-to-vector cast is not folded into a constant
+# and the exact branch casts it again for every row it sorts (10^3 rows: 12-16 ms, not 2).
 _SEARCH_SETTINGS = text(
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.ef_search', :ef_search, true), "
-    "set_config('enable_seqscan', 'off', true)"
+    "set_config('enable_seqscan', 'off', true), "
+    "set_config('max_parallel_workers_per_gather', '0', true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
 
 
