@@ -388,7 +388,18 @@ async def _recall_pgvector(store: Store, big: int, runs: int) -> list[Figure]:
             )
     p50, p50_small = median(large), median(small)
     ratio = p50 / p50_small
+    search = {
+        key.channel: await _search_alone(store, index, key, queries) for key in (big_key, small_key)
+    }
+    for key in (big_key, small_key):
+        await _print_plan(store, key, queries[QUESTIONS[0]])
     return [
+        Figure(
+            f"pgvector search alone (index.nearest, 30 hits), {big:,} vs {SMALL:,} vectors, p50",
+            f"{search['big'] * 1000:.1f} vs {search['small'] * 1000:.1f} ms",
+            "informational",
+            None,
+        ),
         Figure(
             f"pgvector HNSW build, {big + SMALL:,} vectors of {VECTOR_DIMS} floats",
             f"{built:.0f} s (maintenance_work_mem 1GB; {BENCH_HNSW_OPTIONS or 'defaults'})",
@@ -408,3 +419,33 @@ async def _recall_pgvector(store: Store, big: int, runs: int) -> list[Figure]:
             ratio <= 1.5,
         ),
     ]
+
+
+async def _search_alone(
+    store: Store, index: PgVectorIndex, key: ConversationKey, queries: dict[str, list[float]]
+) -> float:
+    times = []
+    for _ in range(5):
+        for query in queries.values():
+            started = time.perf_counter()
+            await index.nearest(key, query, model=_VECTOR_MODEL, limit=30)
+            times.append(time.perf_counter() - started)
+    return median(times)
+
+
+async def _print_plan(store: Store, key: ConversationKey, query: list[float]) -> None:
+    """The search's plan for the channel, its nodes only (what ran, what did not)."""
+    params = {
+        "scope": vector_index_pg.scope(key),
+        "model": _VECTOR_MODEL,
+        "query": vector_index_pg._vector_text(query),
+        "exact": vector_index_pg.EXACT_ROWS,
+        "limit": 30,
+    }
+    statement = vector_index_pg._nearest(VECTOR_DIMS)
+    async with store.database.reading() as conn:
+        await conn.execute(vector_index_pg._SEARCH_SETTINGS, {"ef_search": "60"})
+        explain = text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {statement.text}")
+        plan = (await conn.execute(explain, params)).scalars()
+    nodes = [line for line in plan if "->" in line or "Execution" in line or "Buffers" in line]
+    print(f"  (pgvector plan, {key.channel} channel:)", *nodes[:24], sep="\n    ")

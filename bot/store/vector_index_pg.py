@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from typing import Any
@@ -136,6 +137,7 @@ def _create_table(dims: int) -> list[str]:
     ]
 
 
+@functools.cache
 def _upsert(dims: int) -> Any:
     name = table_name(dims)
     return text(
@@ -146,6 +148,7 @@ def _upsert(dims: int) -> Any:
     )
 
 
+@functools.cache
 def _copy(dims: int) -> Any:
     """The backfill's insert: a copy written meanwhile by `add` is newer, and kept."""
     name = table_name(dims)
@@ -156,12 +159,14 @@ def _copy(dims: int) -> Any:
     )
 
 
+@functools.cache
 def _forget(dims: int) -> Any:
     """A row's copy in a table of another length (its vector was remade by a model with
     another length: the `embeddings` row was updated, not deleted, so no cascade)."""
     return text(f"DELETE FROM {table_name(dims)} WHERE source = :source AND row_id = :row_id")
 
 
+@functools.cache
 def _nearest(dims: int) -> Any:
     """One statement for both ways (see the module's doc): `few` counts at most :exact of the
     channel's btree entries; each branch's one-time filter runs only one of them."""
@@ -225,14 +230,7 @@ class PgVectorIndex:
         table that references `embeddings` waits for its writers); a new one has the backfill
         walk the stored vectors again."""
         if dims > MAX_DIMS:
-            if not self._too_long_logged:
-                self._too_long_logged = True
-                log.warning(
-                    "team memory: %d-float vectors are longer than pgvector's HNSW indexes "
-                    "(%d); recall orders full-text candidates by them instead",
-                    dims,
-                    MAX_DIMS,
-                )
+            self._too_long(dims)
             return
         async with self._db.writing() as conn:
             await conn.execute(_LOCK)
@@ -243,6 +241,16 @@ class PgVectorIndex:
             await conn.execute(_PROGRESS_RESTART)
         self._tables.add(dims)
         log.info("team memory: created the pgvector table %s", table_name(dims))
+
+    def _too_long(self, dims: int) -> None:
+        if not self._too_long_logged:
+            self._too_long_logged = True
+            log.warning(
+                "team memory: %d-float vectors are longer than pgvector's HNSW indexes (%d); "
+                "recall orders full-text candidates by them instead",
+                dims,
+                MAX_DIMS,
+            )
 
     # -- VectorIndex ----------------------------------------------------------------------
 
@@ -258,6 +266,9 @@ class PgVectorIndex:
                     "embedding": _vector_text(v.vector),
                 }
             )
+        for dims in by_dims:
+            if dims > MAX_DIMS:
+                self._too_long(dims)
         new = [dims for dims in by_dims if dims <= MAX_DIMS and not await self._known(conn, dims)]
         for dims, rows in by_dims.items():
             if dims in self._tables:
