@@ -220,6 +220,7 @@ class Store(ActivityQueries, LoginQueries):
         return cls(engine, SqliteDatabase(engine, path, _SQLITE_PRAGMAS))
 
     async def close(self) -> None:
+        await self.vectors.close()
         await self._db.close()
         await self.engine.dispose()
 

@@ -186,6 +186,13 @@ class VectorStore:
                 self._index_detected = True
         return self._index
 
+    async def close(self) -> None:
+        """Stop the index's background work, if it has any (e.g. pgvector's copy of older
+        vectors, which resumes at the next start), before the engine goes."""
+        stop = getattr(self._index, "stop", None)
+        if stop is not None:
+            await stop()
+
     async def pending(self, limit: int) -> list[PendingText]:
         """Claim the oldest `limit` queue entries no other embedder holds (for CLAIM_SECONDS,
         or until `store` or `release`), with their rows' texts and channels."""
