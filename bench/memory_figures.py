@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import random
 import sqlite3
+import struct
 import tempfile
 import time
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,11 +41,12 @@ from bench.harness import Figure, median
 from bot.domain import ConversationKey
 from bot.embedder import Embedder, EmbeddingConfig
 from bot.memory import Recalled, context_note, query_words
-from bot.store import Store
+from bot.store import Store, vector_index_pg
 from bot.store.memory import MemoryStore
-from bot.store.vectors import pack_vector
+from bot.store.vector_index_pg import PgVectorIndex
+from bot.store.vectors import pack_vector, similarity
 from bot.tokmodel.client import TokModelClient
-from bot.vector_recall import POOL_FACTOR, VectorRecall
+from bot.vector_recall import POOL_FACTOR, VECTOR_ONLY, VectorRecall, fuse
 
 #: Questions mixing common words (thousands to 10^5 matches at 10^6) and rare ones.
 QUESTIONS = (
@@ -322,10 +326,226 @@ async def _recall_postgres(big: int, runs: int) -> list[Figure]:
             started = time.perf_counter()
             await _fill_postgres(store, _channels(big))
             _stored("PostgreSQL", big, started)
-            return await _measure(store, big, runs, "PostgreSQL")
+            figures = await _measure(store, big, runs, "PostgreSQL")
+            return figures + await _recall_pgvector(store, big, runs)
         finally:
             await store.close()
     finally:
         async with admin.connect() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         await admin.dispose()
+
+
+# -- pgvector: the recall step with the vector index's search (PostgreSQL with the extension) --
+
+#: The synthetic vectors' length: the HNSW build over 10^6 vectors is what costs (measured and
+#: reported); 64 floats keep it within the full run's minutes on two cores. A real model's
+#: 256 or more make each distance, and so the search, dearer.
+VECTOR_DIMS = 64
+#: The bench's HNSW build options: a third of the build time of tokbot's own index (pgvector's
+#: defaults, m 16 and ef_construction 64: about 430 µs a vector here, so 7 minutes for 10^6),
+#: a sparser graph (README, Benchmarks: the search measured with both at 10^5).
+BENCH_HNSW_OPTIONS = os.environ.get("TOKBOT_BENCH_HNSW_OPTIONS", "m = 8, ef_construction = 32")
+_VECTOR_MODEL = "bench/random-unit-vectors"
+
+
+def _random_unit(rng: random.Random) -> list[float]:
+    """A random direction: bytes from `rng` as int8 per float, scaled to length 1 (nearly
+    uniform on the sphere; cheap enough for 10^6 in pure Python)."""
+    raw = array("b", rng.randbytes(VECTOR_DIMS))
+    norm = math.hypot(*raw) or 1.0
+    return [x / norm for x in raw]
+
+
+def _vector_records(
+    first: int, last: int, key: ConversationKey, seed: int
+) -> tuple[Iterator[tuple[object, ...]], Iterator[tuple[object, ...]]]:
+    """The `embeddings` rows and the index's rows of observed messages `first`..`last`: the
+    same vectors in both (float32 bytes; pgvector's binary form for COPY: length, 0, floats
+    big-endian)."""
+    scope = vector_index_pg.scope(key)
+    made: list[tuple[int, list[float]]] = []
+
+    def embeddings() -> Iterator[tuple[object, ...]]:
+        rng = random.Random(seed)
+        for row_id in range(first, last + 1):
+            vector = _random_unit(rng)
+            made.append((row_id, vector))
+            yield ("message", row_id, _VECTOR_MODEL, VECTOR_DIMS, pack_vector(vector), 1.7e9)
+
+    def indexed() -> Iterator[tuple[object, ...]]:
+        for row_id, vector in made:
+            yield ("message", row_id, scope, _VECTOR_MODEL, vector)
+
+    return embeddings(), indexed()
+
+
+def _vector_binary(vector: list[float]) -> bytes:
+    return struct.pack(f">HH{len(vector)}f", len(vector), 0, *vector)
+
+
+async def _fill_vectors(store: Store, index: PgVectorIndex) -> float:
+    """Every observed message's vector, COPYed into `embeddings` and the index's table with
+    its HNSW index dropped, which is then made again as tokbot made it (its definition read
+    back; pgvector's README: build after loading, with the graph in maintenance_work_mem).
+    Returns the HNSW build's seconds."""
+    await index.prepare(VECTOR_DIMS)
+    table = vector_index_pg.table_name(VECTOR_DIMS)
+    async with store.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        (hnsw,) = (
+            await conn.execute(
+                text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE :n"),
+                {"n": f"ix_{table}_hnsw"},
+            )
+        ).all()
+        await conn.execute(text(f"DROP INDEX {hnsw.indexname}"))
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.set_type_codec(
+            "vector", encoder=_vector_binary, decoder=bytes, format="binary", schema="public"
+        )
+        for seed, (key, _count) in enumerate(_channels(0)):
+            ids = (
+                await conn.execute(
+                    text(
+                        "SELECT min(id), max(id) FROM observed_messages "
+                        "WHERE platform = :p AND workspace = :w AND channel = :c"
+                    ),
+                    {"p": key.platform, "w": key.workspace, "c": key.channel},
+                )
+            ).one()
+            rows, copies = _vector_records(ids[0], ids[1], key, seed)
+            await raw.copy_records_to_table(
+                "embeddings",
+                records=rows,
+                columns=("source", "row_id", "model", "dims", "vector", "created_at"),
+            )
+            await raw.copy_records_to_table(
+                table, records=copies, columns=("source", "row_id", "scope", "model", "embedding")
+            )
+        await conn.execute(text("UPDATE tokbot_vector_backfill SET done = true"))  # (all in)
+        await conn.execute(text("SET maintenance_work_mem = '1GB'"))
+        started = time.perf_counter()
+        options = f" WITH ({BENCH_HNSW_OPTIONS})" if BENCH_HNSW_OPTIONS else ""
+        await conn.execute(text(hnsw.indexdef + options))
+        built = time.perf_counter() - started
+        await conn.execute(text(f"VACUUM ANALYZE {table}"))
+        await conn.execute(text("VACUUM ANALYZE embeddings"))
+    return built
+
+
+async def _recall_step_vectors(
+    store: Store, index: PgVectorIndex, key: ConversationKey, question: str, query: list[float]
+) -> float:
+    """The recall step as `bot.vector_recall` takes it with an index (the question's vector
+    given: TokModel's time is not ours): full-text candidates, the index's nearest, those read
+    by primary key, the candidates' stored vectors, the fused order, the context note."""
+    started = time.perf_counter()
+    found = await store.memory.candidates(key, query_words(question), limit=90)
+    refs = await index.nearest(key, query, model=_VECTOR_MODEL, limit=30)
+    have = {(c.source, c.id) for c in found}
+    missing = [ref for ref in refs if ref not in have]
+    found += await store.memory.candidates_by_id(key, missing, rank=VECTOR_ONLY)
+    ids = [c.id for c in found if c.source == "message"]
+    stored = await store.vectors.vectors("message", ids, model=_VECTOR_MODEL, dims=VECTOR_DIMS)
+    near = {("message", i): similarity(query, v) for i, v in stored.items()}
+    ordered = fuse(found, near)[:30]
+    context_note([Recalled(c.author_name, c.created_at, c.content, c.link) for c in ordered[:5]])
+    return time.perf_counter() - started
+
+
+async def _recall_pgvector(store: Store, big: int, runs: int) -> list[Figure]:
+    """The recall step with pgvector's search at `big` vs 10^3 vectors in the channel: the
+    busy channel's goes through HNSW, the quiet one's is exact (fewer than EXACT_ROWS)."""
+    engine = (
+        f"PostgreSQL + pgvector ({VECTOR_DIMS} floats, HNSW {BENCH_HNSW_OPTIONS or 'defaults'})"
+    )
+    index = await vector_index_pg.detect(store.database)
+    if index is None:
+        reason = "skipped: the server has no pgvector extension"
+        print(f"  (pgvector {reason})")
+        return [Figure("recall step with pgvector", reason, "<= 20 ms", None)]
+    await index.backfilled()
+    started = time.perf_counter()
+    built = await _fill_vectors(store, index)
+    _stored(engine, big, started)
+    rng = random.Random(7)
+    queries = {question: _random_unit(rng) for question in QUESTIONS}
+    big_key, small_key = (key for key, _ in reversed(_channels(big)))
+    for key in (big_key, small_key):  # warm the caches and the compiled statements
+        for question in QUESTIONS:
+            await _recall_step_vectors(store, index, key, question, queries[question])
+    large: list[float] = []
+    small: list[float] = []
+    for _ in range(runs):  # interleaved, so a noisy moment hits both
+        for question in QUESTIONS:
+            large.append(
+                await _recall_step_vectors(store, index, big_key, question, queries[question])
+            )
+            small.append(
+                await _recall_step_vectors(store, index, small_key, question, queries[question])
+            )
+    p50, p50_small = median(large), median(small)
+    ratio = p50 / p50_small
+    search = {
+        key.channel: await _search_alone(store, index, key, queries) for key in (big_key, small_key)
+    }
+    for key in (big_key, small_key):
+        await _print_plan(store, key, queries[QUESTIONS[0]])
+    return [
+        Figure(
+            f"pgvector search alone (index.nearest, 30 hits), {big:,} vs {SMALL:,} vectors, p50",
+            f"{search['big'] * 1000:.1f} vs {search['small'] * 1000:.1f} ms",
+            "informational",
+            None,
+        ),
+        Figure(
+            f"pgvector HNSW build, {big + SMALL:,} vectors of {VECTOR_DIMS} floats",
+            f"{built:.0f} s (maintenance_work_mem 1GB; {BENCH_HNSW_OPTIONS or 'defaults'})",
+            "informational",
+            None,
+        ),
+        Figure(
+            f"recall step, {engine}, {big:,} kept messages in the channel, p50",
+            f"{p50 * 1000:.1f} ms (worst question's p50 {_worst(large) * 1000:.1f} ms)",
+            "<= 20 ms",
+            p50 <= 0.020,
+        ),
+        Figure(
+            f"recall step, {engine}, {big:,} vs {SMALL:,} kept messages, p50 ratio",
+            f"{ratio:.2f} ({p50 * 1000:.1f} vs {p50_small * 1000:.1f} ms)",
+            "<= 1.5",
+            ratio <= 1.5,
+        ),
+    ]
+
+
+async def _search_alone(
+    store: Store, index: PgVectorIndex, key: ConversationKey, queries: dict[str, list[float]]
+) -> float:
+    times = []
+    for _ in range(5):
+        for query in queries.values():
+            started = time.perf_counter()
+            await index.nearest(key, query, model=_VECTOR_MODEL, limit=30)
+            times.append(time.perf_counter() - started)
+    return median(times)
+
+
+async def _print_plan(store: Store, key: ConversationKey, query: list[float]) -> None:
+    """The search's plan for the channel, its nodes only (what ran, what did not)."""
+    params = {
+        "scope": vector_index_pg.scope(key),
+        "model": _VECTOR_MODEL,
+        "query": vector_index_pg._vector_text(query),
+        "exact": vector_index_pg.EXACT_ROWS,
+        "limit": 30,
+    }
+    statement = vector_index_pg._nearest(VECTOR_DIMS)
+    async with store.database.reading() as conn:
+        await conn.execute(vector_index_pg._SEARCH_SETTINGS, {"ef_search": "60"})
+        explain = text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {statement.text}")
+        plan = (await conn.execute(explain, params)).scalars()
+    nodes = [line for line in plan if "->" in line or "Execution" in line or "Buffers" in line]
+    print(f"  (pgvector plan, {key.channel} channel:)", *nodes[:24], sep="\n    ")

@@ -41,6 +41,8 @@ async def test_all_good(make_settings: Callable[..., Settings]) -> None:
     assert line in report
     if settings.database_url.startswith("sqlite"):  # (the index each engine has: its tests)
         assert line + "vector index sqlite-vec 0.1.9" in report and "up to date" in report
+    else:  # (pgvector where the PostgreSQL server has it: bot.store.vector_index_pg)
+        assert f"{line}no vector index" in report or f"{line}pgvector 0." in report
 
 
 async def test_a_wrong_key_is_named(make_settings: Callable[..., Settings]) -> None:
