@@ -543,7 +543,7 @@ async def _print_plan(store: Store, key: ConversationKey, query: list[float]) ->
         "limit": 30,
     }
     statement = vector_index_pg._nearest(VECTOR_DIMS)
-    async with store.database.reading() as conn:
+    async with store.database.writing() as conn:  # (the settings are the transaction's)
         await conn.execute(vector_index_pg._SEARCH_SETTINGS, {"ef_search": "60"})
         explain = text(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {statement.text}")
         plan = (await conn.execute(explain, params)).scalars()

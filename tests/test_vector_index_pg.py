@@ -170,7 +170,7 @@ async def test_each_way_is_chosen_by_the_channels_size(store: Store) -> None:
     }
     btree, hnsw = (f"Index Scan using ix_{TABLE}_{kind}" for kind in ("scope", "hnsw"))
     for exact, ran, not_ran in ((100, btree, "hnsw"), (1, hnsw, btree)):
-        async with store.database.reading() as conn:
+        async with store.database.writing() as conn:  # (the settings are the transaction's)
             await conn.execute(vector_index_pg._SEARCH_SETTINGS, {"ef_search": "40"})
             explain = text(f"EXPLAIN (ANALYZE, COSTS OFF) {vector_index_pg._nearest(256).text}")
             plan = (await conn.execute(explain, params | {"exact": exact})).scalars()

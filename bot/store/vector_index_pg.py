@@ -295,7 +295,9 @@ class PgVectorIndex:
             "exact": EXACT_ROWS,
             "limit": limit,
         }
-        async with self._db.reading() as conn:
+        # A transaction, though it only reads: the settings are the transaction's own
+        # (set_config's is_local), and `reading` runs each statement on its own on PostgreSQL.
+        async with self._db.writing() as conn:
             if not await self._known(conn, dims):
                 return []
             await conn.execute(_SEARCH_SETTINGS, {"ef_search": str(max(EF_SEARCH, 2 * limit))})
