@@ -176,7 +176,7 @@ async def _team_memory(settings: Settings, store: Store) -> Finding:
             "queued meanwhile, embedded once it is turned on"
         )
     else:
-        index = await store.vectors.describe_index()
+        index = await store.vectors.probe_index()  # (doctor changes nothing)
         detail = f"embeddings by {settings.embedding_model}; {index}; {queued:,} waiting"
     return Finding(True, "team memory", detail)
 

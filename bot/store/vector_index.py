@@ -64,6 +64,18 @@ async def detect(db: Database, *, window: int | None = None) -> VectorIndex | No
     return await vector_index_sqlite.detect(db, window=window)
 
 
+async def probe(db: Database, *, window: int | None = None) -> str:
+    """What `detect` would find, in one line, changing nothing (`tokbot doctor` only looks:
+    `detect` may create the extension and tables, or drop triggers, and start a copy)."""
+    if db.dialect.name == "postgresql":
+        from bot.store import vector_index_pg
+
+        return await vector_index_pg.probe(db)
+    from bot.store import vector_index_sqlite
+
+    return vector_index_sqlite.probe(window or vector_index_sqlite.DEFAULT_WINDOW)
+
+
 def why_none(dialect: str) -> str:
     """Why `detect` found no index, for the start log (the implementations say more)."""
     if dialect == "postgresql":

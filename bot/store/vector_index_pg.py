@@ -441,6 +441,29 @@ async def detect(db: Database) -> PgVectorIndex | None:
     return index
 
 
+async def probe(db: Database) -> str:
+    """What `detect` would use, changing nothing (for `tokbot doctor`)."""
+    async with db.reading() as conn:
+        installed = (await conn.execute(_INSTALLED)).scalar_one_or_none()
+        available = (await conn.execute(_AVAILABLE)).scalar_one_or_none()
+    if installed is not None and _older_than_08(str(installed)):
+        return (
+            f"no vector index (pgvector {installed} is older than 0.8: after installing a newer "
+            "one, `ALTER EXTENSION vector UPDATE;`)"
+        )
+    if installed is not None:
+        return (
+            f"pgvector {installed} (HNSW, cosine; channels under {EXACT_ROWS} vectors searched "
+            "exactly); tokbot run makes its tables at start"
+        )
+    if available is not None:
+        return (
+            f"pgvector {available} is on the server, not in this database: tokbot run creates it "
+            "at start if its role may (a superuser), else an admin runs `CREATE EXTENSION vector;`"
+        )
+    return "no vector index (this PostgreSQL server has no pgvector extension)"
+
+
 def _older_than_08(version: str) -> bool:
     try:
         major, minor = (int(part) for part in version.split(".")[:2])

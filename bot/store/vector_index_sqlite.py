@@ -506,6 +506,17 @@ async def detect(db: Database, *, window: int = DEFAULT_WINDOW) -> VectorIndex |
     return index
 
 
+def probe(window: int) -> str:
+    """What `detect` would use, changing nothing (for `tokbot doctor`)."""
+    if register() is None:
+        return f"no vector index ({unavailable_reason()})"
+    return (
+        f"vector index sqlite-vec {_loading.version.removeprefix('v')} ({_loading.route}): per "
+        f"channel and model, the newest {window:,} vectors; older messages by full text only; "
+        "tokbot run brings it up to date at start"
+    )
+
+
 async def _drop_triggers(db: Database) -> None:
     """Triggers dropped, and the copy's position (so a tokbot with sqlite-vec rebuilds)."""
     async with db.writing() as conn:

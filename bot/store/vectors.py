@@ -266,6 +266,10 @@ class VectorStore:
             rows = (await conn.execute(_VECTORS, params)).all()
         return {row.row_id: unpack_vector(row.vector) for row in rows}
 
+    async def probe_index(self) -> str:
+        """Which vector index `index` would find, changing nothing (`tokbot doctor`)."""
+        return await vector_index.probe(self._db, window=self._index_window)
+
     async def describe_index(self) -> str:
         """Which vector index recall uses on this database, in one line (logged once at
         start, shown by `tokbot doctor`)."""
