@@ -38,18 +38,28 @@ ANSWER = (
 )
 
 
+async def _answered(
+    http: aiohttp.ClientSession, slack: FakeSlack, url: str, busy: Any, question: str,
+    channel: str, thread_ts: str | None = None,
+) -> tuple[int, float]:  # fmt: skip
+    """Send a mention (both events, at once) and wait until it is answered: how many calls the
+    fake Slack had before, and when it was sent."""
+    seen = len(slack.calls)
+    events = mention_pair(slack, question, user="U0ALICE", channel=channel, thread_ts=thread_ts)
+    sent = time.monotonic()
+    acks = await asyncio.gather(*(post_signed(http, slack, url, e) for e in events))
+    assert all(acks), "a mention was not acknowledged"
+    await slack.wait_for(lambda: busy() == 0, timeout=30)
+    return seen, sent
+
+
 async def _mention(
     http: aiohttp.ClientSession, slack: FakeSlack, url: str, busy: Any, channel: str,
     thread_ts: str | None = None,
 ) -> float:  # fmt: skip
     """Seconds from sending a mention (both events, at once) to the last chat.* call of its
     answer at the fake Slack."""
-    seen = len(slack.calls)
-    events = mention_pair(slack, QUESTION, user="U0ALICE", channel=channel, thread_ts=thread_ts)
-    sent = time.monotonic()
-    acks = await asyncio.gather(*(post_signed(http, slack, url, e) for e in events))
-    assert all(acks), "a mention was not acknowledged"
-    await slack.wait_for(lambda: busy() == 0, timeout=30)
+    seen, sent = await _answered(http, slack, url, busy, QUESTION, channel, thread_ts)
     shown = [
         c.time
         for c in slack.calls[seen:]
@@ -239,12 +249,7 @@ async def _first_text(
     http: aiohttp.ClientSession, slack: FakeSlack, url: str, busy: Any, channel: str
 ) -> float:
     """Seconds from sending a mention to the first call that shows its answer's text."""
-    seen = len(slack.calls)
-    events = mention_pair(slack, LONG_QUESTION, user="U0ALICE", channel=channel)
-    sent = time.monotonic()
-    acks = await asyncio.gather(*(post_signed(http, slack, url, e) for e in events))
-    assert all(acks), "a mention was not acknowledged"
-    await slack.wait_for(lambda: busy() == 0, timeout=30)
+    seen, sent = await _answered(http, slack, url, busy, LONG_QUESTION, channel)
     texts = [
         c.time
         for c in slack.calls[seen:]
