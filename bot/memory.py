@@ -170,6 +170,11 @@ class Memory:
                 unique.append(candidate)
         return unique
 
+    async def searches_meaning(self) -> bool:
+        """Whether recall can find a message by its meaning alone (embeddings on and a vector
+        index), so a question of only common words is still worth asking."""
+        return self._vectors is not None and await self._vectors.has_index()
+
     async def recall(
         self,
         key: ConversationKey,

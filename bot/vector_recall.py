@@ -43,6 +43,10 @@ class VectorRecall:
         self._memory = memory
         self._index_failed_logged = False
 
+    async def has_index(self) -> bool:
+        """Whether a vector index can find messages that share no word with a question."""
+        return await self._vectors.index() is not None
+
     def query_vector(
         self, key: ConversationKey, query: str, *, user_id: str
     ) -> asyncio.Task[list[float] | None]:

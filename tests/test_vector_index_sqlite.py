@@ -147,8 +147,8 @@ async def test_a_question_full_text_has_no_word_of_is_answered_from_the_index(
     settings: Settings, fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
     """Recall's full text searches no common word ("to", "be", "or", "not": bot/memory.py's
-    stop words), so this question gives it nothing to look for; the index is still asked.
-    (`/recall` itself refuses such a question, saying why.)"""
+    stop words), so this question gives it nothing to look for; the index is still asked, by
+    `/ask` and by `/recall` (which refuses such a question only without an index)."""
     quote = "Hamlet asked: to be or not to be"
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
         await core.memory.switch(KEY, True, by="u-admin")
@@ -158,10 +158,13 @@ async def test_a_question_full_text_has_no_word_of_is_answered_from_the_index(
         core.embedder.wake()
         await until(lambda: _queue_empty(core.store))
         await core.handle(message("ask", "to be or not to be?"), replier)
+        answered = replier.last
+        await core.handle(message("recall", "to be or not to be"), replier)
     sent = [r.json["messages"] for r in fake.requests if r.path == CHAT and r.json][-1]
     notes = "\n".join(m["content"] for m in sent if m["role"] == "system")
     assert quote in notes
-    assert "https://x/1" in replier.last
+    assert "https://x/1" in answered
+    assert quote in replier.last and "too common" not in replier.last
 
 
 async def _queue_empty(store: Store) -> bool:

@@ -52,9 +52,9 @@ async def recall(inv: Invocation) -> None:
     query = inv.text.strip()
     if not query:
         raise UserError(EMPTY_RECALL)
-    if not query_words(query):
-        raise UserError("Those words are too common to search for; try a more specific one.")
     core = inv.core
+    if not query_words(query) and not await core.memory.searches_meaning():
+        raise UserError("Those words are too common to search for; try a more specific one.")
     found = await core.memory.recall(
         inv.key, query, limit=core.settings.memory_recalled, user_id=inv.author.id
     )

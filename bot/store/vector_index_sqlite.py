@@ -352,9 +352,10 @@ class SqliteVecIndex:
 
     async def add(self, conn: Session, vectors: list[IndexedVector]) -> None:
         statements: list[tuple[Any, dict[str, Any]]] = []
+        indexable = {d: await self._ensure_table(conn, d) for d in {len(v.vector) for v in vectors}}
         for vector in vectors:
             dims = len(vector.vector)
-            if not await self._ensure_table(conn, dims):
+            if not indexable[dims]:
                 continue
             insert, delete = self._write_statements(dims)
             channel = vector.channel
