@@ -44,9 +44,10 @@ from bot.memory import Recalled, context_note, query_words
 from bot.store import Store, vector_index_pg
 from bot.store.memory import MemoryStore
 from bot.store.vector_index_pg import PgVectorIndex
+from bot.store.vector_index_sqlite import SqliteVecIndex
 from bot.store.vectors import pack_vector
 from bot.tokmodel.client import TokModelClient
-from bot.vector_recall import POOL_FACTOR, VectorRecall
+from bot.vector_recall import VectorRecall
 
 #: Questions mixing common words (thousands to 10^5 matches at 10^6) and rare ones.
 QUESTIONS = (
@@ -151,6 +152,8 @@ _VECTOR_POOL = 4_096
 _DIMS = 256
 _MODEL = "bench/embedding"
 _CANDIDATES = 30
+#: `TOKBOT_VECTOR_WINDOW`s compared on the same data (the default is measured on its own too).
+SWEPT_WINDOWS = (4_096, 8_192, 16_384)
 
 
 def _pool() -> list[list[float]]:
@@ -190,7 +193,7 @@ class _Step:
         asked: asyncio.Future[list[float] | None] = asyncio.get_running_loop().create_future()
         asked.set_result(self._pool[len(question) % len(self._pool)] if self._pool else None)
         started = time.perf_counter()
-        pool = _CANDIDATES * (POOL_FACTOR if self._vectors else 1)
+        pool = await self._vectors.pool(_CANDIDATES) if self._vectors else _CANDIDATES
         found = await self._memory.candidates(key, query_words(question), limit=pool)
         if self._vectors is not None:
             found = await self._vectors.order(key, found, asked, keep=_CANDIDATES)
@@ -291,9 +294,38 @@ async def recall(big: int, runs: int) -> list[Figure]:
             pool = _pool()
             figures = await _index_sqlite(store, path, pool)
             figures += await _measure(store, big, runs, "SQLite", pool if figures else None)
+            if figures:
+                figures += await _window_sweep(store, big, runs, pool)
         finally:
             await store.close()
     return figures + await _recall_postgres(big, runs)
+
+
+async def _window_sweep(store: Store, big: int, runs: int, pool: list[list[float]]) -> list[Figure]:
+    """The SQLite step under each `TOKBOT_VECTOR_WINDOW` of `SWEPT_WINDOWS` (a smaller window
+    covers fewer of a busy channel's vectors and reads fewer), on the same data."""
+    index = await store.vectors.index()
+    vectors = await _vector_recall(store)
+    if not isinstance(index, SqliteVecIndex) or vectors is None:
+        return []
+    default, figures = index.window, []
+    try:
+        for window in SWEPT_WINDOWS:
+            index.window = window
+            large, small = await _interleaved(_Step(store, vectors, pool), runs)
+            p50, p50_small = median(large), median(small)
+            figures.append(
+                Figure(
+                    f"recall step, SQLite + {index.name}, TOKBOT_VECTOR_WINDOW={window:,}: "
+                    f"{big:,} vs {SMALL:,} kept messages, p50",
+                    f"{p50 * 1000:.1f} vs {p50_small * 1000:.1f} ms: {p50 / p50_small:.2f}",
+                    "informational",
+                    None,
+                )
+            )
+    finally:
+        index.window = default
+    return figures
 
 
 async def _index_sqlite(store: Store, path: Path, pool: list[list[float]]) -> list[Figure]:

@@ -18,7 +18,7 @@ from bot.store.memory import Candidate, MemoryStore
 from bot.store.memory import ObservedMessage as ObservedMessage  # what adapters report
 from bot.tokmodel.client import TokModelClient
 from bot.tokmodel.types import Usage
-from bot.vector_recall import POOL_FACTOR, VectorRecall
+from bot.vector_recall import VectorRecall
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ class Memory:
         vectors = self._vectors
         # The query's vector is asked for while the index is read.
         wanted = vectors.query_vector(key, query, user_id=user_id) if vectors else None
-        pool = self._candidates * (POOL_FACTOR if wanted is not None else 1)
         try:
+            pool = await vectors.pool(self._candidates) if vectors else self._candidates
             found = await self.candidates(key, query, limit=pool)
             found = [c for c in found if c.content not in skip]
             if vectors is not None and wanted is not None:  # (even with no full-text match:

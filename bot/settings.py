@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     )
     #: SQLite's vector index (sqlite-vec) searches each channel's newest this many vectors (its
     #: cost grows with it: bench/memory_figures.py); older messages are found by full text.
-    vector_window: int = Field(default=16_384, alias="TOKBOT_VECTOR_WINDOW", ge=1024, le=1_000_000)
+    vector_window: int = Field(default=8_192, alias="TOKBOT_VECTOR_WINDOW", ge=1024, le=1_000_000)
     #: Texts per background `/v1/embeddings` request.
     embedding_batch: int = Field(default=64, alias="TOKBOT_EMBEDDING_BATCH", gt=0, le=2048)
 

@@ -24,8 +24,10 @@ from bot.store.vectors import unit as unit_vector
 
 log = logging.getLogger(__name__)
 
-#: The full-text index is asked for this many times the usual candidates, so vectors can bring
-#: up ones its own ranking would have cut: the best `candidates` by each order go on to rerank.
+#: Without a vector index, the full-text index is asked for this many times the usual
+#: candidates, so vectors can bring up ones its own ranking would have cut: the best
+#: `candidates` by each order go on to rerank. With one, the index brings its own nearest, and
+#: full text is asked for the usual number (a third of the rows read in a busy channel).
 POOL_FACTOR = 3
 #: Reciprocal rank fusion's constant (Cormack et al. 2009 use 60): how much the top ranks
 #: outweigh the rest.
@@ -46,6 +48,10 @@ class VectorRecall:
     async def has_index(self) -> bool:
         """Whether a vector index can find messages that share no word with a question."""
         return await self._vectors.index() is not None
+
+    async def pool(self, candidates: int) -> int:
+        """How many full-text candidates to ask for (see POOL_FACTOR)."""
+        return candidates if await self.has_index() else candidates * POOL_FACTOR
 
     def query_vector(
         self, key: ConversationKey, query: str, *, user_id: str

@@ -133,7 +133,7 @@ async def test_the_index_finds_what_full_text_cannot_and_the_answer_cites_it(
         await core.handle(message("ask", QUESTION), replier)
     found = sqlite_vec == "loaded"
     if found:
-        assert "sqlite-vec 0.1.9" in described and "newest 16,384 vectors" in described
+        assert "sqlite-vec 0.1.9" in described and "newest 8,192 vectors" in described
     else:
         assert "no vector index" in described
         assert "simulated: no extension loading here" in caplog.text

@@ -24,8 +24,8 @@ scope's vectors in the order they were indexed, `BUCKET` to a bucket). A search 
 scope's newest buckets: at least the newest `window` vectors (`TOKBOT_VECTOR_WINDOW`), at most
 `BUCKET - 1` more. Older messages are found by the full-text index only. The vectors are binary
 quantized (a bit per float: its sign), 32 times smaller than the floats, and the coarse hits
-(`RESCORE` times the hits wanted) are ordered by the exact cosine of their stored floats, read
-by primary key from `embeddings` in the same statement.
+(`RESCORE` times the hits wanted, `MIN_COARSE` at least) are ordered by the exact cosine of
+their stored floats, read by primary key from `embeddings` in the same statement.
 
 Keeping it true. `add` writes in the embeddings' own transaction; triggers made with each table
 drop a vector in the transaction that deletes or rewrites its `embeddings` row (a deleted
@@ -64,9 +64,11 @@ log = logging.getLogger(__name__)
 #: Vectors to a bucket (a vec0 partition): a search reads whole buckets.
 BUCKET = 1024
 #: Newest vectors of a channel a search covers unless `TOKBOT_VECTOR_WINDOW` says otherwise.
-DEFAULT_WINDOW = 16_384
-#: Coarse (binary) hits read per hit returned, to be ordered by exact cosine.
+DEFAULT_WINDOW = 8_192
+#: Coarse (binary) hits read per hit returned, to be ordered by exact cosine; at least
+#: MIN_COARSE (a bit per float ranks poorly at the very top: a small `limit` alone would miss).
 RESCORE = 2
+MIN_COARSE = 60
 #: `embeddings` rows copied into the index per background transaction: an answer's writes wait
 #: for one at most (at the 3,494 vectors/s measured under load, 18 ms).
 BACKFILL_BATCH = 64
@@ -418,7 +420,7 @@ class SqliteVecIndex:
             "channel": channel.channel,
             "window": self.window,
             "query": pack_vector(query),
-            "k": min(4096, limit * RESCORE),  # (vec0's largest k)
+            "k": min(4096, max(limit * RESCORE, MIN_COARSE)),  # (vec0's largest k)
             "limit": limit,
         }
         async with self._db.reading() as conn:
