@@ -125,6 +125,77 @@ async def _stand_in_process(chunk_delay: float) -> AsyncIterator[StandIn]:
         await process.wait()
 
 
+#: What each process the bench starts is, by the module it runs (see `ProcessCpu`).
+_PROCESS_NAMES = {
+    "adapters.cli": "TokModel stand-in",
+    "adapters.slack.fake": "fake Slack",
+    "adapters.discord.fake": "fake Discord",
+    "bench.mention_load": "load generator",
+    "bench.slack_load": "load generator",
+}
+
+
+class ProcessCpu:
+    """CPU seconds (user + system, from /proc) spent by this process and by each process it
+    started, over a `with` block: on a machine whose CPUs are all busy, a burst's wall time is
+    at least the sum of everyone's CPU ÷ the CPUs, whoever spends it. A process that ends
+    inside the block is not counted (it reports its own: e.g. `bench.mention_load`)."""
+
+    def __enter__(self) -> ProcessCpu:
+        self._before = _cpu_by_process()
+        self.spent: dict[str, float] = {}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        after = _cpu_by_process()
+        for pid, (name, seconds) in after.items():
+            spent = seconds - self._before.get(pid, (name, 0.0))[1]
+            self.spent[name] = self.spent.get(name, 0.0) + spent
+
+    def summary(self, wall: float, extra: dict[str, float] | None = None) -> str:
+        """Each process's CPU, their sum ÷ the machine's CPUs against `wall`."""
+        spent = self.spent | (extra or {})
+        cpus = os.cpu_count() or 1
+        parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in spent.items())
+        floor = sum(spent.values()) / cpus
+        return f"{parts}; their sum ÷ {cpus} CPUs {floor:.2f} s, against {wall:.2f} s of wall"
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """This process and its descendants: pid -> (what it is, CPU seconds so far)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # (ended meanwhile)
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    me = os.getpid()
+    found = {me: ("bot (+ the bench's direct client)", cpu.get(me, 0.0))}
+    for pid in sorted(parents):
+        ancestor = parents[pid]
+        while ancestor not in (0, 1, me):
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == me and pid != me:
+            found[pid] = (_process_name(pid), cpu[pid])
+    return found
+
+
+def _process_name(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return f"process {pid}"
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else Path(argv[0]).name
+    return _PROCESS_NAMES.get(module, module)
+
+
 def bench_settings(url: str, database_url: str, **extra: str) -> Settings:
     env = {
         "TOKMODEL_API_KEY": BENCH_KEY,
