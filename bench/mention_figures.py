@@ -19,7 +19,15 @@ from adapters.slack import translate
 from adapters.slack.fake import FakeSlack
 from bench.adapter_figures import SLACK_DEFAULTS, slack_bot, slack_process
 from bench.core_figures import direct_call
-from bench.harness import AsyncpgTrips, Figure, median, percentile, reset_postgres, stand_in
+from bench.harness import (
+    AsyncpgTrips,
+    Figure,
+    ProcessCpu,
+    median,
+    percentile,
+    reset_postgres,
+    stand_in,
+)
 from bench.mention_load import mention_pair, post_signed
 from bot.domain import Author, TurnKind, TurnRole
 from bot.store import Store
@@ -151,9 +159,10 @@ async def mention_burst(count: int, database_url: str | None = None) -> list[Fig
     ):
         await tokmodel.set_latency(0.2)
         await _burst(url, 1, "C0W", adapter)  # warm-up
-        direct = [await _direct_burst(core, count)]
+        with ProcessCpu() as called:
+            direct = [await _direct_burst(core, count)]
         cpu = time.process_time()
-        with AsyncpgTrips() as trips:
+        with AsyncpgTrips() as trips, ProcessCpu() as mentioned:
             result, answered = await _burst(url, count, "C0B", adapter)
         cpu = time.process_time() - cpu
         direct.append(await _direct_burst(core, count))
@@ -186,6 +195,20 @@ async def mention_burst(count: int, database_url: str | None = None) -> list[Fig
             f"{cpu_ms:.1f} ms",
             "<= 5 ms",
             cpu_ms <= 5,
+        ),
+    ]
+    figures += [
+        Figure(
+            f"CPU in that burst{engine}: each process's",
+            mentioned.summary(answered, {"load generator": float(result["cpu_s"])}),
+            "-",
+            None,
+        ),
+        Figure(
+            f"CPU in the same {count:,} calls made directly: each process's",
+            called.summary(direct[0]),
+            "-",
+            None,
         ),
     ]
     if database_url:
