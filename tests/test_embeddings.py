@@ -17,6 +17,7 @@ from bot.runtime import TokModelEndpoint, open_core
 from bot.settings import Settings
 from bot.store import Store
 from bot.store.memory import ObservedMessage
+from bot.store.vector_index_pg import PgVectorIndex
 from bot.store.vectors import unpack_vector
 from bot.tokmodel.fake import FakeTokModel, Fault, stand_in_embedding
 from bot.vector_recall import fuse
@@ -101,7 +102,14 @@ async def test_the_embedder_embeds_queued_rows_in_batches(
 
 
 async def _queue_empty(store: Store) -> bool:
-    return await store.vectors.queued() == 0
+    """Every queued row embedded, and in the vector index (pgvector's first vectors of a new
+    length reach it by its background copy)."""
+    if await store.vectors.queued():
+        return False
+    index = await store.vectors.index()
+    if isinstance(index, PgVectorIndex):
+        await index.backfilled()
+    return True
 
 
 async def test_queued_rows_are_embedded_after_a_crash_and_failures_back_off(
