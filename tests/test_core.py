@@ -618,7 +618,9 @@ async def test_answers_over_the_cap_wait_in_line_and_are_told_at_once(
 ) -> None:
     settings = make_settings(TOKBOT_MAX_ANSWERS_IN_FLIGHT="1")
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
-        fake.fail(Fault(delay=0.5, times=1, path=CHAT))
+        # (long enough that the two later questions arrive while it waits, however loaded
+        # the machine: seen arriving after 0.5 s under a loaded whole-suite run)
+        fake.fail(Fault(delay=2.0, times=1, path=CHAT))
         repliers = [RecordingReplier() for _ in range(3)]
         keys = [ConversationKey("test", "w1", f"c{i}") for i in range(3)]
         first = asyncio.create_task(core.handle(message("ask", "slow", key=keys[0]), repliers[0]))

@@ -429,10 +429,14 @@ class SqliteDatabase:
             if conn is None:
                 # Autocommit: `writing` spells its transactions out (BEGIN IMMEDIATE ... COMMIT).
                 conn = await aiosqlite.connect(self._path, isolation_level=None)
-                for pragma in self._pragmas:
-                    await conn.execute(pragma)
-                if self._on_connect is not None:
-                    await self._on_connect(conn)
+                try:
+                    for pragma in self._pragmas:
+                        await conn.execute(pragma)
+                    if self._on_connect is not None:
+                        await self._on_connect(conn)
+                except BaseException:  # (e.g. cancelled meanwhile: not left open, unowned)
+                    await asyncio.shield(conn.close())
+                    raise
                 if which == "reader":
                     self._reader = conn
                 else:
