@@ -15,7 +15,10 @@ from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 
 #: Pending connections the kernel queues for us. aiohttp's default, 128, drops the SYNs of a
 #: larger burst (e.g. Slack events after an outage), and each dropped client waits 1 s to retry.
-LISTEN_BACKLOG = 1024
+#: 1,000 mentions at once are 2,000 connections (each event on its own): 1,024 overflowed in
+#: that burst (tens to hundreds of SYNs dropped a run, acks past 1 s). Linux caps it at
+#: net.core.somaxconn (4,096 since kernel 5.4).
+LISTEN_BACKLOG = 4096
 
 log = logging.getLogger(__name__)
 
