@@ -91,6 +91,7 @@ class SlackAdapter:
         self._drained = False
         if not self.socket_mode and web is not None:
             web.app.router.add_post(EVENTS_PATH, self._events)
+            self.bot.intake.waiting = web.pending_connections
 
     async def start(self) -> None:
         try:
