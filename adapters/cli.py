@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import importlib.metadata
 import logging
 import os
@@ -21,7 +20,7 @@ from adapters.web import WebServer
 from adapters.workers import WorkerSlot, default_workers, supervise, watch_supervisor
 from bot.core import Core
 from bot.logs import configure_logging, log_to_file
-from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store
+from bot.runtime import TokModelEndpoint, open_core, open_stand_in, open_store, settle_gc
 from bot.settings import Settings, SettingsError, load_settings
 from bot.tokmodel.fake import FakeTokModel
 
@@ -318,7 +317,7 @@ async def _run(settings: Settings, worker: WorkerSlot | None = None) -> int:
                 signals.watch(watch_supervisor(signals.first))
             # Everything loaded so far lives as long as the process: keep it out of the
             # garbage collector's full passes, which otherwise pause every ack (bench/: p99).
-            gc.freeze()
+            settle_gc()
             await signals.first.wait()
             await _drain(adapters, core, settings.drain_seconds, signals)
         finally:

@@ -7,6 +7,9 @@ Adapters add their routes before `start`; `/healthz` reports each registered che
 from __future__ import annotations
 
 import logging
+import socket
+import struct
+import sys
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -15,7 +18,16 @@ from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 
 #: Pending connections the kernel queues for us. aiohttp's default, 128, drops the SYNs of a
 #: larger burst (e.g. Slack events after an outage), and each dropped client waits 1 s to retry.
-LISTEN_BACKLOG = 1024
+#: 1,000 mentions at once are 2,000 connections (each event on its own): 1,024 overflowed in
+#: that burst (tens to hundreds of SYNs dropped a run, acks past 1 s). Linux caps it at
+#: net.core.somaxconn (4,096 since kernel 5.4).
+LISTEN_BACKLOG = 4096
+
+#: Linux's struct tcp_info: for a listening socket, `tcpi_unacked` (a u32 after 8 one-byte
+#: fields and 4 u32s) is its accept queue's length.
+TCP_INFO = getattr(socket, "TCP_INFO", 11)
+TCP_INFO_SIZE = 104
+TCPI_UNACKED = 24
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,8 @@ class WebServer:
         self._degradations: dict[str, Degradation] = {}
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        #: Copies of the listening sockets' descriptors, for `pending_connections`.
+        self._listening: list[socket.socket] = []
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics_page)
 
@@ -65,9 +79,26 @@ class WebServer:
         server = site._server  # the bound port, when 0 asked for an ephemeral one
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port
+        self._listening = [socket.fromfd(s.fileno(), s.family, s.type) for s in sockets]
         log.info("web server listening on %s:%s", self._host, self.port)
 
+    def pending_connections(self) -> int:
+        """Connections the kernel has made for us and we have not accepted yet (Linux: a
+        listening socket's TCP_INFO `tcpi_unacked`; 0 elsewhere). uvloop accepts a burst's
+        connections a few at a time, so most of it waits there, unseen by the handlers."""
+        pending = 0
+        for listening in self._listening if sys.platform == "linux" else ():
+            try:
+                info = listening.getsockopt(socket.IPPROTO_TCP, TCP_INFO, TCP_INFO_SIZE)
+            except (OSError, AttributeError):
+                return 0
+            pending += struct.unpack_from("I", info, TCPI_UNACKED)[0]
+        return pending
+
     async def stop(self) -> None:
+        for listening in self._listening:
+            listening.close()
+        self._listening = []
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import gc
 import itertools
 import os
 import socket
@@ -27,7 +26,7 @@ from sqlalchemy import text
 
 from bot.core import Core
 from bot.domain import AnswerControls, Attachment, OutgoingFile, PlatformHelp
-from bot.runtime import TokModelEndpoint, open_core
+from bot.runtime import TokModelEndpoint, open_core, settle_gc
 from bot.settings import Settings, load_settings
 from bot.store import Store
 
@@ -218,7 +217,7 @@ async def bench_core(url: str, **extra: str) -> AsyncIterator[Core]:
         database_url = f"sqlite+aiosqlite:///{Path(folder) / 'bench.db'}"
         settings = bench_settings(url, database_url, **extra)
         async with open_core(settings, TokModelEndpoint(url, BENCH_KEY)) as core:
-            gc.freeze()  # as `tokbot run` does once started (adapters/cli.py)
+            settle_gc()  # as `tokbot run` does once started (adapters/cli.py)
             yield core
 
 

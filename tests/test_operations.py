@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +147,20 @@ def test_the_redactor_keeps_lines_whose_traceback_has_a_percent(
             connecting["message"]
             == "connecting to postgresql+asyncpg://bot:[redacted]@db:5432/tokbot"
         )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="read from Linux's TCP_INFO")
+async def test_the_web_server_counts_connections_it_has_not_accepted_yet() -> None:
+    """What Slack's acks-first intake counts besides requests in progress: connections the
+    kernel made that the event loop has not accepted (nothing yields to it here)."""
+    server = WebServer("127.0.0.1", 0)
+    await server.start()
+    clients = []
+    try:
+        assert server.pending_connections() == 0
+        clients = [socket.create_connection(("127.0.0.1", server.port or 0)) for _ in range(3)]
+        assert server.pending_connections() == 3
+    finally:
+        for client in clients:
+            client.close()
+        await server.stop()

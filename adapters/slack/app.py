@@ -95,6 +95,8 @@ class SlackBot:
         self._workspace: str | None = None
         #: Set by `drain`: no new work starts (HTTP requests get 503 so Slack retries them).
         self.closing = False
+        #: The bot's ids from auth.test, as bolt's context gives them (`signed_in`).
+        self.ids: AsyncBoltContext | None = None
         bolt_logger = logging.getLogger("tokbot.slack.bolt")
         bolt_logger.addFilter(_drop_token_skipped_warning)
         self.app = AsyncApp(
@@ -143,6 +145,21 @@ class SlackBot:
             await ack()
             return
         await self._accept_event(ack, body, cleaned, context, command="ask")
+
+    def signed_in(self, user_id: object, bot_id: object, team_id: object) -> None:
+        """auth.test's answer at start: the ids `mention` gives the listener."""
+        if isinstance(user_id, str) and user_id and isinstance(bot_id, str) and bot_id:
+            self.ids = AsyncBoltContext(
+                bot_user_id=user_id, bot_id=bot_id, team_id=str(team_id or "")
+            )
+
+    async def mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """An `app_mention` the HTTP adapter read and verified itself (bolt's listener and
+        middleware cost more than storing it): as `_on_mention`, returning once it is stored
+        (or refused), when it may be acknowledged."""
+        assert self.ids is not None
+        # (The ack it calls only records a response; the adapter answers with its own.)
+        await self._on_mention(AsyncAck(), body, event, self.ids)  # type: ignore[no-untyped-call]
 
     async def _on_message(
         self, ack: AsyncAck, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Platforms redeliver events for minutes; a week of ids is ample and keeps the table small.
 EVENT_MEMORY_SECONDS = 7 * 24 * 3600
+#: Events of as many conversations being stored at once from which no read ahead begins.
+READ_AHEAD_CROWD = 4
 #: A process alone marks the rows finished within this many seconds done in one statement.
 DONE_FLUSH_SECONDS = 0.05
 
@@ -166,10 +168,14 @@ class Inbox:
 
     def _quiet(self, key: ConversationKey) -> bool:
         """A read ahead may begin: no other process, nothing of the conversation in line or
-        being accepted here, and a database where it takes no connection from the INSERT."""
+        being accepted here, few events being accepted at all (in a burst, the platform's
+        acknowledgements wait on those INSERTs: answer work started beside them only delays
+        the acks, and the answer would wait for them anyway), and a database where it takes no
+        connection from the INSERT."""
         return (
             self._reads_ahead
             and self.alone
+            and len(self._accepting) < READ_AHEAD_CROWD
             and key not in self._lines
             and key not in self._accepting
         )

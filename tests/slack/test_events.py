@@ -9,6 +9,7 @@ import wave
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 
 from adapters.slack.fake import FakeSlack
 from bot.logs import request_id
@@ -293,3 +294,20 @@ async def test_the_adapters_log_lines_carry_the_same_request_id_as_the_cores(
     core_ids = {rid for name, rid in seen if name.startswith("tokbot.tokmodel")}
     assert len(adapter_ids) == 1 and "-" not in adapter_ids
     assert core_ids == adapter_ids
+
+
+async def test_a_mention_that_cannot_be_stored_is_not_acknowledged(bot: Bot) -> None:
+    """The adapter stores an app_mention itself, before bolt: when the database refuses the
+    INSERT, Slack gets an error (and retries), never a 200 for an event nobody kept."""
+    mention = bot.slack.message_event("keep me", mention=True)
+    async with bot.core.store.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE inbox RENAME TO inbox_away"))
+    try:
+        status, _ = await bot.event(mention)
+    finally:
+        async with bot.core.store.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE inbox_away RENAME TO inbox"))
+    assert status == 500
+    assert (await bot.event(mention, retry_num=1))[0] == 200  # Slack's retry
+    [answer] = await bot.replies(1, thread_ts=mention["ts"])
+    assert "keep me" in answer

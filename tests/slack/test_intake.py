@@ -37,3 +37,17 @@ async def test_under_an_endless_crowd_an_answer_waits_no_longer_than_its_patienc
         started = time.monotonic()
         await asyncio.wait_for(intake.turn(), 5)
     assert time.monotonic() - started >= 0.05
+
+
+async def test_connections_not_yet_accepted_count_in_the_crowd() -> None:
+    """On uvloop a burst waits mostly in the kernel's accept queue, while the few requests
+    read are acknowledged at once: those connections make the crowd too."""
+    waiting = 2
+    intake = AckFirst(crowd=3, patience=0.05, waiting=lambda: waiting)
+    with intake.acking():  # one request in progress, two connections behind it
+        started = time.monotonic()
+        await asyncio.wait_for(intake.turn(), 5)
+        assert time.monotonic() - started >= 0.05  # it waited (here: its patience)
+    waiting = 0
+    with intake.acking(), intake.acking():  # (the crowd gone, a mention and its companion)
+        await asyncio.wait_for(intake.turn(), 1)
