@@ -20,7 +20,7 @@ from adapters.discord.client import TokbotClient
 from adapters.discord.fake import FakeDiscord
 from bench.adapter_figures import DISCORD_TOKEN, QUESTION
 from bench.core_figures import direct_call
-from bench.harness import Figure, bench_core, median, percentile, stand_in
+from bench.harness import Figure, ProcessCpu, bench_core, median, percentile, stand_in
 from bot.core import Core
 
 
@@ -145,9 +145,11 @@ async def mention_burst(count: int) -> list[Figure]:
     ):
         await tokmodel.set_latency(0.2)
         await _burst(fake, client, 1, "warm")
-        direct = [await _direct_burst(core, count)]
+        with ProcessCpu() as called:
+            direct = [await _direct_burst(core, count)]
         cpu = time.process_time()
-        wall, answered = await _burst(fake, client, count, "b")
+        with ProcessCpu() as mentioned:
+            wall, answered = await _burst(fake, client, count, "b")
         cpu = time.process_time() - cpu
         direct.append(await _direct_burst(core, count))
     ratio = wall / median(direct)
@@ -164,6 +166,13 @@ async def mention_burst(count: int) -> list[Figure]:
             f"{cpu_ms:.1f} ms",
             "<= 5 ms",
             cpu_ms <= 5,
+        ),
+        Figure("CPU in that burst: each process's", mentioned.summary(wall), "-", None),
+        Figure(
+            f"CPU in the same {count} calls made directly: each process's",
+            called.summary(direct[0]),
+            "-",
+            None,
         ),
     ]
 

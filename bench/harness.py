@@ -129,6 +129,7 @@ _PROCESS_NAMES = {
     "adapters.cli": "TokModel stand-in",
     "adapters.slack.fake": "fake Slack",
     "adapters.discord.fake": "fake Discord",
+    "bench.discord_load": "fake Discord (+ its sender)",
     "bench.mention_load": "load generator",
     "bench.slack_load": "load generator",
 }
