@@ -4,6 +4,7 @@ bursts of mentions. It prints one JSON line with its URLs, then reads commands o
 - `burst COUNT PREFIX`: COUNT people each mention the bot in their own text channel, all at once
   (COUNT MESSAGE_CREATEs on the gateway); prints `{"began": ...}` (the system's monotonic
   clock, shared by every process).
+- `one N PREFIX`: one person mentions the bot in the Nth text channel; prints `{"began": ...}`.
 - `answered`: prints `{"answered": N}`, how many of those mentions have the bot's reply.
 
 Run by `bench.discord_mention_figures.mention_burst`, so the fake's CPU (JSON, websocket frames,
@@ -61,6 +62,13 @@ async def serve(token: str, channels: int) -> None:
             if line[0] == "burst":
                 began = time.monotonic()
                 mentions = await burst(fake, int(line[1]), line[2])
+                print(json.dumps({"began": began}), flush=True)
+            elif line[0] == "one":  # one mention, in the Nth channel (bench.profile_mention)
+                began = time.monotonic()
+                channel = channel_ids(fake, channels)[int(line[1])]
+                mention = f"<@{fake.application_id}> How do we deploy? ({line[2]})"
+                payload = await fake.message(mention, channel_id=channel, mention_bot=True)
+                mentions = [str(payload["id"])]
                 print(json.dumps({"began": began}), flush=True)
             elif line[0] == "answered":
                 replied = {m.reply_to for m in fake.messages.values() if m.reply_to}

@@ -75,6 +75,9 @@ class StreamRenderer:
         self._limit = max(1, replier.max_message_length)
         self._raw = ""  # what TokModel sent, unscrubbed: never shown or stored as it is
         self._text = ""  # what may be shown: scrubbed (and, until finished, held back)
+        # Whether `_text` is `_raw` scrubbed: scrubbing is done when the text is shown or asked
+        # for (`text`), not per delta, which scanned the whole answer again for every piece.
+        self._scrubbed = True
         self._frozen: list[str] = []  # ids of full messages, never edited again
         # The message being edited: id, shown text, its buttons.
         self._open: tuple[str, str, AnswerControls | None] | None = None
@@ -93,6 +96,9 @@ class StreamRenderer:
     @property
     def text(self) -> str:
         """The answer so far as it may be shown or stored."""
+        if not self._scrubbed:
+            self._text = self._redactor.redact_unfinished(self._raw)
+            self._scrubbed = True
         return self._text
 
     @property
@@ -117,7 +123,7 @@ class StreamRenderer:
     def feed(self, delta: str) -> None:
         if delta:
             self._raw += delta
-            self._text = self._redactor.redact_unfinished(self._raw)
+            self._scrubbed = False
             self._dirty.set()
 
     async def finish(
@@ -136,7 +142,7 @@ class StreamRenderer:
                 await self._flusher
             self._flusher = None
         shown = self.answer if complete else self._redactor.redact_unfinished(self._raw)
-        self._text = shown + suffix
+        self._text, self._scrubbed = shown + suffix, True
         if not self._text.strip():
             self._text = "…"  # platforms refuse empty messages
         done = self._controls if feedback else None
@@ -163,7 +169,7 @@ class StreamRenderer:
                 self._last_shown = self._last_edit
                 try:
                     async with self._lock:  # `finish` never cancels it half-way
-                        await self._on_shown(self._text)
+                        await self._on_shown(self.text)
                 except Exception:
                     log.warning("could not save the answer so far", exc_info=True)
 
@@ -173,7 +179,7 @@ class StreamRenderer:
         async with self._lock:
             # The whole text, re-split: a piece may hold more than its share of the text (a code
             # block closed and reopened), and the pieces before the last never change.
-            pieces = split_message(self._text, self._limit)[len(self._frozen) :]
+            pieces = split_message(self.text, self._limit)[len(self._frozen) :]
             for index, piece in enumerate(pieces):
                 controls = last if index == len(pieces) - 1 else None
                 closing = final or index < len(pieces) - 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from bot.conversation import FIRST_PAGE
 from bot.core import Core
 from bot.domain import (
     AnswerControls,
@@ -16,6 +18,7 @@ from bot.domain import (
     ConversationKey,
     Incoming,
     PlatformHelp,
+    Turn,
     TurnKind,
     TurnRole,
     TurnStatus,
@@ -553,6 +556,36 @@ async def test_a_long_history_is_read_in_pages_up_to_the_budget(
     assert 100 < len(users) < 151 and users[-1] == "Alice: summarise"
     assert users[-2].startswith("Alice: note 149")
     assert sum(len(m["content"]) // 4 + 1 for m in sent) <= 2000
+
+
+async def test_a_history_within_the_budget_is_read_whole_in_one_more_page(
+    make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
+) -> None:
+    settings = make_settings(TOKBOT_CONTEXT_BUDGET_TOKENS="6000")
+    async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
+        for index in range(130):
+            await core.store.add_turn(
+                KEY,
+                role=TurnRole.USER,
+                kind=TurnKind.TEXT,
+                content=f"note {index:03d} " + "z" * 36,
+                author=ALICE,
+            )
+        pages: list[int] = []
+        read = core.store.context_turns
+
+        async def counted(*args: Any, **kwargs: Any) -> list[Turn]:
+            turns = await read(*args, **kwargs)
+            pages.append(len(turns))
+            return turns
+
+        core.store.context_turns = counted  # type: ignore[method-assign]
+        await core.handle(message("ask", "summarise"), replier)
+    users = [m["content"] for m in chat_requests(fake)[-1] if m["role"] == "user"]
+    # All 130 fit (~1,800 tokens): after the first page, the rest in one read, sized by the
+    # budget's missing part (not 64, then 128).
+    assert len(users) == 131 and users[0].startswith("Alice: note 000")
+    assert pages == [130 - FIRST_PAGE + 1]
 
 
 async def test_replies_that_concern_only_the_asker_are_private(

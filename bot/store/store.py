@@ -1075,15 +1075,22 @@ def _channel_settings_filter(key: ConversationKey) -> Sequence[Any]:
     )
 
 
+#: Each enum's members by value: a dict look-up, where `TurnRole(value)` goes through the enum
+#: machinery (~1 µs each, three per turn; a 130-turn context read spent 0.25 ms in it).
+_ROLES = {m.value: m for m in TurnRole}
+_KINDS = {m.value: m for m in TurnKind}
+_STATUSES = {m.value: m for m in TurnStatus}
+
+
 def _turn(row: Any) -> Turn:
     return Turn(
         id=row.id,
-        role=TurnRole(row.role),
-        kind=TurnKind(row.kind),
+        role=_ROLES.get(row.role) or TurnRole(row.role),  # (an unknown value still raises)
+        kind=_KINDS.get(row.kind) or TurnKind(row.kind),
         content=row.content,
         author_id=row.author_id,
         author_name=row.author_name,
-        status=TurnStatus(row.status),
+        status=_STATUSES.get(row.status) or TurnStatus(row.status),
         created_at=row.created_at,
         error=row.error,
         platform_message_id=row.platform_message_id,
