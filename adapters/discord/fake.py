@@ -289,8 +289,10 @@ class FakeDiscord:
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
+            # (a close waits for the peer's close frame, 10 s by default: a client that went
+            # without one must not hold up the fake's stop; a CI run saw it exceed 10 s)
             with contextlib.suppress(Exception):
-                await ws.close()
+                await asyncio.wait_for(ws.close(), 1.0)
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = None

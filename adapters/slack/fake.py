@@ -221,7 +221,10 @@ class FakeSlack:
 
     async def stop(self) -> None:
         for socket in list(self._sockets):
-            await socket.close()
+            # (a close waits for the peer's close frame, 10 s by default: bounded, as the
+            # Discord fake's)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(socket.close(), 1.0)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
