@@ -53,6 +53,10 @@ class Terminal:
         self._stdin.close()
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_lines_typed_into_the_fake_discord_reach_the_bot(
     make_settings: Callable[..., Settings], fake: FakeTokModel
 ) -> None:
@@ -62,6 +66,10 @@ async def test_lines_typed_into_the_fake_discord_reach_the_bot(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        # As a shell starts a job: Ctrl-C's signal at its default. An ignored SIGINT stays
+        # ignored across exec, and Python then installs no KeyboardInterrupt (a run of the
+        # suite started in the background by a non-interactive shell has it ignored).
+        preexec_fn=_sigint_default,
     )  # fmt: skip
     terminal = Terminal(process)
     try:
