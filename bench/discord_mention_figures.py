@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,15 @@ from adapters.discord.client import TokbotClient
 from adapters.discord.fake import FakeDiscord
 from bench.adapter_figures import DISCORD_TOKEN, QUESTION
 from bench.core_figures import direct_call
-from bench.harness import Figure, ProcessCpu, bench_core, median, percentile, stand_in
+from bench.harness import (
+    Figure,
+    ProcessCpu,
+    bench_core,
+    child_process,
+    median,
+    percentile,
+    stand_in,
+)
 from bot.core import Core
 
 
@@ -104,22 +111,9 @@ async def mention_overhead(runs: int) -> list[Figure]:
 @asynccontextmanager
 async def fake_process(channels: int) -> AsyncIterator[tuple[asyncio.subprocess.Process, Any]]:
     """The fake Discord in its own process (`bench.discord_load`); yields it and its URLs."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.discord_load", "--token", DISCORD_TOKEN,
-        "--channels", str(channels),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
+    args = ("-m", "bench.discord_load", "--token", DISCORD_TOKEN, "--channels", str(channels))
+    async with child_process(*args) as process:
         yield process, await _reply(process)
-    finally:
-        if process.returncode is None:
-            assert process.stdin is not None
-            process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 async def _command(process: asyncio.subprocess.Process, line: str) -> Any:

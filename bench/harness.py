@@ -124,6 +124,26 @@ async def _stand_in_process(chunk_delay: float) -> AsyncIterator[StandIn]:
         await process.wait()
 
 
+@asynccontextmanager
+async def child_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python *args` with pipes to its stdin and stdout; at the end its stdin is closed (its
+    sign to stop) and it gets 10 s to exit before it is killed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
 #: What each process the bench starts is, by the module it runs (see `ProcessCpu`).
 _PROCESS_NAMES = {
     "adapters.cli": "TokModel stand-in",

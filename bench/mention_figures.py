@@ -11,6 +11,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -90,37 +92,49 @@ async def _seed_thread(store: Store, channel: str, thread_ts: str, turns: int) -
         )
 
 
-async def mention_overhead(runs: int, thread_turns: int = 130) -> list[Figure]:
-    """Added latency of a mention, fresh channel and thread of `thread_turns` stored turns."""
+@asynccontextmanager
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """The fake Slack in this process, Alice known, with no edit or append limit (the bench
+    measures the bot, not Slack's rate limits)."""
     slack = FakeSlack()
     slack.update_limit = slack.append_limit = None
     slack.add_user("U0ALICE", "Alice")
     await slack.start()
-    connector = aiohttp.TCPConnector(force_close=True)  # a new connection per POST, as Slack
     try:
-        async with (
-            stand_in() as tokmodel,
-            slack_bot(tokmodel.url, slack.url) as (core, adapter, url),
-            aiohttp.ClientSession(connector=connector) as http,
-        ):
-            threads = [f"1700000000.{n:06d}" for n in range(runs + 1)]
-            for thread_ts in threads:
-                await _seed_thread(core.store, "C0THREAD", thread_ts, thread_turns)
-            await tokmodel.set_latency(0.2)
-
-            def busy() -> int:
-                return adapter.bot.busy
-
-            await _mention(http, slack, url, busy, "C0WARM")
-            await _mention(http, slack, url, busy, "C0THREAD", threads[-1])
-            await direct_call(core)
-            direct, fresh, threaded = [], [], []
-            for index in range(runs):
-                direct.append(await direct_call(core))
-                fresh.append(await _mention(http, slack, url, busy, f"C0F{index % 10:04d}"))
-                threaded.append(await _mention(http, slack, url, busy, "C0THREAD", threads[index]))
+        yield slack
     finally:
         await slack.stop()
+
+
+def new_connections() -> aiohttp.ClientSession:
+    """A client that opens a new connection per POST, as Slack does."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+async def mention_overhead(runs: int, thread_turns: int = 130) -> list[Figure]:
+    """Added latency of a mention, fresh channel and thread of `thread_turns` stored turns."""
+    async with (
+        fake_slack() as slack,
+        stand_in() as tokmodel,
+        slack_bot(tokmodel.url, slack.url) as (core, adapter, url),
+        new_connections() as http,
+    ):
+        threads = [f"1700000000.{n:06d}" for n in range(runs + 1)]
+        for thread_ts in threads:
+            await _seed_thread(core.store, "C0THREAD", thread_ts, thread_turns)
+        await tokmodel.set_latency(0.2)
+
+        def busy() -> int:
+            return adapter.bot.busy
+
+        await _mention(http, slack, url, busy, "C0WARM")
+        await _mention(http, slack, url, busy, "C0THREAD", threads[-1])
+        await direct_call(core)
+        direct, fresh, threaded = [], [], []
+        for index in range(runs):
+            direct.append(await direct_call(core))
+            fresh.append(await _mention(http, slack, url, busy, f"C0F{index % 10:04d}"))
+            threaded.append(await _mention(http, slack, url, busy, "C0THREAD", threads[index]))
     base = median(direct)
     fresh_ms = (median(fresh) - base) * 1000
     thread_ms = (median(threaded) - base) * 1000
@@ -238,24 +252,17 @@ async def first_visible_text(runs: int) -> list[Figure]:
     the request. Timed from sending the POSTs, so the bot's own work before it asks TokModel
     counts against it."""
     latency, chunk_delay = 0.2, 0.05
-    slack = FakeSlack()
-    slack.update_limit = slack.append_limit = None
-    slack.add_user("U0ALICE", "Alice")
-    await slack.start()
-    connector = aiohttp.TCPConnector(force_close=True)
-    try:
-        async with (
-            stand_in(chunk_delay=chunk_delay) as tokmodel,
-            slack_bot(tokmodel.url, slack.url, TOKBOT_SLACK_STREAMING="native") as (_, a, url),
-            aiohttp.ClientSession(connector=connector) as http,
-        ):
-            await tokmodel.set_latency(latency)
-            shown = [
-                await _first_text(http, slack, url, lambda: a.bot.busy, f"C0V{n:04d}")
-                for n in range(runs + 1)
-            ][1:]  # the first warms up
-    finally:
-        await slack.stop()
+    async with (
+        fake_slack() as slack,
+        stand_in(chunk_delay=chunk_delay) as tokmodel,
+        slack_bot(tokmodel.url, slack.url, TOKBOT_SLACK_STREAMING="native") as (_, a, url),
+        new_connections() as http,
+    ):
+        await tokmodel.set_latency(latency)
+        shown = [
+            await _first_text(http, slack, url, lambda: a.bot.busy, f"C0V{n:04d}")
+            for n in range(runs + 1)
+        ][1:]  # the first warms up
     first = [s - latency - chunk_delay for s in shown]
     p50, p99 = median(first), percentile(first, 99)
     return [

@@ -20,9 +20,9 @@ from adapters.slack.fake import FakeSlack
 from bench import mention_figures
 from bench.adapter_figures import slack_bot
 from bench.core_figures import direct_call
-from bench.harness import stand_in
+from bench.harness import child_process, stand_in
 from bench.mention_load import mention_pair, post_signed
-from bench.profile_mention import _child, _line
+from bench.profile_mention import _line
 
 
 async def _peer() -> None:
@@ -85,7 +85,7 @@ async def compare(runs: int) -> dict[str, list[float]]:
     connector = aiohttp.TCPConnector(force_close=True)
     try:
         async with (
-            _child("-m", "bench.mention_outside", "--peer") as peer,
+            child_process("-m", "bench.mention_outside", "--peer") as peer,
             stand_in() as tokmodel,
             aiohttp.ClientSession(connector=connector) as http,
         ):

@@ -14,14 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
-
 import adapters.slack.app as slack_app
 import adapters.slack.users as slack_users
 import bot.core as core_module
 import bot.handlers.chat as chat
 import bot.streaming as streaming
-from adapters.slack.fake import FakeSlack
 from bench import mention_figures
 from bench.adapter_figures import slack_bot
 from bench.core_figures import direct_call
@@ -100,46 +97,37 @@ async def _idle(core: Any, adapter: Any) -> None:
 
 async def timeline(runs: int) -> dict[str, Any]:
     _instrument()
-    slack = FakeSlack()
-    slack.update_limit = slack.append_limit = None
-    slack.add_user("U0ALICE", "Alice")
-    await slack.start()
-    connector = aiohttp.TCPConnector(force_close=True)
     rows: dict[str, list[dict[str, float]]] = {"fresh": [], "thread": []}
     direct: list[float] = []
-    try:
-        async with (
-            stand_in() as tokmodel,
-            slack_bot(tokmodel.url, slack.url) as (core, adapter, url),
-            aiohttp.ClientSession(connector=connector) as http,
-        ):
-            threads = [f"1700000000.{n:06d}" for n in range(runs + 1)]
-            for thread_ts in threads:
-                await mention_figures._seed_thread(core.store, "C0THREAD", thread_ts, 130)
-            await tokmodel.set_latency(0.2)
+    async with (
+        mention_figures.fake_slack() as slack,
+        stand_in() as tokmodel,
+        slack_bot(tokmodel.url, slack.url) as (core, adapter, url),
+        mention_figures.new_connections() as http,
+    ):
+        threads = [f"1700000000.{n:06d}" for n in range(runs + 1)]
+        for thread_ts in threads:
+            await mention_figures._seed_thread(core.store, "C0THREAD", thread_ts, 130)
+        await tokmodel.set_latency(0.2)
 
-            def busy() -> int:
-                return int(adapter.bot.busy)
+        def busy() -> int:
+            return int(adapter.bot.busy)
 
-            await mention_figures._mention(http, slack, url, busy, "C0WARM")
-            await mention_figures._mention(http, slack, url, busy, "C0THREAD", threads[-1])
-            await _idle(core, adapter)
-            for index in range(runs):
-                direct.append(await direct_call(core))
-                for kind in ("fresh", "thread"):
-                    _marks.clear()
-                    sent = time.monotonic()
-                    channel, thread = (
-                        (f"C0F{index:04d}", None)
-                        if kind == "fresh"
-                        else ("C0THREAD", threads[index])
-                    )
-                    shown = await mention_figures._mention(http, slack, url, busy, channel, thread)
-                    row = {name: (at - sent) * 1000 for name, at in _marks.items()}
-                    rows[kind].append({**row, "shown": shown * 1000})
-                    await _idle(core, adapter)
-    finally:
-        await slack.stop()
+        await mention_figures._mention(http, slack, url, busy, "C0WARM")
+        await mention_figures._mention(http, slack, url, busy, "C0THREAD", threads[-1])
+        await _idle(core, adapter)
+        for index in range(runs):
+            direct.append(await direct_call(core))
+            for kind in ("fresh", "thread"):
+                _marks.clear()
+                sent = time.monotonic()
+                channel, thread = (
+                    (f"C0F{index:04d}", None) if kind == "fresh" else ("C0THREAD", threads[index])
+                )
+                shown = await mention_figures._mention(http, slack, url, busy, channel, thread)
+                row = {name: (at - sent) * 1000 for name, at in _marks.items()}
+                rows[kind].append({**row, "shown": shown * 1000})
+                await _idle(core, adapter)
     return {"direct": statistics.median(direct) * 1000, **rows}
 
 

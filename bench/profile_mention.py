@@ -18,8 +18,7 @@ import asyncio
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -162,24 +161,6 @@ async def _send(url: str, secret: str, team: str) -> None:
             print("ok" if all(acks) else "refused", flush=True)
 
 
-@asynccontextmanager
-async def _child(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            assert process.stdin is not None
-            process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
 async def _line(process: asyncio.subprocess.Process, line: str) -> str:
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(line.encode() + b"\n")
@@ -199,7 +180,7 @@ async def _idle(*groups: Callable[[], Any]) -> None:
 
 async def profile(kind: str, runs: int, html: str | None) -> None:
     from bench.adapter_figures import SLACK_DEFAULTS, slack_bot, slack_process
-    from bench.harness import stand_in
+    from bench.harness import child_process, stand_in
     from bench.mention_figures import _seed_thread
 
     profiler_cls = _profiler()
@@ -211,7 +192,7 @@ async def profile(kind: str, runs: int, html: str | None) -> None:
             async with (
                 slack_process() as slack_url,
                 slack_bot(tokmodel.url, slack_url) as (core, adapter, url),
-                _child(
+                child_process(
                     "-m",
                     "bench.profile_mention",
                     "--send",

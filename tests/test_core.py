@@ -536,19 +536,24 @@ async def test_user_turns_are_stored_before_tokmodel_answers(
     assert ALICE.name in (await core.store.history(KEY))[0].author_name
 
 
+async def _store_notes(core: Core, count: int) -> None:
+    """`count` stored turns of Alice's, about 14 tokens each ("note 000 zzz…")."""
+    for index in range(count):
+        await core.store.add_turn(
+            KEY,
+            role=TurnRole.USER,
+            kind=TurnKind.TEXT,
+            content=f"note {index:03d} " + "z" * 36,
+            author=ALICE,
+        )
+
+
 async def test_a_long_history_is_read_in_pages_up_to_the_budget(
     make_settings: Callable[..., Settings], fake: FakeTokModel, replier: RecordingReplier
 ) -> None:
     settings = make_settings(TOKBOT_CONTEXT_BUDGET_TOKENS="2000")
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
-        for index in range(150):
-            await core.store.add_turn(
-                KEY,
-                role=TurnRole.USER,
-                kind=TurnKind.TEXT,
-                content=f"note {index:03d} " + "z" * 36,
-                author=ALICE,
-            )
+        await _store_notes(core, 150)
         await core.handle(message("ask", "summarise"), replier)
     sent = chat_requests(fake)[-1]
     users = [m["content"] for m in sent if m["role"] == "user"]
@@ -563,14 +568,7 @@ async def test_a_history_within_the_budget_is_read_whole_in_one_more_page(
 ) -> None:
     settings = make_settings(TOKBOT_CONTEXT_BUDGET_TOKENS="6000")
     async with open_core(settings, TokModelEndpoint(fake.url, API_KEY)) as core:
-        for index in range(130):
-            await core.store.add_turn(
-                KEY,
-                role=TurnRole.USER,
-                kind=TurnKind.TEXT,
-                content=f"note {index:03d} " + "z" * 36,
-                author=ALICE,
-            )
+        await _store_notes(core, 130)
         pages: list[int] = []
         read = core.store.context_turns
 

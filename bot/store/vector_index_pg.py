@@ -137,26 +137,28 @@ def _create_table(dims: int) -> list[str]:
     ]
 
 
+def _insert(dims: int, on_conflict: str) -> Any:
+    return text(
+        f"INSERT INTO {table_name(dims)} (source, row_id, scope, model, embedding) "
+        "VALUES (:source, :row_id, CAST(:scope AS text), :model, "
+        f"CAST(CAST(:embedding AS text) AS vector({dims}))) "
+        f"ON CONFLICT (source, row_id) {on_conflict}"
+    )
+
+
 @functools.cache
 def _upsert(dims: int) -> Any:
-    name = table_name(dims)
-    return text(
-        f"INSERT INTO {name} (source, row_id, scope, model, embedding) VALUES (:source, :row_id, "
-        f"CAST(:scope AS text), :model, CAST(CAST(:embedding AS text) AS vector({dims}))) "
-        "ON CONFLICT (source, row_id) DO UPDATE SET scope = excluded.scope, "
-        "model = excluded.model, embedding = excluded.embedding"
+    return _insert(
+        dims,
+        "DO UPDATE SET scope = excluded.scope, model = excluded.model, "
+        "embedding = excluded.embedding",
     )
 
 
 @functools.cache
 def _copy(dims: int) -> Any:
     """The backfill's insert: a copy written meanwhile by `add` is newer, and kept."""
-    name = table_name(dims)
-    return text(
-        f"INSERT INTO {name} (source, row_id, scope, model, embedding) VALUES (:source, :row_id, "
-        f"CAST(:scope AS text), :model, CAST(CAST(:embedding AS text) AS vector({dims}))) "
-        "ON CONFLICT (source, row_id) DO NOTHING"
-    )
+    return _insert(dims, "DO NOTHING")
 
 
 @functools.cache
